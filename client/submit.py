@@ -1,0 +1,88 @@
+"""`supervisor.py submit`: put a job on a queue and, optionally, wait for its final result."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from typing import Any, TextIO
+
+from queues import default_result_queue
+from queues.base import JobQueue, VisibilityChange
+
+EXIT_SUCCEEDED = 0
+EXIT_NOT_SUCCEEDED = 1
+EXIT_NO_RESULT = 4
+SUCCESS_STATUSES = {"succeeded", "alive"}
+
+
+def submit(queue: JobQueue, body: str, *, wait: bool, timeout_s: float | None, out: TextIO = sys.stdout) -> int:
+    reply_queue = None
+    private_reply_queue = False
+    if wait:
+        body, reply_queue, private_reply_queue = _with_reply_queue(queue, body)
+    message_id = queue.send(body)
+    if not wait or reply_queue is None:
+        print(json.dumps({"message_id": message_id, "queue": queue.spec}), file=out)
+        return EXIT_SUCCEEDED
+    try:
+        result = _await_final_result(reply_queue, message_id, timeout_s)
+    finally:
+        if private_reply_queue:
+            _drop(reply_queue)
+    if result is None:
+        print(f"no final result for message {message_id} within {timeout_s} s", file=sys.stderr)
+        return EXIT_NO_RESULT
+    print(json.dumps(result, indent=2), file=out)
+    return EXIT_SUCCEEDED if result.get("status") in SUCCESS_STATUSES else EXIT_NOT_SUCCEEDED
+
+
+def _with_reply_queue(queue: JobQueue, body: str) -> tuple[str, JobQueue, bool]:
+    """Route the result to a private reply queue unless the job already names one."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("reply_to"), str):
+        return body, queue.sibling(data["reply_to"]), False
+    if isinstance(data, dict):
+        reply_name = f"reply-{uuid.uuid4().hex}"
+        data["reply_to"] = reply_name
+        return json.dumps(data), queue.sibling(reply_name), True
+    # Not a JSON object: the worker will reject it and answer on its result queue.
+    return body, default_result_queue(queue), False
+
+
+def _await_final_result(reply_queue: JobQueue, message_id: str, timeout_s: float | None) -> dict[str, Any] | None:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while deadline is None or time.monotonic() < deadline:
+        wait_s = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+        for message in reply_queue.receive(10, wait_s, visibility_timeout=30):
+            result = _parse(message.body)
+            if result is None or result.get("message_id") != message_id:
+                reply_queue.change_visibility([VisibilityChange(message.receipt, 0)])
+                continue
+            reply_queue.delete([message.receipt])
+            if result.get("final", True):
+                return result
+            print(
+                f"attempt {result.get('attempt')} ended in {result.get('status')}: "
+                f"{(result.get('error') or {}).get('message')}; the job will be retried",
+                file=sys.stderr,
+            )
+    return None
+
+
+def _parse(body: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _drop(queue: JobQueue) -> None:
+    drop = getattr(queue, "drop", None)
+    if callable(drop):
+        drop()

@@ -1,0 +1,201 @@
+"""The command line: `supervisor.py [OPTIONS] native ...` and `supervisor.py submit ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from client.submit import submit
+from config.logs import LOG_FORMATS, configure_logging
+from pool.settings import ChildSettings
+from pool.supervisor import Supervisor, SupervisorSettings
+from queues import default_queue_spec, default_result_queue, default_state_dir, open_queue
+
+log = logging.getLogger(__name__)
+EXIT_USAGE = 2
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    state = default_state_dir()
+    parser = argparse.ArgumentParser(
+        prog="supervisor.py",
+        description="api-worker: run JSON job messages from a queue in a fixed pool of child processes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="number of child processes, i.e. jobs run at once",
+    )
+    parser.add_argument(
+        "--queue", default=default_queue_spec(), help="jobs queue: local:PATH[#NAME] for the embedded queue"
+    )
+    parser.add_argument(
+        "--result-queue", default=None, help="where results go (default: the jobs queue's companion 'results' queue)"
+    )
+    parser.add_argument(
+        "--scratch-dir", type=Path, default=state / "scratch", help="parent of the per-job directories; one per worker"
+    )
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default="json", help="log lines as JSON objects or as text"
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lowest level logged"
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=_positive_float,
+        default=60.0,
+        help="seconds a received message stays hidden; extended while its job runs",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=3,
+        help="attempts before a job failing with a system error is reported final",
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=_positive_float,
+        default=10.0,
+        help="seconds before a job that hit a system error is retried; doubles each attempt",
+    )
+    parser.add_argument(
+        "--file-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="directory that file:// URIs may read and write (repeatable); none: file:// is refused",
+    )
+    parser.add_argument(
+        "--kill-grace",
+        type=_positive_float,
+        default=10.0,
+        help="seconds between SIGTERM and SIGKILL when a job is stopped",
+    )
+    commands = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
+
+    native = commands.add_parser(
+        "native",
+        help="run each job's arguments after a fixed command on this host",
+        description="Run jobs natively: argv = CMD [ARG...] followed by the message's arguments. "
+        'CMD may also be one JSON list, e.g. \'["python", "my_script.py"]\'.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    native.add_argument("--service", default=None, help="the service name jobs must carry (default: accept any)")
+    native.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="environment variable passed on to jobs (repeatable); jobs get only PATH, LANG, LC_ALL, TZ otherwise",
+    )
+    native.add_argument(
+        "program", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]", help="the command every job runs"
+    )
+
+    submit = commands.add_parser(
+        "submit",
+        help="enqueue a job message from a file or stdin",
+        description="Enqueue a job message. With --wait, print the job's final result and exit 0 if it succeeded "
+        "(1 if it did not, 4 if no result came in time).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    submit.add_argument(
+        "--queue", dest="submit_queue", default=None, help="queue to send to (default: the global --queue)"
+    )
+    submit.add_argument("--wait", action="store_true", help="wait for the job's final result and print it")
+    submit.add_argument(
+        "--timeout", type=_positive_float, default=None, help="seconds to wait with --wait (default: no limit)"
+    )
+    submit.add_argument("file", help="the job message file, or - for stdin")
+    return parser
+
+
+def parse_program(words: Sequence[str]) -> list[str]:
+    """`-- CMD ARG...` or the seed's single JSON list `'["python", "x.py"]'`."""
+    words = list(words)
+    if words and words[0] == "--":
+        words = words[1:]
+    if len(words) == 1 and words[0].lstrip().startswith("["):
+        try:
+            program = json.loads(words[0])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the command is not a valid JSON list: {exc}") from None
+        if not isinstance(program, list) or not program or not all(isinstance(w, str) for w in program):
+            raise ValueError("the command's JSON form must be a non-empty list of strings")
+        return program
+    if not words:
+        raise ValueError("native needs the command to run, e.g. native -- python my_script.py")
+    return words
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    configure_logging(options.log_format, options.log_level)
+    try:
+        if options.command_name == "submit":
+            return _submit(options)
+        return _serve(options)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return EXIT_USAGE
+
+
+def _submit(options: argparse.Namespace) -> int:
+    queue = open_queue(options.submit_queue or options.queue)
+    body = sys.stdin.read() if options.file == "-" else Path(options.file).read_text(encoding="utf-8")
+    return submit(queue, body, wait=options.wait, timeout_s=options.timeout)
+
+
+def _serve(options: argparse.Namespace) -> int:
+    program = parse_program(options.program)
+    job_queue = open_queue(options.queue)
+    result_queue = open_queue(options.result_queue) if options.result_queue else default_result_queue(job_queue)
+    if options.service is None:
+        log.warning("no --service given: jobs for any service name are accepted")
+    if not options.file_root:
+        log.info("no --file-root given: file:// URIs are refused")
+    child = ChildSettings(
+        worker_kind="native",
+        service=options.service,
+        base_command=tuple(program),
+        scratch_dir=options.scratch_dir.absolute(),
+        queue_spec=job_queue.spec,
+        supervisor_pid=os.getpid(),
+        max_attempts=options.max_attempts,
+        log_format=options.log_format,
+        log_level=options.log_level,
+        file_roots=tuple(root.absolute() for root in options.file_root),
+        pass_env=tuple(options.pass_env),
+        kill_grace_s=options.kill_grace,
+    )
+    settings = SupervisorSettings(
+        workers=options.workers,
+        visibility_timeout=options.visibility_timeout,
+        poll_wait_s=1.0,
+        retry_delay_s=options.retry_delay,
+        child=child,
+    )
+    return Supervisor(settings, job_queue, result_queue).run()

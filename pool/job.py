@@ -1,0 +1,130 @@
+"""One job from message to result: validate, stage in, run, stage out, clean up."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pool.assignment import JobAssignment, JobReport
+from pool.settings import ChildSettings
+from protocol.request import JobRequest, RequestRejected, parse_request, peek_field
+from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
+from queues import open_queue
+from runners.argv import build_argv
+from runners.native import NativeRunner
+from runners.process import RunnerFault, RunSpec
+from staging.errors import StagingFault, StagingRejected
+from staging.file_store import LocalFileStore
+from staging.stager import Stager
+from staging.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class JobExecutor:
+    def __init__(self, settings: ChildSettings) -> None:
+        self.settings = settings
+        self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid)
+        self.stager = Stager({"file": LocalFileStore(list(settings.file_roots))})
+        self.runner = NativeRunner(settings.pass_env, settings.kill_grace_s)
+        self._resolve_reply_to = open_queue(settings.queue_spec).sibling
+
+    def execute(self, assignment: JobAssignment) -> JobReport:
+        started = datetime.now(UTC)
+        clock = time.monotonic()
+        result = JobResult(
+            id=assignment.message_id,
+            message_id=assignment.message_id,
+            status=Status.ERROR,
+            worker=self.identity,
+            attempt=assignment.receive_count,
+            started_at=utc_timestamp(started),
+        )
+        # Read leniently first, so that even a rejection reaches the client's reply queue.
+        reply_to = self._usable_reply_to(assignment.body)
+        result.id = peek_field(assignment.body, "id") or assignment.message_id
+        result.service, result.queue = peek_field(assignment.body, "service"), peek_field(assignment.body, "queue")
+        try:
+            request = parse_request(assignment.body)
+            self._check_addressed_to_us(request)
+            self._run(request, result)
+        except RequestRejected as exc:
+            _fail(result, Status.REJECTED, "invalid_request", str(exc))
+        except StagingRejected as exc:
+            _fail(result, Status.REJECTED, "staging", str(exc))
+        except StagingFault as exc:
+            _fail(result, Status.ERROR, "staging", str(exc))
+        except RunnerFault as exc:
+            _fail(result, Status.ERROR, "runner", str(exc))
+        except Exception as exc:  # a bug must cost one job, never the child
+            log.exception("job failed unexpectedly", extra={"job_id": result.id})
+            _fail(result, Status.ERROR, "internal", f"{type(exc).__name__}: {exc}")
+        result.finished_at = utc_timestamp()
+        result.duration_s = round(time.monotonic() - clock, 3)
+        result.final = result.status != Status.ERROR or assignment.receive_count >= self.settings.max_attempts
+        return JobReport(assignment.message_id, result.to_json(), str(result.status), result.id, reply_to)
+
+    def _usable_reply_to(self, body: str) -> str | None:
+        name = peek_field(body, "reply_to", max_length=2048)
+        if name is None:
+            return None
+        try:
+            self._resolve_reply_to(name)
+        except ValueError:
+            return None
+        return name
+
+    def _check_addressed_to_us(self, request: JobRequest) -> None:
+        if request.queue != self.settings.worker_kind:
+            raise RequestRejected(
+                "queue", f"this worker runs {self.settings.worker_kind!r} jobs, not {request.queue!r}"
+            )
+        if self.settings.service is not None and request.service != self.settings.service:
+            raise RequestRejected("service", f"this worker serves {self.settings.service!r}, not {request.service!r}")
+        if request.reply_to is not None:
+            _check(lambda: self._resolve_reply_to(request.reply_to or ""), "reply_to")
+
+    def _run(self, request: JobRequest, result: JobResult) -> None:
+        if request.test:
+            result.status = Status.ALIVE
+            return
+        assert request.command is not None
+        workspace = Workspace.create(self.settings.scratch_dir)
+        try:
+            staged = self.stager.stage_in(request.command, workspace)
+            argv = build_argv(self.settings.base_command, request.command.arguments, staged.argument_values)
+            outcome = self.runner.run(
+                RunSpec(
+                    argv, workspace.root, staged.stdin_path, staged.stdout_path, staged.stderr_path, request.timeout
+                )
+            )
+            result.exit_code, result.signal, result.usage = outcome.exit_code, outcome.signal, outcome.usage
+            if outcome.timed_out:
+                _fail(result, Status.TIMEOUT, "timeout", f"the job ran longer than {request.timeout} s")
+            elif outcome.exit_code == 0:
+                result.status = Status.SUCCEEDED
+            else:
+                how = f"exit code {outcome.exit_code}" if outcome.signal is None else f"signal {outcome.signal}"
+                _fail(result, Status.FAILED, "exit", f"the command ended with {how}")
+            report = self.stager.stage_out(staged, workspace)
+            result.outputs, result.skipped = report.uploaded, report.skipped
+            if staged.stdout_uri is None:
+                result.stdout = staged.stdout_path.read_text(encoding="utf-8", errors="replace")
+            if staged.stderr_uri is None:
+                result.stderr = staged.stderr_path.read_text(encoding="utf-8", errors="replace")
+        finally:
+            workspace.remove()
+
+
+def _check(action: Callable[[], object], field: str) -> None:
+    try:
+        action()
+    except ValueError as exc:
+        raise RequestRejected(field, str(exc)) from None
+
+
+def _fail(result: JobResult, status: Status, kind: str, message: str) -> None:
+    result.status = status
+    result.error = ErrorInfo(kind, message)

@@ -1,0 +1,22 @@
+"""Everything a pool child needs to run jobs; picklable, fixed at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ChildSettings:
+    worker_kind: str
+    service: str | None
+    base_command: tuple[str, ...]
+    scratch_dir: Path
+    queue_spec: str
+    supervisor_pid: int
+    max_attempts: int
+    log_format: str
+    log_level: str
+    file_roots: tuple[Path, ...] = ()
+    pass_env: tuple[str, ...] = ()
+    kill_grace_s: float = 10.0

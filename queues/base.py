@@ -1,0 +1,51 @@
+"""The queue interface the supervisor relies on: SQS semantics, whatever the backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    message_id: str
+    receipt: str
+    body: str
+    receive_count: int
+
+
+@dataclass(frozen=True)
+class VisibilityChange:
+    receipt: str
+    timeout_s: float
+
+
+class QueueError(Exception):
+    """The queue backend could not do what was asked (a system fault, retryable)."""
+
+
+class JobQueue(Protocol):
+    @property
+    def spec(self) -> str:
+        """The queue's address as given on the command line."""
+        ...
+
+    def send(self, body: str) -> str:
+        """Enqueue a message; return its message id."""
+        ...
+
+    def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
+        """Take up to `max_messages`, hidden for `visibility_timeout` s; wait up to `wait_seconds`."""
+        ...
+
+    def delete(self, receipts: Sequence[str]) -> None: ...
+
+    def change_visibility(self, changes: Sequence[VisibilityChange]) -> None: ...
+
+    def sibling(self, name: str) -> JobQueue:
+        """Another queue of the same backend, e.g. the one a message's `reply_to` names.
+
+        Raise ValueError naming the problem when `name` is not acceptable to this backend.
+        """
+        ...

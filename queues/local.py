@@ -1,0 +1,160 @@
+"""The embedded local queue: SQLite in WAL mode, with the SQS semantics of queues.base.
+
+Several named queues live in one database file (the jobs queue, its results queue,
+private reply queues). Every state change is one transaction, so a worker killed with
+SIGKILL loses nothing: a received message simply becomes visible again when its
+visibility timeout lapses.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from queues.base import QueueError, ReceivedMessage, VisibilityChange
+
+DEFAULT_QUEUE_NAME = "jobs"
+RESULTS_QUEUE_NAME = "results"
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+_POLL_INTERVAL_S = 0.02
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    visible_at REAL NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
+"""
+
+
+def check_queue_name(name: str) -> None:
+    if not _NAME_PATTERN.match(name):
+        raise ValueError(f"local queue name {name!r} must be 1-80 characters of letters, digits, '.', '_' or '-'")
+
+
+class LocalQueue:
+    """One named queue in a SQLite file. Safe to share between threads."""
+
+    def __init__(self, path: Path, name: str = DEFAULT_QUEUE_NAME) -> None:
+        check_queue_name(name)
+        self.path = path
+        self.name = name
+        self._local = threading.local()
+
+    @property
+    def spec(self) -> str:
+        suffix = "" if self.name == DEFAULT_QUEUE_NAME else f"#{self.name}"
+        return f"local:{self.path}{suffix}"
+
+    def sibling(self, name: str) -> LocalQueue:
+        return LocalQueue(self.path, name)
+
+    def _db(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                connection.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a committed change survives a crash of any process;
+                # only a power loss may roll back the last transactions.
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                raise QueueError(f"cannot open local queue {self.path}: {exc}") from exc
+            self._local.connection = connection
+        return connection
+
+    def send(self, body: str) -> str:
+        message_id = str(uuid.uuid4())
+        now = time.time()
+        self._execute(
+            "INSERT INTO messages (queue, message_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
+            (self.name, message_id, body, now, now),
+        )
+        return message_id
+
+    def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            messages = self._receive_now(max_messages, visibility_timeout)
+            if messages or time.monotonic() >= deadline:
+                return messages
+            time.sleep(_POLL_INTERVAL_S)
+
+    def _receive_now(self, max_messages: int, visibility_timeout: float) -> list[ReceivedMessage]:
+        if max_messages <= 0:
+            return []
+        now = time.time()
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute(
+                "SELECT seq FROM messages WHERE queue = ? AND visible_at <= ? ORDER BY seq LIMIT ?",
+                (self.name, now, max_messages),
+            ).fetchall()
+            received = []
+            for (seq,) in rows:
+                receipt = uuid.uuid4().hex
+                message_id, body, count = db.execute(
+                    "UPDATE messages SET visible_at = ?, receive_count = receive_count + 1, receipt = ?"
+                    " WHERE seq = ? RETURNING message_id, body, receive_count",
+                    (now + visibility_timeout, receipt, seq),
+                ).fetchone()
+                received.append(ReceivedMessage(message_id, receipt, body, count))
+            db.execute("COMMIT")
+            return received
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise QueueError(f"receive from {self.spec} failed: {exc}") from exc
+
+    def delete(self, receipts: Sequence[str]) -> None:
+        self._execute_many(
+            "DELETE FROM messages WHERE queue = ? AND receipt = ?",
+            [(self.name, receipt) for receipt in receipts],
+        )
+
+    def change_visibility(self, changes: Sequence[VisibilityChange]) -> None:
+        now = time.time()
+        self._execute_many(
+            "UPDATE messages SET visible_at = ? WHERE queue = ? AND receipt = ?",
+            [(now + change.timeout_s, self.name, change.receipt) for change in changes],
+        )
+
+    def count(self) -> int:
+        """How many messages the queue holds, visible or not."""
+        row = self._db().execute("SELECT COUNT(*) FROM messages WHERE queue = ?", (self.name,))
+        return int(row.fetchone()[0])
+
+    def drop(self) -> None:
+        """Delete every message of this queue (used for private reply queues)."""
+        self._execute("DELETE FROM messages WHERE queue = ?", (self.name,))
+
+    def _execute(self, sql: str, parameters: tuple[object, ...]) -> None:
+        self._execute_many(sql, [parameters])
+
+    def _execute_many(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        if not rows:
+            return
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(sql, rows)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise QueueError(f"{sql.split(maxsplit=1)[0].lower()} on {self.spec} failed: {exc}") from exc

@@ -1,0 +1,81 @@
+"""`file://` URIs, confined to the directories the operator allows (`--file-root`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from staging.errors import StagingFault, StagingRejected
+from staging.stores import StoredObject
+from staging.uris import ObjectUri
+
+
+class LocalFileStore:
+    def __init__(self, roots: list[Path]) -> None:
+        self.roots = [root.resolve() for root in roots]
+
+    def _allowed_path(self, uri: ObjectUri) -> Path:
+        """The real path behind `uri`, refused unless it lies inside an allowed root."""
+        if not self.roots:
+            raise StagingRejected(f"{uri}: file:// URIs are disabled on this worker (no --file-root)")
+        path = Path(os.path.realpath("/" + uri.key))
+        if not any(path.is_relative_to(root) for root in self.roots):
+            raise StagingRejected(f"{uri}: outside the worker's allowed file roots")
+        return path
+
+    def stat(self, uri: ObjectUri) -> StoredObject:
+        path = self._allowed_path(uri)
+        if not path.is_file():
+            raise StagingRejected(f"{uri}: no such file")
+        return StoredObject(uri, path.stat().st_size)
+
+    def list_prefix(self, prefix: ObjectUri) -> list[StoredObject]:
+        directory_key, _, name_start = ("/" + prefix.key).rpartition("/")
+        directory_key = directory_key.removeprefix("/")
+        directory = ObjectUri(prefix.scheme, prefix.bucket, directory_key + "/" if directory_key else "")
+        base = self._allowed_path(directory)
+        found: list[StoredObject] = []
+        if not base.is_dir():
+            return found
+        for current, dirnames, filenames in os.walk(base):
+            relative_dir = os.path.relpath(current, base)
+            dirnames.sort()
+            for filename in sorted(filenames):
+                relative = filename if relative_dir == "." else f"{relative_dir}/{filename}"
+                if not relative.startswith(name_start):
+                    continue
+                uri = ObjectUri(prefix.scheme, prefix.bucket, directory.key + relative)
+                try:
+                    found.append(self.stat(uri))
+                except StagingRejected:
+                    continue  # a link leading out of the allowed roots, or a special file
+        return found
+
+    def authorize_upload(self, destination: ObjectUri) -> None:
+        self._allowed_path(destination)
+
+    def download(self, source: StoredObject, destination: Path) -> None:
+        path = self._allowed_path(source.uri)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(destination.name + ".partial")
+        try:
+            shutil.copyfile(path, partial)
+            if partial.stat().st_size != source.size:
+                raise StagingFault(f"{source.uri}: changed size while being copied")
+            partial.rename(destination)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise StagingFault(f"{source.uri}: copy failed: {exc}") from exc
+
+    def upload(self, source: Path, destination: ObjectUri) -> int:
+        target = self._allowed_path(destination)
+        partial = target.with_name(target.name + f".partial-{os.getpid()}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, partial)
+            partial.rename(target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise StagingFault(f"{destination}: write failed: {exc}") from exc
+        return target.stat().st_size

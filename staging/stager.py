@@ -1,0 +1,194 @@
+"""Stage a job's files in before the run and out after it.
+
+Inputs (argument files, `stdin`, `command.input` prefixes) are fetched into the job's
+`in/` mirror; outputs are taken from its `out/` mirror. Every path the command sees is
+inside the job directory, and nothing outside it is ever uploaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from protocol.request import Command, Stream
+from protocol.result import SkippedPath, UploadedObject
+from staging.errors import StagingRejected
+from staging.stores import ObjectStore, StoredObject
+from staging.uris import ObjectUri, mirror_path, parse_uri
+from staging.workspace import Workspace
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class StagedJob:
+    """What the runner needs, and what stage-out must collect afterwards."""
+
+    argument_values: list[str]
+    stdin_path: Path
+    stdout_path: Path
+    stderr_path: Path
+    stdout_uri: ObjectUri | None = None
+    stderr_uri: ObjectUri | None = None
+    output_files: list[tuple[Path, ObjectUri]] = field(default_factory=list)
+    output_prefixes: list[ObjectUri] = field(default_factory=list)
+
+
+@dataclass
+class StageOutReport:
+    uploaded: list[UploadedObject] = field(default_factory=list)
+    skipped: list[SkippedPath] = field(default_factory=list)
+
+
+class Stager:
+    def __init__(self, stores: Mapping[str, ObjectStore]) -> None:
+        self.stores = stores
+
+    def _store(self, uri: ObjectUri) -> ObjectStore:
+        store = self.stores.get(uri.scheme)
+        if store is None:
+            raise StagingRejected(f"{uri}: {uri.scheme}:// is not enabled on this worker")
+        return store
+
+    def stage_in(self, command: Command, workspace: Workspace) -> StagedJob:
+        downloads: list[tuple[StoredObject, Path]] = []
+        staged = StagedJob(
+            argument_values=[],
+            stdin_path=workspace.streams / "stdin",
+            stdout_path=workspace.streams / "stdout",
+            stderr_path=workspace.streams / "stderr",
+        )
+        for index, argument in enumerate(command.arguments):
+            where = f"command.arguments[{index}].value"
+            if argument.type == "parameter":
+                staged.argument_values.append(argument.text)
+            elif argument.type == "input":
+                uri = _parse(where, argument.text)
+                stored = _ask(where, self._store(uri).stat, uri)
+                local = _mirror(where, workspace.inputs, uri)
+                downloads.append((stored, local))
+                staged.argument_values.append(str(local))
+            else:
+                uri = _parse(where, argument.text)
+                _ask(where, self._store(uri).authorize_upload, uri)
+                local = _mirror(where, workspace.outputs, uri)
+                local.parent.mkdir(parents=True, exist_ok=True)
+                staged.output_files.append((local, uri))
+                staged.argument_values.append(str(local))
+
+        for index, text in enumerate(command.input):
+            where = f"command.input[{index}]"
+            prefix = _parse(where, text, prefix=True)
+            found = _ask(where, self._store(prefix).list_prefix, prefix)
+            if not found:
+                raise StagingRejected(f"{where}: no objects match the prefix {text}")
+            downloads.extend((stored, _mirror(where, workspace.inputs, stored.uri)) for stored in found)
+
+        for index, text in enumerate(command.output):
+            where = f"command.output[{index}]"
+            prefix = _parse(where, text, prefix=True)
+            _ask(where, self._store(prefix).authorize_upload, prefix)
+            _mirror(where, workspace.outputs, _directory_of(prefix)).mkdir(parents=True, exist_ok=True)
+            staged.output_prefixes.append(prefix)
+
+        staged.stdout_uri = self._stream_destination("command.stdout.value", command.stdout)
+        staged.stderr_uri = self._stream_destination("command.stderr.value", command.stderr)
+        self._stage_stdin(command.stdin, staged.stdin_path, downloads)
+
+        for stored, local in downloads:
+            self._store(stored.uri).download(stored, local)
+        log.debug("staged in", extra={"objects": len(downloads), "bytes": sum(s.size for s, _ in downloads)})
+        return staged
+
+    def _stream_destination(self, where: str, stream: Stream | None) -> ObjectUri | None:
+        if stream is None or stream.type == "pipe" or stream.value is None:
+            return None
+        uri = _parse(where, stream.value)
+        _ask(where, self._store(uri).authorize_upload, uri)
+        return uri
+
+    def _stage_stdin(self, stream: Stream | None, path: Path, downloads: list[tuple[StoredObject, Path]]) -> None:
+        if stream is not None and stream.type == "uri" and stream.value is not None:
+            where = "command.stdin.value"
+            uri = _parse(where, stream.value)
+            downloads.append((_ask(where, self._store(uri).stat, uri), path))
+        else:
+            data = stream.value if stream is not None and stream.value is not None else ""
+            path.write_text(data, encoding="utf-8")
+
+    def stage_out(self, staged: StagedJob, workspace: Workspace) -> StageOutReport:
+        """Upload whatever the command produced; raise StagingFault on a storage failure."""
+        report = StageOutReport()
+        done: set[Path] = set()
+        for local, uri in self._produced_files(staged, workspace, report):
+            real = Path(os.path.realpath(local))
+            if real in done:
+                continue
+            if not real.is_relative_to(workspace.root):
+                report.skipped.append(SkippedPath(str(uri), "links outside the job directory"))
+                log.warning("refused an output that links outside the job directory", extra={"uri": str(uri)})
+                continue
+            if not real.is_file():
+                report.skipped.append(SkippedPath(str(uri), "not a regular file"))
+                continue
+            size = self._store(uri).upload(real, uri)
+            report.uploaded.append(UploadedObject(str(uri), size))
+            done.add(real)
+        return report
+
+    def _produced_files(
+        self, staged: StagedJob, workspace: Workspace, report: StageOutReport
+    ) -> list[tuple[Path, ObjectUri]]:
+        produced: list[tuple[Path, ObjectUri]] = []
+        for local, uri in ((staged.stdout_path, staged.stdout_uri), (staged.stderr_path, staged.stderr_uri)):
+            if uri is not None:
+                produced.append((local, uri))
+        for local, uri in staged.output_files:
+            if os.path.lexists(local):
+                produced.append((local, uri))
+            else:
+                report.skipped.append(SkippedPath(str(uri), "not produced by the command"))
+        for prefix in staged.output_prefixes:
+            directory = _directory_of(prefix)
+            local_directory = mirror_path(workspace.outputs, directory)
+            name_start = prefix.key.removeprefix(directory.key)
+            for current, dirnames, filenames in os.walk(local_directory):
+                dirnames.sort()
+                relative_dir = os.path.relpath(current, local_directory)
+                for filename in sorted(filenames):
+                    relative = filename if relative_dir == "." else f"{relative_dir}/{filename}"
+                    if relative.startswith(name_start):
+                        produced.append((Path(current) / filename, directory.child(relative)))
+        return produced
+
+
+def _directory_of(prefix: ObjectUri) -> ObjectUri:
+    """`s3://b/path/to/poly` -> `s3://b/path/to/`; a `/`-ended prefix is its own directory."""
+    if prefix.is_directory_prefix:
+        return prefix
+    head, _, _ = prefix.key.rpartition("/")
+    return ObjectUri(prefix.scheme, prefix.bucket, head + "/" if head else "")
+
+
+def _parse(where: str, text: str, *, prefix: bool = False) -> ObjectUri:
+    try:
+        return parse_uri(text, prefix=prefix)
+    except StagingRejected as exc:
+        raise StagingRejected(f"{where}: {exc}") from None
+
+
+def _mirror(where: str, root: Path, uri: ObjectUri) -> Path:
+    return _ask(where, mirror_path, root, uri)
+
+
+def _ask(where: str, action: Callable[..., T], *arguments: Any) -> T:
+    """Call `action`, naming the message field in any rejection it raises."""
+    try:
+        return action(*arguments)
+    except StagingRejected as exc:
+        raise StagingRejected(f"{where}: {exc}") from None

@@ -1,0 +1,78 @@
+"""The per-job scratch directory and its layout."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+JOB_DIR_PREFIX = "job-"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """`in/` mirrors inputs, `out/` collects outputs, `io/` holds the standard streams."""
+
+    root: Path
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "in"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "out"
+
+    @property
+    def streams(self) -> Path:
+        return self.root / "io"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @classmethod
+    def create(cls, scratch_dir: Path) -> Workspace:
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX, dir=scratch_dir)).resolve()
+        workspace = cls(root)
+        for directory in (workspace.inputs, workspace.outputs, workspace.streams, workspace.tmp):
+            directory.mkdir()
+        return workspace
+
+    def remove(self) -> None:
+        remove_tree(self.root)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a job directory even where the job left read-only files or directories."""
+
+    def make_writable_and_retry(function, failed_path, _exc_info):  # type: ignore[no-untyped-def]
+        parent = os.path.dirname(failed_path)
+        os.chmod(parent, os.stat(parent).st_mode | stat.S_IWUSR | stat.S_IXUSR)
+        if not os.path.islink(failed_path) and os.path.isdir(failed_path):
+            os.chmod(failed_path, stat.S_IRWXU)
+        function(failed_path)
+
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
+def remove_stale_workspaces(scratch_dir: Path) -> int:
+    """Remove job directories left by a previous run; return how many there were."""
+    if not scratch_dir.is_dir():
+        return 0
+    removed = 0
+    for entry in scratch_dir.iterdir():
+        if entry.name.startswith(JOB_DIR_PREFIX) and entry.is_dir() and not entry.is_symlink():
+            remove_tree(entry)
+            removed += 1
+    if removed:
+        log.info("removed stale job directories", extra={"count": removed, "scratch_dir": str(scratch_dir)})
+    return removed
