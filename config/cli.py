@@ -194,7 +194,7 @@ def _serve(options: argparse.Namespace) -> int:
     settings = SupervisorSettings(
         workers=options.workers,
         visibility_timeout=options.visibility_timeout,
-        poll_wait_s=1.0,
+        poll_wait_s=0.25,  # the embedded queue is polled locally; a short wait keeps shutdown quick
         retry_delay_s=options.retry_delay,
         child=child,
     )

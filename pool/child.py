@@ -40,4 +40,8 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int) -> No
             "job started",
             extra={"slot": slot, "message_id": assignment.message_id, "attempt": assignment.receive_count},
         )
-        connection.send(executor.execute(assignment))
+        report = executor.execute(assignment)
+        try:
+            connection.send(report)
+        except OSError:
+            return  # the supervisor is gone; the message comes back after its visibility timeout

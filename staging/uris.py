@@ -6,11 +6,15 @@ Keys that could leave the root (`..`, `.`, empty segments, absolute keys, NUL) a
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from staging.errors import StagingRejected
+
+_BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,8 @@ def parse_uri(text: str, *, prefix: bool = False) -> ObjectUri:
         raise StagingRejected(f"{text}: query strings and fragments are not supported")
     if parts.scheme == "s3":
         bucket, key = parts.netloc, parts.path.removeprefix("/")
-        if not bucket:
-            raise StagingRejected(f"{text}: names no bucket")
+        if not _BUCKET.match(bucket) or bucket in (".", ".."):
+            raise StagingRejected(f"{text}: names no valid bucket")
     elif parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise StagingRejected(f"{text}: file URIs must be local (file:///path)")
@@ -72,7 +76,7 @@ def _check_key(text: str, key: str, *, prefix: bool) -> None:
 
 def mirror_path(root: Path, uri: ObjectUri) -> Path:
     """The local path of `uri` under `root`, guaranteed to stay inside it."""
-    path = root.joinpath(*uri.mirror_parts())
-    if not path.is_relative_to(root):
+    path = Path(os.path.normpath(root.joinpath(*uri.mirror_parts())))
+    if not path.is_relative_to(root) or path == root:
         raise StagingRejected(f"{uri}: would leave the job directory")
     return path

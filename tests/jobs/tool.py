@@ -1,0 +1,37 @@
+"""A small command the tests run as a job: each flag exercises one thing the worker does."""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--infile", action="append", default=[])
+parser.add_argument("--outfile")
+parser.add_argument("--out-prefix", help="write PREFIX.a and PREFIX.b")
+parser.add_argument("--started", help="create this file once running")
+parser.add_argument("--sleep", type=float, default=0)
+parser.add_argument("--exit", type=int, default=0)
+parser.add_argument("--print-env", action="store_true")
+parser.add_argument("--symlink", nargs=2, metavar=("TARGET", "LINK"))
+options = parser.parse_args()
+
+data = sys.stdin.read()
+sys.stdout.write(data.upper())
+sys.stderr.write(f"tool ran in {os.getcwd()}\n")
+contents = "".join(Path(name).read_text() for name in options.infile)
+if options.outfile:
+    Path(options.outfile).write_text(contents.upper() or "empty\n")
+if options.out_prefix:
+    Path(options.out_prefix + ".a").write_text("a\n")
+    Path(options.out_prefix + ".b").write_text("b\n")
+if options.symlink:
+    os.symlink(options.symlink[0], options.symlink[1])
+if options.print_env:
+    for name in sorted(os.environ):
+        print(f"{name}={os.environ[name]}")
+if options.started:
+    Path(options.started).write_text(str(os.getpid()))
+time.sleep(options.sleep)
+sys.exit(options.exit)

@@ -1,0 +1,168 @@
+"""Helpers for the tests: a real supervisor process on a real embedded queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from queues.local import LocalQueue
+
+REPO = Path(__file__).resolve().parent.parent
+SUPERVISOR = REPO / "supervisor.py"
+TOOL = REPO / "tests" / "jobs" / "tool.py"
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def job(arguments: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
+    """A valid native job message for the test tool, with fields overridden."""
+    message: dict[str, Any] = {
+        "test": False,
+        "service": "tool",
+        "queue": "native",
+        "command": {"arguments": arguments or []},
+    }
+    message.update(fields)
+    return message
+
+
+class Worker:
+    """A `supervisor.py native` process with its own queue file and scratch directory."""
+
+    def __init__(self, directory: Path, *, workers: int = 1, options: list[str] | None = None) -> None:
+        self.directory = directory
+        self.queue_path = directory / "queue.sqlite3"
+        self.scratch = directory / "scratch"
+        self.log_path = directory / "worker.log"
+        self.jobs = LocalQueue(self.queue_path)
+        self.results = LocalQueue(self.queue_path, "results")
+        self.workers = workers
+        self.options = options or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self._collected: dict[str, list[dict[str, Any]]] = {}
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            str(SUPERVISOR),
+            "--queue",
+            f"local:{self.queue_path}",
+            "--scratch-dir",
+            str(self.scratch),
+            "--workers",
+            str(self.workers),
+            "--log-format",
+            "json",
+            *self.options,
+            "native",
+            "--service",
+            "tool",
+            "--",
+            sys.executable,
+            str(TOOL),
+        ]
+
+    def start(self) -> Worker:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=REPO)
+        log.close()
+        self.wait_for_log("supervisor started")
+        return self
+
+    def log_records(self) -> list[dict[str, Any]]:
+        if not self.log_path.exists():
+            return []
+        records = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def wait_for_log(self, message: str, timeout: float = 20.0, count: int = 1) -> list[dict[str, Any]]:
+        def found() -> list[dict[str, Any]]:
+            assert self.process is None or self.process.poll() is None or message == "supervisor stopped", (
+                f"worker exited with {self.process.returncode if self.process else None}:\n" + self.log_path.read_text()
+            )
+            matches = [r for r in self.log_records() if r.get("message") == message]
+            return matches if len(matches) >= count else []
+
+        return wait_until(found, timeout, f"log line {message!r}")
+
+    def submit(self, message: dict[str, Any] | str) -> str:
+        body = message if isinstance(message, str) else json.dumps(message)
+        return self.jobs.send(body)
+
+    def submit_and_await_start(self, started: Path, sleep_s: float) -> str:
+        """Submit a job that writes its pid to `started` and then sleeps; return once it runs."""
+        message_id = self.submit(
+            job(
+                [
+                    {"type": "parameter", "name": "--started", "value": str(started)},
+                    {"type": "parameter", "name": "--sleep", "value": sleep_s},
+                ]
+            )
+        )
+        wait_until(started.exists, 20, "the job to start")
+        return message_id
+
+    def result(self, message_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The final result of a message, waiting for it."""
+        return wait_until(lambda: self._final(message_id), timeout, f"the result of {message_id}")
+
+    def results_for(self, message_id: str) -> list[dict[str, Any]]:
+        self._drain()
+        return self._collected.get(message_id, [])
+
+    def _final(self, message_id: str) -> dict[str, Any] | None:
+        return next((r for r in self.results_for(message_id) if r["final"]), None)
+
+    def _drain(self) -> None:
+        for message in self.results.receive(10, 0, visibility_timeout=30):
+            result = json.loads(message.body)
+            self._collected.setdefault(result["message_id"], []).append(result)
+            self.results.delete([message.receipt])
+
+    def signal(self, signum: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,133 @@
+"""The embedded queue keeps SQS's semantics and loses nothing when a process is killed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from queues import default_result_queue, open_queue
+from queues.base import VisibilityChange
+from queues.local import LocalQueue
+from tests.support import REPO, wait_until
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> LocalQueue:
+    return LocalQueue(tmp_path / "q.sqlite3")
+
+
+def test_receive_hides_messages_and_counts_receives(queue: LocalQueue) -> None:
+    first = queue.send("one")
+    queue.send("two")
+    received = queue.receive(1, 0, visibility_timeout=60)
+    assert [(m.message_id, m.body, m.receive_count) for m in received] == [(first, "one", 1)]
+    assert [m.body for m in queue.receive(10, 0, visibility_timeout=60)] == ["two"]
+    assert queue.receive(10, 0, visibility_timeout=60) == []
+
+
+def test_released_message_comes_back_with_a_higher_receive_count(queue: LocalQueue) -> None:
+    queue.send("job")
+    (message,) = queue.receive(1, 0, visibility_timeout=60)
+    queue.change_visibility([VisibilityChange(message.receipt, 0)])
+    (again,) = queue.receive(1, 0, visibility_timeout=60)
+    assert again.receive_count == 2
+    assert again.receipt != message.receipt
+
+
+def test_visibility_timeout_lapses(queue: LocalQueue) -> None:
+    queue.send("job")
+    queue.receive(1, 0, visibility_timeout=0.2)
+    again = queue.receive(1, 5, visibility_timeout=60)
+    assert [m.receive_count for m in again] == [2]
+
+
+def test_delete_needs_the_latest_receipt(queue: LocalQueue) -> None:
+    queue.send("job")
+    (old,) = queue.receive(1, 0, visibility_timeout=0)
+    (new,) = queue.receive(1, 0, visibility_timeout=60)
+    queue.delete([old.receipt])
+    assert queue.count() == 1
+    queue.delete([new.receipt])
+    assert queue.count() == 0
+
+
+def test_named_queues_share_a_file_but_not_messages(queue: LocalQueue) -> None:
+    queue.sibling("results").send("result")
+    assert queue.receive(10, 0, 60) == []
+    assert [m.body for m in queue.sibling("results").receive(10, 0, 60)] == ["result"]
+    with pytest.raises(ValueError, match="must be 1-80 characters"):
+        queue.sibling("../elsewhere")
+
+
+def test_long_poll_returns_as_soon_as_a_message_arrives(queue: LocalQueue) -> None:
+    sender = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import pathlib, queues.local as q; q.LocalQueue(pathlib.Path({str(queue.path)!r})).send('x')",
+        ],
+        cwd=REPO,
+    )
+    received = queue.receive(1, 20, visibility_timeout=60)
+    sender.wait()
+    assert [m.body for m in received] == ["x"]
+
+
+def test_specs(tmp_path: Path) -> None:
+    jobs = open_queue(f"local:{tmp_path}/q.sqlite3")
+    assert jobs.spec == f"local:{tmp_path}/q.sqlite3"
+    assert default_result_queue(jobs).spec == f"local:{tmp_path}/q.sqlite3#results"
+    with pytest.raises(ValueError, match="unsupported queue spec"):
+        open_queue("redis://x")
+    with pytest.raises(ValueError, match="names no file"):
+        open_queue("local:")
+
+
+def test_a_consumer_killed_with_sigkill_loses_nothing(queue: LocalQueue) -> None:
+    for index in range(20):
+        queue.send(f"job {index}")
+    consumer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import time
+                from queues.local import LocalQueue
+                from pathlib import Path
+                queue = LocalQueue(Path({str(queue.path)!r}))
+                while True:
+                    for message in queue.receive(3, 0, visibility_timeout=1):
+                        queue.delete([message.receipt])
+                        print(message.body, flush=True)
+                    time.sleep(0.01)
+                """
+            ),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert consumer.stdout is not None
+    done = [consumer.stdout.readline().strip() for _ in range(5)]
+    consumer.send_signal(signal.SIGKILL)
+    consumer.wait()
+    done += consumer.stdout.read().split("\n")
+    consumed = {line for line in done if line}
+    remaining: list[str] = wait_until(lambda: _drain(queue) if queue.count() else None, 10, "the remaining messages")
+    assert consumed | set(remaining) == {f"job {index}" for index in range(20)}
+    assert not consumed & set(remaining)
+
+
+def _drain(queue: LocalQueue) -> list[str] | None:
+    """Everything still queued once all in-flight messages have become visible again."""
+    messages = queue.receive(20, 3, visibility_timeout=60)
+    if len(messages) != queue.count():
+        queue.change_visibility([VisibilityChange(m.receipt, 0) for m in messages])
+        return None
+    return [m.body for m in messages]

@@ -1,0 +1,135 @@
+"""The request message: the seed's format is accepted unchanged; anything invalid is named."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from protocol.request import RequestRejected, parse_request, peek_field
+
+SEED: dict[str, Any] = {
+    "test": False,
+    "service": "my_service",
+    "queue": "docker",
+    "command": {
+        "stdin": {"type": "pipe", "value": "raw input data"},
+        "stdout": {"type": "pipe", "value": None},
+        "stderr": {"type": "uri", "value": "s3://bucket/path/to/stderr.txt"},
+        "arguments": [
+            {"type": "input", "name": "--infile", "value": "s3://bucket/path/to/input.txt"},
+            {"type": "parameter", "name": "--arg1", "value": "myargvalue"},
+            {"type": "output", "name": "--outfile", "value": "s3://bucket/path/to/output.txt"},
+        ],
+        "input": ["s3://bucket/path/to/some/input"],
+        "output": ["s3://bucket/path/to/some/output"],
+    },
+}
+
+
+def test_seed_message_is_accepted_with_every_field() -> None:
+    request = parse_request(json.dumps(SEED))
+    assert request.service == "my_service"
+    assert request.queue == "docker"
+    assert request.test is False
+    command = request.command
+    assert command is not None
+    assert command.stdin is not None and command.stdin.value == "raw input data"
+    assert command.stderr is not None and command.stderr.type == "uri"
+    assert [(a.type, a.name, a.text) for a in command.arguments] == [
+        ("input", "--infile", "s3://bucket/path/to/input.txt"),
+        ("parameter", "--arg1", "myargvalue"),
+        ("output", "--outfile", "s3://bucket/path/to/output.txt"),
+    ]
+    assert command.input == ["s3://bucket/path/to/some/input"]
+    assert command.output == ["s3://bucket/path/to/some/output"]
+
+
+def test_optional_fields_beyond_the_seed() -> None:
+    message = dict(SEED, id="job-1", reply_to="replies", timeout=30, resources={"cpus": 1.5, "memory": "512M"})
+    request = parse_request(json.dumps(message))
+    assert (request.id, request.reply_to, request.timeout) == ("job-1", "replies", 30)
+    assert request.resources is not None and request.resources.memory == "512M"
+
+
+def test_test_message_needs_no_command() -> None:
+    assert parse_request('{"test": true, "service": "s", "queue": "native"}').test is True
+
+
+def test_numbers_are_accepted_as_parameter_values() -> None:
+    message = copy.deepcopy(SEED)
+    message["command"]["arguments"] = [{"type": "parameter", "value": 3}, {"type": "parameter", "value": 0.5}]
+    command = parse_request(json.dumps(message)).command
+    assert command is not None
+    assert [a.text for a in command.arguments] == ["3", "0.5"]
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(message: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = message
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        if value is _DELETE:
+            del target[int(last) if last.isdigit() else last]
+        else:
+            target[int(last) if last.isdigit() else last] = value
+
+    return mutate
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            _set("command.arguments.2.type", "file"),
+            "command.arguments[2].type: must be one of input, parameter, output",
+        ),
+        (_set("command.arguments.0.value", "/etc/passwd"), "command.arguments[0].value: must be a URI starting with"),
+        (_set("command.arguments.1.value", [1]), "command.arguments[1].value: must be a string or a number"),
+        (_set("command.arguments.1.value", True), "command.arguments[1].value: must be a string or a number"),
+        (_set("command.arguments.1.name", 5), "command.arguments[1].name: must be a valid string"),
+        (_set("command.arguments.1.value", _DELETE), "command.arguments[1].value: is required"),
+        (_set("command.arguments", {}), "command.arguments: must be a valid list"),
+        (_set("command.stderr.value", None), "command.stderr.value: a uri stream needs a URI"),
+        (_set("command.stdin.type", "socket"), "command.stdin.type: must be one of pipe, uri"),
+        (_set("command.input", ["http://example.org/x"]), "command.input[0]: must be a URI starting with"),
+        (_set("command.output", "s3://b/x"), "command.output: must be a valid list"),
+        (_set("test", "yes"), "test: must be a valid boolean"),
+        (_set("queue", "gpu"), "queue: must be one of docker, native"),
+        (_set("service", _DELETE), "service: is required"),
+        (_set("service", ""), "service: String should have at least 1 character"),
+        (_set("command", _DELETE), "command: is required unless test is true"),
+        (_set("timeout", -1), "timeout: must be greater than 0"),
+        (_set("resources", {"cpus": 0}), "resources.cpus: must be greater than 0"),
+        (_set("extra_field", 1), "extra_field: is not a known field"),
+        (_set("command.argumnets", []), "command.argumnets: is not a known field"),
+    ],
+)
+def test_invalid_fields_are_named(mutate: Callable[[dict[str, Any]], None], expected: str) -> None:
+    message = copy.deepcopy(SEED)
+    mutate(message)
+    with pytest.raises(RequestRejected) as raised:
+        parse_request(json.dumps(message))
+    assert str(raised.value).lower().startswith(expected.lower())
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [("not json", "body: not valid JSON"), ("[1, 2]", "body: must be a JSON object"), ("", "body: not valid JSON")],
+)
+def test_bodies_that_are_not_json_objects(body: str, expected: str) -> None:
+    with pytest.raises(RequestRejected, match=expected):
+        parse_request(body)
+
+
+def test_peek_field_reads_invalid_messages_leniently() -> None:
+    assert peek_field('{"id": "a", "queue": 5}', "id") == "a"
+    assert peek_field('{"id": "a", "queue": 5}', "queue") is None
+    assert peek_field("not json", "id") is None

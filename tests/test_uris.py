@@ -1,0 +1,57 @@
+"""URIs map to paths inside the job directory; nothing can point outside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from staging.errors import StagingRejected
+from staging.uris import ObjectUri, mirror_path, parse_uri
+
+
+def test_s3_uri_mirrors_bucket_and_key(tmp_path: Path) -> None:
+    uri = parse_uri("s3://bucket/path/to/input.txt")
+    assert uri == ObjectUri("s3", "bucket", "path/to/input.txt")
+    assert mirror_path(tmp_path, uri) == tmp_path / "bucket" / "path" / "to" / "input.txt"
+
+
+def test_file_uri_mirrors_its_absolute_path(tmp_path: Path) -> None:
+    uri = parse_uri("file:///data/run%201/x.txt")
+    assert str(uri) == "file:///data/run 1/x.txt"
+    assert mirror_path(tmp_path, uri) == tmp_path / "data" / "run 1" / "x.txt"
+
+
+def test_prefixes_may_end_in_a_slash() -> None:
+    assert parse_uri("s3://bucket/path/", prefix=True).is_directory_prefix
+    assert parse_uri("s3://bucket", prefix=True).key == ""
+    with pytest.raises(StagingRejected):
+        parse_uri("s3://bucket/path/")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://bucket/../etc/passwd",
+        "s3://bucket/a/../../x",
+        "s3://bucket/./x",
+        "s3://bucket//etc/passwd",
+        "s3://bucket/a//b",
+        "file:///data/%2e%2e/etc/shadow",
+        "file:///data/x%00y",
+        "s3:///key-without-bucket",
+        "s3://../x",
+        "s3://a:b@bucket/x",
+        "file://otherhost/x",
+        "http://example.org/x",
+        "s3://bucket/x?versionId=1",
+    ],
+)
+def test_escaping_or_unsupported_uris_are_refused(uri: str) -> None:
+    with pytest.raises(StagingRejected, match="^" + uri.replace("?", r"\?")):
+        parse_uri(uri, prefix=True)
+
+
+def test_mirror_path_never_leaves_the_root(tmp_path: Path) -> None:
+    with pytest.raises(StagingRejected, match="leave the job directory"):
+        mirror_path(tmp_path, ObjectUri("s3", "..", "x"))

@@ -1,0 +1,256 @@
+"""The whole worker, end to end: a real supervisor, real children, the real embedded queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, SUPERVISOR, Worker, job, process_exists, wait_until
+
+WorkerFactory = Callable[..., Worker]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "in" / "shapes").mkdir(parents=True)
+    (root / "in" / "input.txt").write_text("first input\n")
+    for name in ("poly.shp", "poly.shx", "poly.dbf"):
+        (root / "in" / "shapes" / name).write_text(name)
+    (root / "out").mkdir()
+    return root
+
+
+def test_seed_format_job_runs_with_file_staging(worker_factory: WorkerFactory, data: Path) -> None:
+    worker = worker_factory(options=["--file-root", str(data)]).start()
+    message = {
+        "test": False,
+        "service": "tool",
+        "queue": "native",
+        "command": {
+            "stdin": {"type": "pipe", "value": "raw input data"},
+            "stdout": {"type": "pipe", "value": None},
+            "stderr": {"type": "uri", "value": f"file://{data}/out/stderr.txt"},
+            "arguments": [
+                {"type": "input", "name": "--infile", "value": f"file://{data}/in/input.txt"},
+                {"type": "input", "name": "--infile", "value": f"file://{data}/in/shapes/poly.shp"},
+                {"type": "parameter", "name": "--exit", "value": "0"},
+                {"type": "output", "name": "--outfile", "value": f"file://{data}/out/result.txt"},
+                {"type": "output", "name": "--out-prefix", "value": f"file://{data}/out/parts/p"},
+            ],
+            "input": [f"file://{data}/in/shapes/poly"],
+            "output": [f"file://{data}/out/parts/"],
+        },
+    }
+    result = worker.result(worker.submit(message))
+
+    assert result["status"] == "succeeded", result
+    assert result["exit_code"] == 0
+    assert result["stdout"] == "RAW INPUT DATA"
+    assert result["stderr"] is None
+    assert (data / "out" / "result.txt").read_text() == "FIRST INPUT\nPOLY.SHP"
+    assert (data / "out" / "stderr.txt").read_text().startswith("tool ran in ")
+    assert (data / "out" / "parts" / "p.a").read_text() == "a\n"
+    assert (data / "out" / "parts" / "p.b").read_text() == "b\n"
+    assert sorted(o["uri"].rsplit("/", 1)[1] for o in result["outputs"]) == ["p.a", "p.b", "result.txt", "stderr.txt"]
+    assert result["attempt"] == 1 and result["final"] is True
+    assert set(result) >= {
+        "id", "message_id", "service", "queue", "status", "exit_code", "signal", "stdout", "stderr", "outputs",
+        "error", "attempt", "started_at", "finished_at", "duration_s", "usage", "worker",
+    }  # fmt: skip
+    assert result["worker"]["pid"] == worker.process.pid if worker.process else False
+    assert list(worker.scratch.iterdir()) == []
+
+
+def test_failed_command_still_uploads_its_outputs(worker_factory: WorkerFactory, data: Path) -> None:
+    worker = worker_factory(options=["--file-root", str(data)]).start()
+    message = job(
+        [
+            {"type": "output", "name": "--outfile", "value": f"file://{data}/out/partial.txt"},
+            {"type": "parameter", "name": "--exit", "value": 3},
+        ]
+    )
+    result = worker.result(worker.submit(message))
+    assert (result["status"], result["exit_code"]) == ("failed", 3)
+    assert result["error"]["message"] == "the command ended with exit code 3"
+    assert (data / "out" / "partial.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("this is not json", "body: not valid JSON"),
+        (json.dumps(job(queue="docker")), "queue: this worker runs 'native' jobs, not 'docker'"),
+        (json.dumps(job(service="other")), "service: this worker serves 'tool', not 'other'"),
+        (
+            json.dumps(job([{"type": "file", "value": "x"}])),
+            "command.arguments[0].type: must be one of input, parameter, output",
+        ),
+        (
+            json.dumps(job([{"type": "input", "value": "file:///etc/passwd"}])),
+            "command.arguments[0].value: file:///etc/passwd: file:// URIs are disabled",
+        ),
+        (json.dumps(job(reply_to="../../etc/x")), "reply_to: local queue name"),
+    ],
+)
+def test_invalid_messages_are_rejected_without_running(worker_factory: WorkerFactory, body: str, expected: str) -> None:
+    worker = worker_factory().start()
+    result = worker.result(worker.submit(body))
+    assert result["status"] == "rejected"
+    assert result["error"]["message"].startswith(expected), result["error"]
+    assert result["exit_code"] is None
+    # The worker is still there and still working.
+    assert worker.result(worker.submit(job()))["status"] == "succeeded"
+
+
+def test_test_message_answers_alive_without_running(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory().start()
+    result = worker.result(worker.submit({"test": True, "service": "tool", "queue": "native"}))
+    assert result["status"] == "alive"
+    assert result["worker"]["host"] and result["worker"]["version"]
+    assert result["exit_code"] is None
+
+
+def test_job_id_and_reply_to_are_honoured(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory().start()
+    message_id = worker.submit(job(id="my-job", reply_to="replies"))
+    replies = worker.jobs.sibling("replies")
+    (reply,) = wait_until(lambda: replies.receive(1, 1, 30), 20, "the reply")
+    result = json.loads(reply.body)
+    assert (result["id"], result["message_id"], result["status"]) == ("my-job", message_id, "succeeded")
+
+
+def test_timeout_in_the_message_stops_the_job(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(options=["--kill-grace", "1"]).start()
+    result = worker.result(worker.submit(job([{"type": "parameter", "name": "--sleep", "value": 30}], timeout=0.5)))
+    assert result["status"] == "timeout"
+    assert result["error"]["type"] == "timeout"
+
+
+def test_missing_executable_is_a_system_error_retried_then_final(tmp_path: Path) -> None:
+    worker = Worker(tmp_path, options=["--max-attempts", "2", "--retry-delay", "0.2"])
+    worker.command = lambda: [  # type: ignore[method-assign]
+        sys.executable, str(SUPERVISOR), "--queue", f"local:{worker.queue_path}", "--scratch-dir", str(worker.scratch),
+        "--workers", "1", "--max-attempts", "2", "--retry-delay", "0.2", "native", "--", "/nonexistent/tool",
+    ]  # fmt: skip
+    worker.start()
+    try:
+        message_id = worker.submit(job())
+        final = worker.result(message_id)
+        attempts = worker.results_for(message_id)
+        assert [(r["status"], r["attempt"], r["final"]) for r in attempts] == [("error", 1, False), ("error", 2, True)]
+        assert final["error"]["type"] == "runner"
+        wait_until(lambda: worker.jobs.count() == 0, 10, "the message to be deleted")
+    finally:
+        worker.stop()
+
+
+def test_submit_wait_prints_the_result_and_exits_by_status(worker_factory: WorkerFactory, tmp_path: Path) -> None:
+    worker = worker_factory().start()
+    queue = ["--queue", f"local:{worker.queue_path}"]
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(job(command={"stdin": {"type": "pipe", "value": "hi"}, "arguments": []})))
+    completed = subprocess.run(
+        [sys.executable, str(SUPERVISOR), *queue, "submit", "--wait", "--timeout", "30", str(good)],
+        capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["stdout"] == "HI"
+
+    bad = subprocess.run(
+        [sys.executable, str(SUPERVISOR), *queue, "submit", "--wait", "--timeout", "30", "-"],
+        input=json.dumps(job([{"type": "socket", "value": "x"}])),
+        capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "command.arguments[0].type: must be one of" in json.loads(bad.stdout)["error"]["message"]
+
+
+def test_submit_without_wait_prints_the_message_id(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, str(SUPERVISOR), "--queue", f"local:{tmp_path}/q.sqlite3", "submit", "-"],
+        input=json.dumps(job()), capture_output=True, text=True, cwd=REPO, check=True,
+    )  # fmt: skip
+    assert json.loads(completed.stdout)["message_id"]
+
+
+def test_submit_wait_gives_up_after_its_timeout(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, str(SUPERVISOR), "--queue", f"local:{tmp_path}/q.sqlite3", "submit", "--wait",
+         "--timeout", "0.5", "-"],
+        input=json.dumps(job()), capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 4
+    assert "no final result" in completed.stderr
+
+
+def test_sigterm_lets_the_running_job_finish_then_exits_cleanly(worker_factory: WorkerFactory, tmp_path: Path) -> None:
+    worker = worker_factory().start()
+    started = tmp_path / "started"
+    message_id = worker.submit_and_await_start(started, 1)
+    waiting = worker.submit(job())
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0
+    assert worker.result(message_id)["status"] == "succeeded"
+    assert worker.results_for(waiting) == []
+    assert worker.jobs.count() == 1  # released, not lost
+    assert list(worker.scratch.iterdir()) == []
+
+
+def test_second_signal_interrupts_and_releases_the_running_job(worker_factory: WorkerFactory, tmp_path: Path) -> None:
+    worker = worker_factory().start()
+    started = tmp_path / "started"
+    message_id = worker.submit_and_await_start(started, 60)
+    job_pid = int(started.read_text())
+    worker.signal(signal.SIGTERM)
+    worker.wait_for_log("stopping: no new jobs; running jobs may finish")
+    worker.signal(signal.SIGINT)
+    assert worker.wait_exit() == 0
+    assert worker.results_for(message_id) == []
+    wait_until(lambda: not process_exists(job_pid), 10, "the job process to be killed")
+    assert list(worker.scratch.iterdir()) == []
+    (released,) = worker.jobs.receive(1, 0, visibility_timeout=60)
+    assert (released.message_id, released.receive_count) == (message_id, 2)
+
+
+def test_sigkill_of_the_worker_mid_job_reruns_the_job_after_restart(tmp_path: Path) -> None:
+    options = ["--visibility-timeout", "2"]
+    worker = Worker(tmp_path, options=options).start()
+    started = tmp_path / "started"
+    message_id = worker.submit_and_await_start(started, 3)
+    worker.signal(signal.SIGKILL)
+    worker.wait_exit()
+    started.unlink()
+
+    restarted = Worker(tmp_path, options=options).start()
+    try:
+        result = restarted.result(message_id, timeout=60)
+        assert (result["status"], result["attempt"]) == ("succeeded", 2)
+        assert started.exists()
+    finally:
+        restarted.stop()
+
+
+def test_a_child_killed_mid_job_is_replaced_and_the_job_rerun(worker_factory: WorkerFactory, tmp_path: Path) -> None:
+    worker = worker_factory().start()
+    started = tmp_path / "started"
+    message_id = worker.submit_and_await_start(started, 1)
+    child_pid = os.getppid() if False else _parent_of(int(started.read_text()))
+    os.kill(child_pid, signal.SIGKILL)
+    final = worker.result(message_id)
+    assert (final["status"], final["attempt"]) == ("succeeded", 2)
+    first = worker.results_for(message_id)[0]
+    assert (first["status"], first["final"]) == ("error", False)
+    assert "child died" in first["error"]["message"]
+    worker.wait_for_log("child died; replacing it")
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
