@@ -15,9 +15,11 @@ from config.logs import LOG_FORMATS, configure_logging
 from pool.settings import ChildSettings
 from pool.supervisor import Supervisor, SupervisorSettings
 from queues import default_queue_spec, default_result_queue, default_state_dir, open_queue
+from queues.base import QueueError
 
 log = logging.getLogger(__name__)
 EXIT_USAGE = 2
+EXIT_QUEUE_UNUSABLE = 1
 
 
 def _positive_int(text: str) -> int:
@@ -93,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds between SIGTERM and SIGKILL when a job is stopped",
     )
-    commands = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command_name", metavar="COMMAND", required=True, help="native runs the worker; submit enqueues a job"
+    )
 
     native = commands.add_parser(
         "native",
@@ -160,12 +164,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(options)
     except ValueError as exc:
         parser.error(str(exc))
+    except QueueError as exc:
+        log.critical("the queue cannot be used", extra={"error": str(exc)})
+        return EXIT_QUEUE_UNUSABLE
     return EXIT_USAGE
 
 
 def _submit(options: argparse.Namespace) -> int:
     queue = open_queue(options.submit_queue or options.queue)
-    body = sys.stdin.read() if options.file == "-" else Path(options.file).read_text(encoding="utf-8")
+    try:
+        body = sys.stdin.read() if options.file == "-" else Path(options.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the job file {options.file}: {exc}") from None
     return submit(queue, body, wait=options.wait, timeout_s=options.timeout)
 
 

@@ -58,6 +58,8 @@ class JobExecutor:
             _fail(result, Status.ERROR, "staging", str(exc))
         except RunnerFault as exc:
             _fail(result, Status.ERROR, "runner", str(exc))
+        except OSError as exc:  # the scratch disk: full, read-only, gone
+            _fail(result, Status.ERROR, "system", f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug must cost one job, never the child
             log.exception("job failed unexpectedly", extra={"job_id": result.id})
             _fail(result, Status.ERROR, "internal", f"{type(exc).__name__}: {exc}")

@@ -8,6 +8,7 @@ sentinels at once.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import multiprocessing
 import os
@@ -196,7 +197,9 @@ class Supervisor:
             if slot.ready and slot.job is None:
                 message = self.pending.pop(0)
                 slot.job = InFlight(message, time.monotonic() + self.settings.visibility_timeout)
-                slot.connection.send(JobAssignment(message.message_id, message.body, message.receive_count))
+                # If the child just died, _replace_dead reports and releases the job.
+                with contextlib.suppress(OSError):
+                    slot.connection.send(JobAssignment(message.message_id, message.body, message.receive_count))
 
     def _wait_for_events(self) -> None:
         waitables: list[object] = [self.wake_read]
@@ -270,7 +273,7 @@ class Supervisor:
                     "unusable reply_to; result sent to the result queue",
                     extra={"reply_to": reply_to, "error": str(exc)},
                 )
-        log.info("result", extra={"result": result_json})
+        log.info("result", extra={"result": json.loads(result_json)})
         if queue is None:
             return True
         try:

@@ -25,7 +25,9 @@ def open_queue(spec: str) -> JobQueue:
         location, _, name = spec[len("local:") :].partition("#")
         if not location:
             raise ValueError(f"queue spec {spec!r} names no file: use local:PATH")
-        return LocalQueue(Path(location).expanduser().absolute(), name or DEFAULT_QUEUE_NAME)
+        queue = LocalQueue(Path(location).expanduser().absolute(), name or DEFAULT_QUEUE_NAME)
+        queue.count()  # fail now, with the path in the message, if the file cannot be used
+        return queue
     raise ValueError(f"unsupported queue spec {spec!r}: use local:PATH[#NAME]")
 
 

@@ -72,7 +72,7 @@ class LocalQueue:
                 # only a power loss may roll back the last transactions.
                 connection.execute("PRAGMA synchronous=NORMAL")
                 connection.executescript(_SCHEMA)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 raise QueueError(f"cannot open local queue {self.path}: {exc}") from exc
             self._local.connection = connection
         return connection
@@ -136,8 +136,11 @@ class LocalQueue:
 
     def count(self) -> int:
         """How many messages the queue holds, visible or not."""
-        row = self._db().execute("SELECT COUNT(*) FROM messages WHERE queue = ?", (self.name,))
-        return int(row.fetchone()[0])
+        try:
+            row = self._db().execute("SELECT COUNT(*) FROM messages WHERE queue = ?", (self.name,))
+            return int(row.fetchone()[0])
+        except sqlite3.Error as exc:
+            raise QueueError(f"cannot read local queue {self.path}: {exc}") from exc
 
     def drop(self) -> None:
         """Delete every message of this queue (used for private reply queues)."""

@@ -254,3 +254,15 @@ def test_a_child_killed_mid_job_is_replaced_and_the_job_rerun(worker_factory: Wo
 
 def _parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+
+
+def test_an_unusable_scratch_directory_is_a_system_error(worker_factory: WorkerFactory, tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "scratch-file"
+    not_a_directory.write_text("")
+    worker = worker_factory(options=["--scratch-dir", str(not_a_directory), "--max-attempts", "1"]).start()
+    result = worker.result(worker.submit(job()))
+    assert (result["status"], result["final"]) == ("error", True)
+    assert result["error"]["type"] == "system"
+    assert str(not_a_directory) in result["error"]["message"]
+    # A test message needs no scratch space and still answers.
+    assert worker.result(worker.submit({"test": True, "service": "tool", "queue": "native"}))["status"] == "alive"
