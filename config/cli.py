@@ -6,16 +6,19 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from client.submit import submit
 from config.logs import LOG_FORMATS, configure_logging
+from config.sizes import parse_size
 from pool.settings import ChildSettings
 from pool.supervisor import Supervisor, SupervisorSettings
 from queues import default_queue_spec, default_result_queue, default_state_dir, open_queue
 from queues.base import QueueError
+from runners.limits import JobLimits
 
 log = logging.getLogger(__name__)
 EXIT_USAGE = 2
@@ -34,6 +37,20 @@ def _positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +105,36 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="directory that file:// URIs may read and write (repeatable); none: file:// is refused",
+    )
+    parser.add_argument(
+        "--job-timeout",
+        type=_positive_float,
+        default=None,
+        help="wall-clock ceiling per job in seconds (default: none); a message's timeout may only ask for less",
+    )
+    parser.add_argument(
+        "--job-memory",
+        type=_size,
+        default=None,
+        help="memory ceiling per job, summed over its process tree, e.g. 512M or 2G (default: none)",
+    )
+    parser.add_argument(
+        "--job-cpus",
+        type=_positive_float,
+        default=None,
+        help="cores per job (default: all); native jobs are pinned to that many cores, rounded up",
+    )
+    parser.add_argument(
+        "--job-cpu-time",
+        type=_positive_float,
+        default=None,
+        help="CPU-seconds ceiling per job, summed over its process tree (default: none)",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=_non_negative_float,
+        default=60.0,
+        help="seconds running jobs may take to finish after SIGTERM before they are killed and released",
     )
     parser.add_argument(
         "--kill-grace",
@@ -154,6 +201,16 @@ def parse_program(words: Sequence[str]) -> list[str]:
     return words
 
 
+def resolve_executable(program: list[str]) -> list[str]:
+    """Jobs run in their own directory: find the command now, as the operator meant it."""
+    found = shutil.which(program[0])
+    if found is None:
+        raise ValueError(f"the command {program[0]!r} is not an executable file here or on PATH")
+    if "/" in program[0]:
+        return [os.path.abspath(program[0]), *program[1:]]
+    return program
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)
@@ -180,7 +237,7 @@ def _submit(options: argparse.Namespace) -> int:
 
 
 def _serve(options: argparse.Namespace) -> int:
-    program = parse_program(options.program)
+    program = resolve_executable(parse_program(options.program))
     job_queue = open_queue(options.queue)
     result_queue = open_queue(options.result_queue) if options.result_queue else default_result_queue(job_queue)
     if options.service is None:
@@ -200,12 +257,19 @@ def _serve(options: argparse.Namespace) -> int:
         file_roots=tuple(root.absolute() for root in options.file_root),
         pass_env=tuple(options.pass_env),
         kill_grace_s=options.kill_grace,
+        ceilings=JobLimits(
+            timeout_s=options.job_timeout,
+            memory_bytes=options.job_memory,
+            cpus=options.job_cpus,
+            cpu_seconds=options.job_cpu_time,
+        ),
     )
     settings = SupervisorSettings(
         workers=options.workers,
         visibility_timeout=options.visibility_timeout,
         poll_wait_s=0.25,  # the embedded queue is polled locally; a short wait keeps shutdown quick
         retry_delay_s=options.retry_delay,
+        shutdown_grace_s=options.shutdown_grace,
         child=child,
     )
     return Supervisor(settings, job_queue, result_queue).run()

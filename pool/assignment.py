@@ -19,3 +19,10 @@ class JobReport:
     status: str
     job_id: str
     reply_to: str | None
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    """Sent by the child once the job's process exists: its pid leads the job's process group."""
+
+    pid: int

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 from multiprocessing.connection import Connection
 from types import FrameType
 
 from config.logs import configure_logging
-from pool.assignment import JobAssignment
+from pool.assignment import JobAssignment, JobStarted
 from pool.job import JobExecutor
 from pool.settings import ChildSettings
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Get SIGTERM when the supervisor dies, however it dies, so no job outlives it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warning("cannot ask for a parent-death signal", extra={"errno": ctypes.get_errno()})
+    if os.getppid() != parent_pid:
+        raise SystemExit("the supervisor died while this child started")
 
 
 def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -25,8 +37,9 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int) -> No
     # SIGTERM from the supervisor unwinds the job, so its process group is killed and its
     # directory removed on the way out.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    _die_with_parent(settings.supervisor_pid)
     configure_logging(settings.log_format, settings.log_level)
-    executor = JobExecutor(settings)
+    executor = JobExecutor(settings, slot, lambda pid: connection.send(JobStarted(pid)))
     connection.send("ready")
     while True:
         try:

@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from config.sizes import format_size
 from pool.assignment import JobAssignment, JobReport
 from pool.settings import ChildSettings
 from protocol.request import JobRequest, RequestRejected, parse_request, peek_field
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
 from queues import open_queue
 from runners.argv import build_argv
+from runners.limits import resolve_limits
 from runners.native import NativeRunner
 from runners.process import RunnerFault, RunSpec
 from staging.errors import StagingFault, StagingRejected
@@ -24,11 +26,11 @@ log = logging.getLogger(__name__)
 
 
 class JobExecutor:
-    def __init__(self, settings: ChildSettings) -> None:
+    def __init__(self, settings: ChildSettings, slot: int, on_job_start: Callable[[int], None] | None = None) -> None:
         self.settings = settings
         self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid)
         self.stager = Stager({"file": LocalFileStore(list(settings.file_roots))})
-        self.runner = NativeRunner(settings.pass_env, settings.kill_grace_s)
+        self.runner = NativeRunner(settings.pass_env, slot, on_job_start)
         self._resolve_reply_to = open_queue(settings.queue_spec).sibling
 
     def execute(self, assignment: JobAssignment) -> JobReport:
@@ -93,18 +95,30 @@ class JobExecutor:
             result.status = Status.ALIVE
             return
         assert request.command is not None
+        limits = resolve_limits(request, self.settings.ceilings)
         workspace = Workspace.create(self.settings.scratch_dir)
         try:
             staged = self.stager.stage_in(request.command, workspace)
             argv = build_argv(self.settings.base_command, request.command.arguments, staged.argument_values)
             outcome = self.runner.run(
                 RunSpec(
-                    argv, workspace.root, staged.stdin_path, staged.stdout_path, staged.stderr_path, request.timeout
+                    argv,
+                    workspace.root,
+                    staged.stdin_path,
+                    staged.stdout_path,
+                    staged.stderr_path,
+                    limits,
+                    self.settings.kill_grace_s,
                 )
             )
             result.exit_code, result.signal, result.usage = outcome.exit_code, outcome.signal, outcome.usage
-            if outcome.timed_out:
-                _fail(result, Status.TIMEOUT, "timeout", f"the job ran longer than {request.timeout} s")
+            if outcome.limit_hit == "timeout":
+                _fail(result, Status.TIMEOUT, "timeout", f"the job ran longer than {limits.timeout_s:g} s")
+            elif outcome.limit_hit == "memory":
+                limit = format_size(limits.memory_bytes or 0)
+                _fail(result, Status.KILLED, "memory", f"the job's processes used more than {limit} of memory")
+            elif outcome.limit_hit == "cpu_time":
+                _fail(result, Status.KILLED, "cpu_time", f"the job used more than {limits.cpu_seconds:g} CPU-seconds")
             elif outcome.exit_code == 0:
                 result.status = Status.SUCCEEDED
             else:

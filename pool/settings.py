@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from runners.limits import JobLimits
 
 
 @dataclass(frozen=True)
@@ -20,3 +22,4 @@ class ChildSettings:
     file_roots: tuple[Path, ...] = ()
     pass_env: tuple[str, ...] = ()
     kill_grace_s: float = 10.0
+    ceilings: JobLimits = field(default_factory=JobLimits)

@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from pool.assignment import JobAssignment, JobReport
+from pool.assignment import JobAssignment, JobReport, JobStarted
 from pool.child import child_main
 from pool.intake import Intake
 from pool.settings import ChildSettings
@@ -34,6 +34,7 @@ EXIT_OK = 0
 EXIT_BOOT_FAILURE = 3
 MAX_BOOT_FAILURES = 5
 MAX_RETRY_DELAY_S = 900.0
+CHILD_EXIT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class SupervisorSettings:
     visibility_timeout: float
     poll_wait_s: float
     retry_delay_s: float
+    shutdown_grace_s: float
     child: ChildSettings
 
 
@@ -49,6 +51,7 @@ class SupervisorSettings:
 class InFlight:
     message: ReceivedMessage
     visible_until: float
+    job_pid: int | None = None  # the job's process (and process group), once the child reports it
 
 
 @dataclass
@@ -70,7 +73,9 @@ class Supervisor:
         self.slots: list[Slot] = []
         self.pending: list[ReceivedMessage] = []
         self.stopping = False
+        self.stop_deadline: float | None = None
         self.boot_failures = 0
+        self.pool_ready = False
         self.received_signals: list[int] = []
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_read, False)
@@ -102,6 +107,12 @@ class Supervisor:
         exit_code = EXIT_OK
         while not (self.stopping and not self._busy_slots()):
             self._handle_signals()
+            if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
+                log.warning(
+                    "shutdown grace is over: interrupting running jobs", extra={"jobs": len(self._busy_slots())}
+                )
+                self._force_stop()
+                continue
             self.pending.extend(self.intake.take())
             self._dispatch()
             if not self.stopping:
@@ -109,7 +120,10 @@ class Supervisor:
             self._extend_visibility()
             self._wait_for_events()
             if self.boot_failures >= MAX_BOOT_FAILURES:
-                log.critical("children keep failing to start; giving up", extra={"failures": self.boot_failures})
+                log.critical(
+                    "children keep failing to start; giving up (see their errors above)",
+                    extra={"failures": self.boot_failures},
+                )
                 self._begin_stop()
                 self._force_stop()
                 exit_code = EXIT_BOOT_FAILURE
@@ -160,8 +174,12 @@ class Supervisor:
             signum = self.received_signals.pop(0)
             name = signal.Signals(signum).name
             if not self.stopping:
-                log.info("stopping: no new jobs; running jobs may finish", extra={"signal": name})
+                log.info(
+                    "stopping: no new jobs; running jobs may finish",
+                    extra={"signal": name, "grace_s": self.settings.shutdown_grace_s},
+                )
                 self._begin_stop()
+                self.stop_deadline = time.monotonic() + self.settings.shutdown_grace_s
             else:
                 log.warning("stopping now: running jobs are interrupted and released", extra={"signal": name})
                 self._force_stop()
@@ -174,12 +192,20 @@ class Supervisor:
         self.pending.clear()
 
     def _force_stop(self) -> None:
-        for slot in self._busy_slots():
-            assert slot.job is not None
+        """Interrupt every running job (its child kills the job's tree on SIGTERM) and release it."""
+        busy = self._busy_slots()
+        for slot in busy:
             slot.process.terminate()
-            slot.process.join(timeout=30)
+        deadline = time.monotonic() + CHILD_EXIT_TIMEOUT_S
+        for slot in busy:
+            assert slot.job is not None
+            slot.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join()
+            _kill_job_group(slot.job)
             self._release([slot.job.message], "interrupted by shutdown")
-            slot.job = None
+            slot.job, slot.ready, slot.retired = None, False, True
 
     # --- the loop's work --------------------------------------------------------------
 
@@ -230,10 +256,18 @@ class Supervisor:
                 if message == "ready":
                     slot.ready = True
                     self.boot_failures = 0
+                    self._announce_when_ready()
+                elif isinstance(message, JobStarted) and slot.job is not None:
+                    slot.job.job_pid = message.pid
                 elif isinstance(message, JobReport):
                     self._complete(slot, message)
         except (EOFError, OSError):
             pass  # the child died; _replace_dead deals with it
+
+    def _announce_when_ready(self) -> None:
+        if not self.pool_ready and all(slot.ready for slot in self.slots):
+            self.pool_ready = True
+            log.info("pool ready", extra={"workers": len(self.slots)})
 
     def _complete(self, slot: Slot, report: JobReport) -> None:
         assert slot.job is not None
@@ -298,6 +332,7 @@ class Supervisor:
             "child died; replacing it", extra={"slot": index, "exitcode": exit_code, "had_job": slot.job is not None}
         )
         if slot.job is not None:
+            _kill_job_group(slot.job)
             self._report_lost_job(slot.job.message, f"the worker child died (exit code {exit_code})")
         slot.connection.close()
         if self.stopping:
@@ -355,4 +390,13 @@ class Supervisor:
     def _seconds_to_next_heartbeat(self) -> float:
         margin = self.settings.visibility_timeout / 2
         deadlines = [slot.job.visible_until - margin for slot in self.slots if slot.job is not None]
+        if self.stop_deadline is not None:
+            deadlines.append(self.stop_deadline)
         return max(0.0, min([time.monotonic() + 1.0, *deadlines]) - time.monotonic())
+
+
+def _kill_job_group(job: InFlight) -> None:
+    """Kill what a dead or stopped child may have left running of its job."""
+    if job.job_pid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(job.job_pid, signal.SIGKILL)

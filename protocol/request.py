@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+import msgspec
 
 WorkerKind = Literal["docker", "native"]
 SUPPORTED_URI_SCHEMES = ("s3://", "file://")
+ARGUMENT_TYPES = ("input", "parameter", "output")
+STREAM_TYPES = ("pipe", "uri")
+WORKER_KINDS = ("docker", "native")
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+Uri = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class RequestRejected(Exception):
@@ -34,121 +32,112 @@ class RequestRejected(Exception):
         super().__init__(f"{field}: {problem}")
 
 
-def _check_uri(value: str) -> str:
+class FieldProblem(ValueError):
+    """Raised in `__post_init__`: `field` is relative to the struct being checked."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{problem} - at `$.{field}`")
+
+
+def _one_of(field: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise FieldProblem(field, "must be one of " + ", ".join(choices))
+
+
+def _check_uri(field: str, value: str) -> None:
     if not value.startswith(SUPPORTED_URI_SCHEMES):
-        raise ValueError("must be a URI starting with " + " or ".join(SUPPORTED_URI_SCHEMES))
-    return value
+        raise FieldProblem(field, "must be a URI starting with " + " or ".join(SUPPORTED_URI_SCHEMES))
 
 
-Uri = Annotated[StrictStr, Field(min_length=1, max_length=4096)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Stream(_Strict):
+class Stream(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """stdin / stdout / stderr: inline data (`pipe`) or a file at a URI (`uri`)."""
 
-    type: Literal["pipe", "uri"]
-    value: StrictStr | None = None
+    type: str
+    value: str | None = None
 
-    @model_validator(mode="after")
-    def _uri_needs_value(self) -> Stream:
+    def __post_init__(self) -> None:
+        _one_of("type", self.type, STREAM_TYPES)
         if self.type == "uri":
             if self.value is None:
-                raise ValueError("value: a uri stream needs a URI")
-            try:
-                _check_uri(self.value)
-            except ValueError as exc:
-                raise ValueError(f"value: {exc}") from None
-        return self
+                raise FieldProblem("value", "a uri stream needs a URI")
+            _check_uri("value", self.value)
 
 
-class Argument(_Strict):
+class Argument(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """One argv entry: `name value`, or `value` alone when there is no name."""
 
-    type: Literal["input", "parameter", "output"]
-    name: Annotated[StrictStr, Field(min_length=1)] | None = None
-    value: StrictStr | int | float
+    type: str
+    value: str | int | float
+    name: NonEmpty | None = None
 
-    @field_validator("value", mode="before")
-    @classmethod
-    def _scalar(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ValueError("must be a string or a number")
-        return value
-
-    @model_validator(mode="after")
-    def _files_are_uris(self) -> Argument:
+    def __post_init__(self) -> None:
+        _one_of("type", self.type, ARGUMENT_TYPES)
+        if isinstance(self.value, bool):
+            raise FieldProblem("value", "must be a string or a number")
         if self.type != "parameter":
             if not isinstance(self.value, str):
-                raise ValueError(f"value: an {self.type} argument needs a URI")
-            try:
-                _check_uri(self.value)
-            except ValueError as exc:
-                raise ValueError(f"value: {exc}") from None
-        return self
+                raise FieldProblem("value", f"an {self.type} argument needs a URI")
+            _check_uri("value", self.value)
 
     @property
     def text(self) -> str:
         return str(self.value)
 
 
-class Command(_Strict):
+class Command(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     stdin: Stream | None = None
     stdout: Stream | None = None
     stderr: Stream | None = None
-    arguments: list[Argument] = Field(default_factory=list)
-    input: list[Uri] = Field(default_factory=list)
-    output: list[Uri] = Field(default_factory=list)
+    arguments: list[Argument] = []
+    input: list[Uri] = []
+    output: list[Uri] = []
 
-    @field_validator("input", "output")
-    @classmethod
-    def _prefixes_are_uris(cls, values: list[str]) -> list[str]:
-        for index, value in enumerate(values):
-            try:
-                _check_uri(value)
-            except ValueError as exc:
-                raise ValueError(f"[{index}]: {exc}") from None
-        return values
+    def __post_init__(self) -> None:
+        for field in ("input", "output"):
+            for index, value in enumerate(getattr(self, field)):
+                _check_uri(f"{field}[{index}]", value)
 
 
-class Resources(_Strict):
-    cpus: Annotated[float, Field(gt=0)] | None = None
-    memory: Annotated[int, Field(gt=0)] | Annotated[StrictStr, Field(min_length=1)] | None = None
+class Resources(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    cpus: Positive | None = None
+    memory: Annotated[int, msgspec.Meta(gt=0)] | NonEmpty | None = None
+    cpu_seconds: Positive | None = None
 
 
-class JobRequest(_Strict):
-    test: StrictBool = False
-    service: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
-    queue: WorkerKind
+class JobRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    service: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    queue: str
+    test: bool = False
     command: Command | None = None
-    id: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
-    reply_to: Annotated[StrictStr, Field(min_length=1, max_length=2048)] | None = None
-    timeout: Annotated[float, Field(gt=0)] | None = None
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    reply_to: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
+    timeout: Positive | None = None
     resources: Resources | None = None
 
-    @model_validator(mode="after")
-    def _command_unless_test(self) -> JobRequest:
+    def __post_init__(self) -> None:
+        _one_of("queue", self.queue, WORKER_KINDS)
         if not self.test and self.command is None:
-            raise ValueError("command: is required unless test is true")
-        return self
+            raise FieldProblem("command", "is required unless test is true")
+
+
+_DECODER = msgspec.json.Decoder(JobRequest)
 
 
 def parse_request(body: str) -> JobRequest:
     """Parse a raw message body; raise `RequestRejected` naming the first bad field."""
     try:
-        data = json.loads(body)
+        return _DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        field, problem = _describe(str(exc))
+        raise RequestRejected(field, problem) from None
+    except msgspec.DecodeError:
+        pass
+    # Not JSON: let the standard library say where, in the words people know.
+    try:
+        json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestRejected("body", f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise RequestRejected("body", "must be a JSON object")
-    try:
-        return JobRequest.model_validate(data)
-    except ValidationError as exc:
-        field, problem = _describe_first_error(exc)
-        raise RequestRejected(field, problem) from None
+    raise RequestRejected("body", "not valid JSON")
 
 
 def peek_field(body: str, name: str, max_length: int = 256) -> str | None:
@@ -161,50 +150,57 @@ def peek_field(body: str, name: str, max_length: int = 256) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= max_length else None
 
 
-def _describe_first_error(exc: ValidationError) -> tuple[str, str]:
-    error = exc.errors(include_url=False)[0]
-    location = [part for part in error["loc"] if not _is_union_branch(part)]
-    problem = _problem_text(error)
-    # Model-level validators name their sub-field as "field: problem".
-    nested = re.match(r"^(\[\d+\]|[a-z_]+): (.*)$", problem, re.DOTALL)
-    if error["type"] == "value_error" and nested:
-        location.append(nested.group(1))
-        problem = nested.group(2)
-    return _dotted(location), problem
+_AT = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+               "array": "a list", "object": "an object", "null": "null"}  # fmt: skip
 
 
-def _is_union_branch(part: str | int) -> bool:
-    # pydantic names union members in the location, e.g. "str", "int", "function-after[...]".
-    return isinstance(part, str) and (
-        part in {"str", "int", "float", "bool"} or "[" in part or part.startswith("constrained-")
-    )
+def _describe(error: str) -> tuple[str, str]:
+    """msgspec's `problem - at `$.a.b[2]`` as ("a.b[2]", a plain problem)."""
+    match = _AT.match(error)
+    assert match is not None
+    path = (match.group("path") or "").removeprefix(".")
+    problem = match.group("problem")
+    # A problem raised in __post_init__ carries its own path inside the struct's.
+    nested = _AT.match(problem)
+    if nested and nested.group("path"):
+        inner = nested.group("path").removeprefix(".")
+        path = f"{path}.{inner}" if path else inner
+        problem = nested.group("problem")
+    if problem.startswith("Object missing required field"):
+        field = problem.split("`")[1]
+        return _join(path, field), "is required"
+    if problem.startswith("Object contains unknown field"):
+        field = problem.split("`")[1]
+        return _join(path, field), "is not a known field"
+    if problem == "Expected `object`, got `array`" and not path:
+        return "body", "must be a JSON object"
+    return path or "body", _plain(problem)
 
 
-def _dotted(location: list[str | int]) -> str:
-    text = ""
-    for part in location:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part.startswith("["):
-            text += part
-        else:
-            text += f".{part}" if text else part
-    return text or "body"
+def _join(path: str, field: str) -> str:
+    return f"{path}.{field}" if path else field
 
 
-def _problem_text(error: Any) -> str:
-    kind = error["type"]
-    context = error.get("ctx") or {}
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "is not a known field"
-    if kind == "literal_error":
-        choices = re.findall(r"'([^']*)'", str(context.get("expected", "")))
-        return "must be one of " + ", ".join(choices)
-    if kind == "value_error":
-        return str(context.get("error", error["msg"]))
-    message = str(error["msg"])
-    if message.startswith("Input should"):
-        return "must" + message[len("Input should") :]
-    return message[:1].lower() + message[1:]
+def _plain(problem: str) -> str:
+    expected = re.match(r"^Expected `([^`]*)`(?:, got `([^`]*)`)?(.*)$", problem)
+    if not expected:
+        return problem
+    kinds, got, rest = expected.groups()
+    if kinds == "object" and got == "array":
+        return "must be an object"
+    if rest == " of length >= 1":
+        return "must be a non-empty string"
+    if " of length" in kinds or rest:
+        bound = rest.replace(" > 0.0", " greater than 0").replace(" > 0", " greater than 0")
+        return "must be " + _describe_kinds(kinds) + bound
+    names = [_TYPE_NAMES.get(kind.strip(), kind.strip()) for kind in kinds.split("|")]
+    if "a number" in names and "an integer" in names:
+        names.remove("an integer")
+    wanted = " or ".join(names)
+    return f"must be {wanted}" + (f", not {_TYPE_NAMES.get(got, got)}" if got else "")
+
+
+def _describe_kinds(kinds: str) -> str:
+    head, _, tail = kinds.partition(" ")
+    return f"{_TYPE_NAMES.get(head, head)} {tail}".strip()

@@ -1,4 +1,5 @@
-"""Run a job as a native subprocess: own session and process group, minimal environment."""
+"""Run a job as a native subprocess: own session and process group, minimal environment,
+its whole process tree watched for memory, CPU time and wall-clock limits."""
 
 from __future__ import annotations
 
@@ -10,24 +11,25 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from protocol.result import Usage
+from runners.limits import cores_for
 from runners.process import RunnerFault, RunOutcome, RunSpec
-from runners.tree import tree_rss_bytes
+from runners.tree import ProcessTree
 
 log = logging.getLogger(__name__)
 
 # Variables a native job gets from the worker's environment unless told otherwise.
 BASE_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ")
-SAMPLE_INTERVAL_S = 0.25
+SAMPLE_INTERVAL_S = 0.1
 
 
 def job_environment(workdir: Path, pass_env: Sequence[str], source: Mapping[str, str] | None = None) -> dict[str, str]:
     """The job's environment: a few basics plus what the operator passes on, never all of it."""
     source = os.environ if source is None else source
-    environment = {name: source[name] for (name) in (*BASE_ENVIRONMENT, *pass_env) if name in source}
+    environment = {name: source[name] for name in (*BASE_ENVIRONMENT, *pass_env) if name in source}
     environment.setdefault("PATH", os.defpath)
     environment["HOME"] = str(workdir)
     environment["TMPDIR"] = str(workdir / "tmp")
@@ -35,38 +37,33 @@ def job_environment(workdir: Path, pass_env: Sequence[str], source: Mapping[str,
 
 
 class NativeRunner:
-    def __init__(self, pass_env: Sequence[str] = (), kill_grace_s: float = 10.0) -> None:
+    def __init__(
+        self, pass_env: Sequence[str] = (), slot: int = 0, on_start: Callable[[int], None] | None = None
+    ) -> None:
         self.pass_env = list(pass_env)
-        self.kill_grace_s = kill_grace_s
+        self.slot = slot  # spreads pinned jobs of different slots over different cores
+        self.on_start = on_start
 
     def run(self, spec: RunSpec) -> RunOutcome:
         started = time.monotonic()
         process = self._start(spec)
-        deadline = None if spec.timeout_s is None else started + spec.timeout_s
-        timed_out = False
-        watcher = _TreeWatcher(process.pid)
+        watch = _Watch(process.pid, spec)
         try:
-            status, rusage = watcher.wait(deadline)
-            if status is None:
-                timed_out = True
-                log.info("job timed out; stopping it", extra={"pid": process.pid, "timeout_s": spec.timeout_s})
-                _signal_group(process.pid, signal.SIGTERM)
-                status, rusage = watcher.wait(time.monotonic() + self.kill_grace_s)
-                if status is None:
-                    _signal_group(process.pid, signal.SIGKILL)
-                    status, rusage = watcher.wait(None)
+            if self.on_start is not None:
+                self.on_start(process.pid)
+            status, rusage = watch.until_exit(started)
         finally:
-            # Whatever the job left behind in its process group goes with it.
-            _signal_group(process.pid, signal.SIGKILL)
+            # Whatever the job left behind goes with it.
+            watch.tree.kill()
             process.returncode = 0  # reaped by os.wait4; keeps Popen from waiting again
-            watcher.close()
-        assert status is not None and rusage is not None
-        usage = Usage(
-            max_rss_bytes=watcher.max_rss_bytes or None, cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 3)
-        )
+            watch.close()
+        usage = Usage(max_rss_bytes=watch.max_rss_bytes, cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 3))
+        exit_code, signal_name = None, None
         if os.WIFSIGNALED(status):
-            return RunOutcome(None, signal.Signals(os.WTERMSIG(status)).name, timed_out, usage)
-        return RunOutcome(os.waitstatus_to_exitcode(status), None, timed_out, usage)
+            signal_name = signal.Signals(os.WTERMSIG(status)).name
+        else:
+            exit_code = os.waitstatus_to_exitcode(status)
+        return RunOutcome(exit_code, signal_name, watch.limit_hit, usage)
 
     def _start(self, spec: RunSpec) -> subprocess.Popen[bytes]:
         try:
@@ -74,6 +71,7 @@ class NativeRunner:
                 spec.stdin_path.open("rb") as stdin,
                 spec.stdout_path.open("wb") as stdout,
                 spec.stderr_path.open("wb") as stderr,
+                _affinity(None if spec.limits.cpus is None else cores_for(spec.limits.cpus, self.slot)),
             ):
                 return subprocess.Popen(
                     spec.argv,
@@ -89,38 +87,70 @@ class NativeRunner:
             raise RunnerFault(f"cannot start {spec.argv[0]!r}: {exc.strerror or exc}") from exc
 
 
-class _TreeWatcher:
-    """Waits for the job's process, sampling its tree's memory while it runs."""
+@contextlib.contextmanager
+def _affinity(cores: set[int] | None) -> Iterator[None]:
+    """Pin this (single-threaded) process while it forks, so the job inherits the pinning."""
+    if cores is None:
+        yield
+        return
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
 
-    def __init__(self, pid: int) -> None:
+
+class _Watch:
+    """Waits for the job's process, sampling its tree and enforcing the limits."""
+
+    def __init__(self, pid: int, spec: RunSpec) -> None:
         self.pid = pid
+        self.spec = spec
         self.pidfd = os.pidfd_open(pid)
+        self.tree = ProcessTree(pid)
         self.max_rss_bytes = 0
+        self.samples = 0
+        self.limit_hit: str | None = None
 
-    def _sample(self) -> None:
-        rss = tree_rss_bytes(self.pid)
-        if rss is not None:
-            self.max_rss_bytes = max(self.max_rss_bytes, rss)
-
-    def wait(self, deadline: float | None) -> tuple[int | None, resource.struct_rusage | None]:
-        """Reap the process, or return (None, None) if it still runs at `deadline`."""
+    def until_exit(self, started: float) -> tuple[int, resource.struct_rusage]:
+        limits = self.spec.limits
+        deadline = None if limits.timeout_s is None else started + limits.timeout_s
+        kill_at: float | None = None
         while True:
-            self._sample()
             reaped, status, rusage = os.wait4(self.pid, os.WNOHANG)
             if reaped:
                 return status, rusage
-            remaining = SAMPLE_INTERVAL_S
-            if deadline is not None:
-                remaining = min(remaining, deadline - time.monotonic())
-            if remaining <= 0:
-                return None, None
+            now = time.monotonic()
+            if self.limit_hit is None:
+                self._check_resources(discover=self.samples > 0)
+                if self.limit_hit is None and deadline is not None and now >= deadline:
+                    self.limit_hit = "timeout"
+                    log.info("job timed out; stopping it", extra={"pid": self.pid, "timeout_s": limits.timeout_s})
+                    self.tree.kill(signal.SIGTERM)
+                    kill_at = now + self.spec.kill_grace_s
+            elif kill_at is not None and now >= kill_at:
+                self.tree.kill(signal.SIGKILL)
+                kill_at = None
+            wake_at = min(t for t in (now + SAMPLE_INTERVAL_S, deadline, kill_at) if t is not None)
             # The pidfd becomes readable the moment the process exits: no polling delay.
-            select.select([self.pidfd], [], [], remaining)
+            select.select([self.pidfd], [], [], max(0.0, wake_at - time.monotonic()))
+
+    def _check_resources(self, *, discover: bool) -> None:
+        sample = self.tree.sample(discover=discover)
+        self.samples += 1
+        self.max_rss_bytes = max(self.max_rss_bytes, sample.rss_bytes)
+        limits = self.spec.limits
+        if limits.memory_bytes is not None and sample.rss_bytes > limits.memory_bytes:
+            self.limit_hit = "memory"
+        elif limits.cpu_seconds is not None and sample.cpu_seconds > limits.cpu_seconds:
+            self.limit_hit = "cpu_time"
+        if self.limit_hit is not None:
+            log.info(
+                "job exceeded a limit; killing it",
+                extra={"pid": self.pid, "limit": self.limit_hit, "rss_bytes": sample.rss_bytes},
+            )
+            self.tree.kill(signal.SIGKILL)
 
     def close(self) -> None:
         os.close(self.pidfd)
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)

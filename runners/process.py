@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.result import Usage
+from runners.limits import JobLimits
 
 
 @dataclass(frozen=True)
@@ -15,15 +16,21 @@ class RunSpec:
     stdin_path: Path
     stdout_path: Path
     stderr_path: Path
-    timeout_s: float | None = None
+    limits: JobLimits = field(default_factory=JobLimits)
+    kill_grace_s: float = 10.0
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     exit_code: int | None
     signal: str | None
-    timed_out: bool
+    # "timeout", "memory" or "cpu_time" when the worker stopped the job, else None.
+    limit_hit: str | None
     usage: Usage
+
+    @property
+    def timed_out(self) -> bool:
+        return self.limit_hit == "timeout"
 
 
 class RunnerFault(Exception):

@@ -42,7 +42,8 @@ class Workspace:
         scratch_dir.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX, dir=scratch_dir)).resolve()
         workspace = cls(root)
-        for directory in (workspace.inputs, workspace.outputs, workspace.streams, workspace.tmp):
+        # `in/` and `out/` appear when staging first needs them.
+        for directory in (workspace.streams, workspace.tmp):
             directory.mkdir()
         return workspace
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from config.cli import build_parser, parse_program
+from config.cli import build_parser, parse_program, resolve_executable
 from tests.support import REPO, SUPERVISOR, TOOL, Worker, job
 
 
@@ -94,3 +94,34 @@ def test_worker_started_with_the_seed_json_command_runs_jobs(tmp_path: Path) -> 
         assert (result["status"], result["stdout"]) == ("succeeded", "SEED")
     finally:
         worker.stop()
+
+
+def test_a_command_that_does_not_exist_is_refused_at_start(tmp_path: Path) -> None:
+    completed = run_cli("--queue", f"local:{tmp_path}/q.sqlite3", "native", "--", "no-such-tool-here")
+    assert completed.returncode == 2
+    assert "'no-such-tool-here' is not an executable file here or on PATH" in completed.stderr
+
+
+def test_a_relative_command_path_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = tmp_path / "bin" / "tool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_executable(["bin/tool", "x.py"]) == [str(tool), "x.py"]
+    assert resolve_executable(["true"]) == ["true"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--job-memory", "lots", "'lots' is not a size"),
+        ("--job-timeout", "0", "must be greater than 0"),
+        ("--shutdown-grace", "-1", "must not be negative"),
+        ("--workers", "0", "must be at least 1"),
+    ],
+)
+def test_bad_flag_values_are_named(tmp_path: Path, flag: str, value: str, expected: str) -> None:
+    completed = run_cli("--queue", f"local:{tmp_path}/q.sqlite3", flag, value, "native", "--", "true")
+    assert completed.returncode == 2
+    assert flag in completed.stderr and expected in completed.stderr

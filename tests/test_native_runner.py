@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from runners.limits import JobLimits
 from runners.native import NativeRunner, job_environment
 from runners.process import RunnerFault, RunSpec
 from staging.workspace import Workspace
@@ -19,11 +20,19 @@ def workspace(tmp_path: Path) -> Workspace:
     return Workspace.create(tmp_path)
 
 
-def spec(workspace: Workspace, argv: list[str], stdin: str = "", timeout_s: float | None = None) -> RunSpec:
+def spec(
+    workspace: Workspace, argv: list[str], stdin: str = "", limits: JobLimits | None = None, kill_grace_s: float = 10
+) -> RunSpec:
     stdin_path = workspace.streams / "stdin"
     stdin_path.write_text(stdin)
     return RunSpec(
-        argv, workspace.root, stdin_path, workspace.streams / "stdout", workspace.streams / "stderr", timeout_s
+        argv,
+        workspace.root,
+        stdin_path,
+        workspace.streams / "stdout",
+        workspace.streams / "stderr",
+        limits or JobLimits(),
+        kill_grace_s,
     )
 
 
@@ -85,7 +94,7 @@ def test_job_is_in_its_own_process_group(workspace: Workspace) -> None:
 def test_timeout_kills_the_whole_tree(workspace: Workspace) -> None:
     pid_file = workspace.root / "grandchild.pid"
     code = _spawn_sleeper(pid_file) + "time.sleep(60)\n"
-    outcome = NativeRunner(kill_grace_s=1).run(spec(workspace, python(code), timeout_s=1.0))
+    outcome = NativeRunner().run(spec(workspace, python(code), limits=JobLimits(timeout_s=1.0), kill_grace_s=1))
     assert outcome.timed_out
     assert outcome.signal in ("SIGTERM", "SIGKILL")
     grandchild = int(wait_until(lambda: pid_file.read_text() if pid_file.exists() else None, 5, "the pid file"))
@@ -96,7 +105,7 @@ def test_a_job_ignoring_sigterm_is_killed_after_the_grace(workspace: Workspace) 
     code = (
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
     )
-    outcome = NativeRunner(kill_grace_s=0.5).run(spec(workspace, python(code), timeout_s=0.5))
+    outcome = NativeRunner().run(spec(workspace, python(code), limits=JobLimits(timeout_s=0.5), kill_grace_s=0.5))
     assert (outcome.timed_out, outcome.signal) == (True, "SIGKILL")
 
 
@@ -106,6 +115,36 @@ def test_leftover_processes_of_a_finished_job_are_killed(workspace: Workspace) -
     NativeRunner().run(spec(workspace, python(code)))
     daemon = int(pid_file.read_text())
     wait_until(lambda: not process_exists(daemon) or _is_zombie(daemon), 5, "the leftover process to die")
+
+
+def test_memory_limit_counts_the_whole_tree_and_kills_it(workspace: Workspace) -> None:
+    # Parent and child each stay under the limit; together they exceed it.
+    code = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    b = bytearray(60 * 1024 * 1024); time.sleep(60)\n"
+        "b = bytearray(60 * 1024 * 1024); time.sleep(60)\n"
+    )
+    outcome = NativeRunner().run(spec(workspace, python(code), limits=JobLimits(memory_bytes=100 * 1024 * 1024)))
+    assert (outcome.limit_hit, outcome.signal) == ("memory", "SIGKILL")
+    assert outcome.usage.max_rss_bytes is not None and outcome.usage.max_rss_bytes > 100 * 1024 * 1024
+
+
+def test_cpu_time_limit_kills_a_spinning_job(workspace: Workspace) -> None:
+    outcome = NativeRunner().run(spec(workspace, python("while True: pass"), limits=JobLimits(cpu_seconds=0.5)))
+    assert (outcome.limit_hit, outcome.signal) == ("cpu_time", "SIGKILL")
+
+
+def test_cpus_pin_the_job_to_that_many_cores(workspace: Workspace) -> None:
+    run_spec = spec(workspace, python("import os; print(len(os.sched_getaffinity(0)))"), limits=JobLimits(cpus=1))
+    NativeRunner(slot=1).run(run_spec)
+    assert run_spec.stdout_path.read_text() == "1\n"
+    assert len(os.sched_getaffinity(0)) == os.cpu_count()  # the runner's own process is unpinned again
+
+
+def test_usage_is_reported_for_every_job(workspace: Workspace) -> None:
+    usage = NativeRunner().run(spec(workspace, ["true"])).usage
+    assert usage.max_rss_bytes is not None and usage.cpu_seconds is not None
 
 
 def test_a_missing_executable_is_a_runner_fault(workspace: Workspace) -> None:

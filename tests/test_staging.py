@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from protocol.request import Command
@@ -39,7 +40,7 @@ def stager(data: Path) -> Stager:
 
 
 def command(**fields: object) -> Command:
-    return Command.model_validate(fields)
+    return msgspec.convert(fields, Command)
 
 
 def test_input_argument_is_copied_into_the_mirror_and_replaced_by_its_path(
@@ -194,7 +195,7 @@ def test_stdin_from_a_uri_and_inline(stager: Stager, workspace: Workspace, data:
 def test_workspace_removal_copes_with_read_only_directories(tmp_path: Path) -> None:
     workspace = Workspace.create(tmp_path)
     locked = workspace.outputs / "locked"
-    locked.mkdir()
+    locked.mkdir(parents=True)
     (locked / "file").write_text("x")
     os.chmod(locked, 0o500)
     workspace.remove()

@@ -134,19 +134,22 @@ def test_timeout_in_the_message_stops_the_job(worker_factory: WorkerFactory) -> 
     assert result["error"]["type"] == "timeout"
 
 
-def test_missing_executable_is_a_system_error_retried_then_final(tmp_path: Path) -> None:
+def test_a_command_gone_missing_is_a_system_error_retried_then_final(tmp_path: Path) -> None:
+    tool = tmp_path / "tool.sh"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
     worker = Worker(tmp_path, options=["--max-attempts", "2", "--retry-delay", "0.2"])
-    worker.command = lambda: [  # type: ignore[method-assign]
-        sys.executable, str(SUPERVISOR), "--queue", f"local:{worker.queue_path}", "--scratch-dir", str(worker.scratch),
-        "--workers", "1", "--max-attempts", "2", "--retry-delay", "0.2", "native", "--", "/nonexistent/tool",
-    ]  # fmt: skip
+    base = worker.command()
+    worker.command = lambda: [*base[: base.index("--") + 1], str(tool)]  # type: ignore[method-assign]
     worker.start()
     try:
+        tool.unlink()
         message_id = worker.submit(job())
         final = worker.result(message_id)
         attempts = worker.results_for(message_id)
         assert [(r["status"], r["attempt"], r["final"]) for r in attempts] == [("error", 1, False), ("error", 2, True)]
         assert final["error"]["type"] == "runner"
+        assert f"cannot start '{tool}'" in final["error"]["message"]
         wait_until(lambda: worker.jobs.count() == 0, 10, "the message to be deleted")
     finally:
         worker.stop()

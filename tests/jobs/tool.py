@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ parser.add_argument("--sleep", type=float, default=0)
 parser.add_argument("--exit", type=int, default=0)
 parser.add_argument("--print-env", action="store_true")
 parser.add_argument("--symlink", nargs=2, metavar=("TARGET", "LINK"))
+parser.add_argument("--child-allocate", type=int, metavar="MB", help="start a child that holds MB of memory")
+parser.add_argument("--spawn-sleeper", metavar="PIDFILE", help="start a long-sleeping child, write its pid")
 options = parser.parse_args()
 
 data = sys.stdin.read()
@@ -31,6 +34,12 @@ if options.symlink:
 if options.print_env:
     for name in sorted(os.environ):
         print(f"{name}={os.environ[name]}")
+if options.child_allocate:
+    code = f"import time; b = bytearray({options.child_allocate} * 1024 * 1024); time.sleep(60)"
+    subprocess.Popen([sys.executable, "-c", code])
+if options.spawn_sleeper:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    Path(options.spawn_sleeper).write_text(str(sleeper.pid))
 if options.started:
     Path(options.started).write_text(str(os.getpid()))
 time.sleep(options.sleep)

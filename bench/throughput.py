@@ -1,0 +1,196 @@
+"""Throughput, latency, memory and limit-reaction figures of the supervisor on the embedded queue.
+
+Measured in one run, each against its baseline:
+- trivial native jobs (`true`) through `supervisor.py --workers 2` vs the bare rate of spawning
+  `true` from a 2-thread pool (target: >= 0.33x);
+- time from enqueue to job start, p50 and p99, one job at a time;
+- RSS of the supervisor plus 8 idle children (target: < 250 MB in total);
+- how long the memory limit takes to kill a job that exceeds it (target: < 1 s).
+
+Usage: python bench/throughput.py [--jobs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from queues.local import LocalQueue  # noqa: E402
+
+TRIVIAL_JOB = json.dumps({"service": "bench", "queue": "native", "command": {"arguments": []}})
+
+
+class Supervisor:
+    def __init__(self, directory: Path, workers: int, program: list[str], options: list[str] | None = None) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.queue_path = directory / "queue.sqlite3"
+        self.jobs = LocalQueue(self.queue_path)
+        self.results = LocalQueue(self.queue_path, "results")
+        self.log_path = directory / "worker.log"
+        command = [
+            sys.executable, str(REPO / "supervisor.py"), "--queue", f"local:{self.queue_path}",
+            "--scratch-dir", str(directory / "scratch"), "--workers", str(workers), *(options or []),
+            "native", "--service", "bench", "--", *program,
+        ]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        self._wait_for("pool ready")
+
+    def _wait_for(self, message: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if f'"message": "{message}"' in self.log_path.read_text():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"supervisor did not log {message!r}:\n{self.log_path.read_text()}")
+
+    def collect(self, count: int, timeout: float = 600) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(results) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(results)} of {count} results arrived")
+            batch = self.results.receive(10, 0.5, visibility_timeout=60)
+            self.results.delete([m.receipt for m in batch])
+            results.extend(json.loads(m.body) for m in batch)
+        return results
+
+    def rss_bytes(self) -> tuple[int, int]:
+        """(RSS, PSS) summed over the supervisor and all its descendants."""
+        root = psutil.Process(self.process.pid)
+        rss = pss = 0
+        for process in [root, *root.children(recursive=True)]:
+            info = process.memory_full_info()
+            rss += info.rss
+            pss += info.pss
+        return rss, pss
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+
+def bare_spawn_rate(jobs: int) -> float:
+    def spawn(_: int) -> None:
+        subprocess.run(["true"], check=True)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(spawn, range(jobs)))
+    return jobs / (time.perf_counter() - started)
+
+
+def supervisor_rate(directory: Path, jobs: int) -> float:
+    supervisor = Supervisor(directory, 2, ["true"])
+    try:
+        started = time.perf_counter()
+        for _ in range(jobs):
+            supervisor.jobs.send(TRIVIAL_JOB)
+        results = supervisor.collect(jobs)
+        elapsed = time.perf_counter() - started
+    finally:
+        supervisor.stop()
+    assert all(r["status"] == "succeeded" for r in results), results[:3]
+    return jobs / elapsed
+
+
+def start_latencies(directory: Path, jobs: int) -> list[float]:
+    supervisor = Supervisor(directory, 2, ["true"])
+    latencies = []
+    try:
+        for _ in range(jobs):
+            sent = time.time()
+            supervisor.jobs.send(TRIVIAL_JOB)
+            (result,) = supervisor.collect(1)
+            latencies.append(_epoch(result["started_at"]) - sent)
+    finally:
+        supervisor.stop()
+    return latencies
+
+
+def idle_memory(directory: Path) -> tuple[int, int]:
+    supervisor = Supervisor(directory, 8, ["true"])
+    try:
+        time.sleep(1)  # let start-up allocations settle before reading
+        return supervisor.rss_bytes()
+    finally:
+        supervisor.stop()
+
+
+def memory_kill_delays(directory: Path, runs: int) -> list[float]:
+    allocate = (
+        "import time; b = bytearray(300 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
+        "print(time.time(), flush=True); time.sleep(60)"
+    )
+    supervisor = Supervisor(directory, 1, [sys.executable, "-c", allocate], ["--job-memory", "100M"])
+    delays = []
+    try:
+        for _ in range(runs):
+            supervisor.jobs.send(TRIVIAL_JOB)
+            (result,) = supervisor.collect(1)
+            assert result["status"] == "killed", result
+            if result["stdout"]:
+                delays.append(_epoch(result["finished_at"]) - float(result["stdout"]))
+    finally:
+        supervisor.stop()
+    return delays
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=2000, help="trivial jobs for the throughput run")
+    parser.add_argument("--latency-jobs", type=int, default=200, help="jobs sent one at a time for latency")
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as temporary:
+        directory = Path(temporary)
+        bare = bare_spawn_rate(options.jobs)
+        ours = supervisor_rate(directory / "throughput", options.jobs)
+        print(f"bare spawn of `true` from 2 threads: {bare:8.1f} jobs/s")
+        print(f"supervisor.py --workers 2:           {ours:8.1f} jobs/s  ({ours / bare:.2f}x bare; target >= 0.33x)")
+
+        latencies = start_latencies(directory / "latency", options.latency_jobs)
+        print(
+            f"enqueue -> start, one job at a time:  p50 {statistics.median(latencies) * 1000:6.1f} ms"
+            f"  p99 {_percentile(latencies, 0.99) * 1000:6.1f} ms  ({len(latencies)} jobs)"
+        )
+
+        rss, pss = idle_memory(directory / "idle")
+        print(
+            f"supervisor + 8 idle children:        RSS {rss / 2**20:6.1f} MB (target < 250 MB), "
+            f"PSS {pss / 2**20:6.1f} MB"
+        )
+
+        delays = memory_kill_delays(directory / "memory", 5)
+        print(
+            f"memory limit: over-limit job killed after median {statistics.median(delays) * 1000:.0f} ms,"
+            f" max {max(delays) * 1000:.0f} ms (target < 1000 ms)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Memory sizes as operators write them: `512M`, `2G`, `1.5GiB`, or plain bytes.
+
+Units are binary, as in `docker run -m`: K = 1024, M = 1024², G = 1024³, T = 1024⁴.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in `text`; ValueError naming the accepted forms when it is not a size."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise ValueError("must be a positive number of bytes")
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a size: use bytes or a number with K, M, G or T (e.g. 512M)")
+    size = int(float(match.group(1)) * _FACTORS[match.group(2).lower()])
+    if size <= 0:
+        raise ValueError(f"{text!r} must be more than 0 bytes")
+    return size
+
+
+def format_size(size: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        factor = _FACTORS[unit.lower()]
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
