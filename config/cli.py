@@ -267,7 +267,7 @@ def _serve(options: argparse.Namespace) -> int:
     settings = SupervisorSettings(
         workers=options.workers,
         visibility_timeout=options.visibility_timeout,
-        poll_wait_s=0.25,  # the embedded queue is polled locally; a short wait keeps shutdown quick
+        poll_wait_s=20.0,  # long polling, for queues received from by a thread
         retry_delay_s=options.retry_delay,
         shutdown_grace_s=options.shutdown_grace,
         child=child,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,12 +18,5 @@ class JobReport:
     message_id: str
     result_json: str
     status: str
-    job_id: str
     reply_to: str | None
-
-
-@dataclass(frozen=True)
-class JobStarted:
-    """Sent by the child once the job's process exists: its pid leads the job's process group."""
-
-    pid: int
+    summary: dict[str, Any]  # for the log line

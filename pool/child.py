@@ -10,7 +10,7 @@ from multiprocessing.connection import Connection
 from types import FrameType
 
 from config.logs import configure_logging
-from pool.assignment import JobAssignment, JobStarted
+from pool.assignment import JobAssignment
 from pool.job import JobExecutor
 from pool.settings import ChildSettings
 
@@ -31,7 +31,9 @@ def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def child_main(settings: ChildSettings, connection: Connection, slot: int) -> None:
+def child_main(settings: ChildSettings, connection: Connection, slot: int, job_pid: ctypes.c_int) -> None:
+    """Run jobs until told to stop. `job_pid` is shared memory: the running job's pid (0: none),
+    so the supervisor can kill the job should this child die."""
     # Ctrl-C reaches the whole foreground process group; only the supervisor acts on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # SIGTERM from the supervisor unwinds the job, so its process group is killed and its
@@ -39,7 +41,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int) -> No
     signal.signal(signal.SIGTERM, _exit_on_signal)
     _die_with_parent(settings.supervisor_pid)
     configure_logging(settings.log_format, settings.log_level)
-    executor = JobExecutor(settings, slot, lambda pid: connection.send(JobStarted(pid)))
+    executor = JobExecutor(settings, slot, lambda pid: setattr(job_pid, "value", pid))
     connection.send("ready")
     while True:
         try:
@@ -54,6 +56,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int) -> No
             extra={"slot": slot, "message_id": assignment.message_id, "attempt": assignment.receive_count},
         )
         report = executor.execute(assignment)
+        job_pid.value = 0
         try:
             connection.send(report)
         except OSError:

@@ -1,4 +1,4 @@
-"""The intake thread: receives messages for free slots only, so the worker never hoards."""
+"""Intake: receives messages for free slots only, so the worker never hoards."""
 
 from __future__ import annotations
 
@@ -11,10 +11,31 @@ from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 10  # what one SQS ReceiveMessage call may return
-ERROR_BACKOFF_S = (0.5, 1, 2, 5, 10, 20)
+
+
+class _ReceiveBackoff:
+    """How long to wait after failed receives: longer each time, reset by a success."""
+
+    DELAYS_S = (0.5, 1, 2, 5, 10, 20)
+
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+        self.failures = 0
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    def failed(self, exc: QueueError) -> float:
+        delay = self.DELAYS_S[min(self.failures, len(self.DELAYS_S) - 1)]
+        self.failures += 1
+        log.error("receive failed; retrying", extra={"queue": self.queue.spec, "error": str(exc), "retry_in_s": delay})
+        return delay
 
 
 class Intake(threading.Thread):
+    """Intake for a remote queue: a thread long-polls, so the supervisor's loop never waits
+    on the network."""
+
     def __init__(
         self,
         queue: JobQueue,
@@ -50,11 +71,14 @@ class Intake(threading.Thread):
             self._stopping = True
             self._condition.notify()
 
+    def seconds_to_next_poll(self) -> float | None:
+        return None  # the thread wakes the loop when messages arrive
+
     def _wanted(self) -> int:
         return min(MAX_BATCH, self._free_slots - len(self._undelivered))
 
     def run(self) -> None:
-        failures = 0
+        backoff = _ReceiveBackoff(self.queue)
         while True:
             with self._condition:
                 self._condition.wait_for(lambda: self._stopping or self._wanted() > 0)
@@ -63,14 +87,9 @@ class Intake(threading.Thread):
                 wanted = self._wanted()
             try:
                 messages = self.queue.receive(wanted, self.wait_seconds, self.visibility_timeout)
-                failures = 0
+                backoff.succeeded()
             except QueueError as exc:
-                delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
-                failures += 1
-                log.error(
-                    "receive failed; retrying", extra={"queue": self.queue.spec, "error": str(exc), "retry_in_s": delay}
-                )
-                time.sleep(delay)
+                time.sleep(backoff.failed(exc))
                 continue
             with self._condition:
                 if self._stopping:
@@ -85,3 +104,50 @@ class Intake(threading.Thread):
             self.queue.change_visibility([VisibilityChange(m.receipt, 0) for m in messages])
         except QueueError as exc:
             log.error("could not release messages received during shutdown", extra={"error": str(exc)})
+
+
+class PollingIntake:
+    """Intake for a queue on this machine (the embedded queue): a receive costs a local
+    transaction, so the supervisor's loop receives itself, with no thread to hand off to.
+    While slots are free and the queue is empty it polls every `poll_interval_s`."""
+
+    def __init__(self, queue: JobQueue, *, visibility_timeout: float, poll_interval_s: float) -> None:
+        self.queue = queue
+        self.visibility_timeout = visibility_timeout
+        self.poll_interval_s = poll_interval_s
+        self._free_slots = 0
+        self._next_poll = 0.0
+        self._backoff = _ReceiveBackoff(queue)
+        self._stopping = False
+
+    def start(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def offer(self, free_slots: int) -> None:
+        self._free_slots = free_slots
+
+    def seconds_to_next_poll(self) -> float | None:
+        if self._stopping or self._free_slots <= 0:
+            return None
+        return max(0.0, self._next_poll - time.monotonic())
+
+    def take(self) -> list[ReceivedMessage]:
+        now = time.monotonic()
+        if self._stopping or self._free_slots <= 0 or now < self._next_poll:
+            return []
+        try:
+            messages = self.queue.receive(min(MAX_BATCH, self._free_slots), 0, self.visibility_timeout)
+            self._backoff.succeeded()
+        except QueueError as exc:
+            self._next_poll = now + self._backoff.failed(exc)
+            return []
+        self._free_slots -= len(messages)
+        if not messages:
+            self._next_poll = now + self.poll_interval_s
+        return messages

@@ -20,7 +20,7 @@ from runners.process import RunnerFault, RunSpec
 from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
 from staging.stager import Stager
-from staging.workspace import Workspace
+from staging.workspace import Workspace, read_stream
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class JobExecutor:
         self.settings = settings
         self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid)
         self.stager = Stager({"file": LocalFileStore(list(settings.file_roots))})
+        self.slot = slot
         self.runner = NativeRunner(settings.pass_env, slot, on_job_start)
         self._resolve_reply_to = open_queue(settings.queue_spec).sibling
 
@@ -68,7 +69,7 @@ class JobExecutor:
         result.finished_at = utc_timestamp()
         result.duration_s = round(time.monotonic() - clock, 3)
         result.final = result.status != Status.ERROR or assignment.receive_count >= self.settings.max_attempts
-        return JobReport(assignment.message_id, result.to_json(), str(result.status), result.id, reply_to)
+        return JobReport(assignment.message_id, result.to_json(), str(result.status), reply_to, result.summary())
 
     def _usable_reply_to(self, body: str) -> str | None:
         name = peek_field(body, "reply_to", max_length=2048)
@@ -96,7 +97,7 @@ class JobExecutor:
             return
         assert request.command is not None
         limits = resolve_limits(request, self.settings.ceilings)
-        workspace = Workspace.create(self.settings.scratch_dir)
+        workspace = Workspace.create(self.settings.scratch_dir, self.slot)
         try:
             staged = self.stager.stage_in(request.command, workspace)
             argv = build_argv(self.settings.base_command, request.command.arguments, staged.argument_values)
@@ -127,9 +128,9 @@ class JobExecutor:
             report = self.stager.stage_out(staged, workspace)
             result.outputs, result.skipped = report.uploaded, report.skipped
             if staged.stdout_uri is None:
-                result.stdout = staged.stdout_path.read_text(encoding="utf-8", errors="replace")
+                result.stdout = read_stream(staged.stdout_path)
             if staged.stderr_uri is None:
-                result.stderr = staged.stderr_path.read_text(encoding="utf-8", errors="replace")
+                result.stderr = read_stream(staged.stderr_path)
         finally:
             workspace.remove()
 

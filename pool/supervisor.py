@@ -8,24 +8,27 @@ sentinels at once.
 from __future__ import annotations
 
 import contextlib
-import json
+import ctypes
 import logging
 import multiprocessing
 import os
+import selectors
 import signal
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from pool.assignment import JobAssignment, JobReport, JobStarted
+from pool.assignment import JobAssignment, JobReport
 from pool.child import child_main
-from pool.intake import Intake
+from pool.courier import ResultCourier, Settlement
+from pool.intake import Intake, PollingIntake
 from pool.settings import ChildSettings
 from protocol.request import peek_field
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
 from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
+from queues.local import LocalQueue
 from staging.workspace import remove_stale_workspaces
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ EXIT_BOOT_FAILURE = 3
 MAX_BOOT_FAILURES = 5
 MAX_RETRY_DELAY_S = 900.0
 CHILD_EXIT_TIMEOUT_S = 30.0
+LOCAL_POLL_INTERVAL_S = 0.02  # how often an idle worker looks at the embedded queue
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,6 @@ class SupervisorSettings:
 class InFlight:
     message: ReceivedMessage
     visible_until: float
-    job_pid: int | None = None  # the job's process (and process group), once the child reports it
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Slot:
     index: int
     process: BaseProcess
     connection: Connection
+    job_pid: ctypes.c_int  # shared with the child: its running job's pid, 0 when idle
     ready: bool = False
     job: InFlight | None = None
     retired: bool = False  # died during shutdown and not replaced
@@ -68,7 +72,6 @@ class Supervisor:
     def __init__(self, settings: SupervisorSettings, job_queue: JobQueue, result_queue: JobQueue | None) -> None:
         self.settings = settings
         self.job_queue = job_queue
-        self.result_queue = result_queue
         self.context = multiprocessing.get_context("spawn")
         self.slots: list[Slot] = []
         self.pending: list[ReceivedMessage] = []
@@ -80,13 +83,21 @@ class Supervisor:
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_read, False)
         os.set_blocking(self.wake_write, False)
-        self.intake = Intake(
-            job_queue,
-            visibility_timeout=settings.visibility_timeout,
-            wait_seconds=settings.poll_wait_s,
-            wake=self._wake,
-        )
-        self.reply_queues: dict[str, JobQueue] = {}
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.wake_read, selectors.EVENT_READ, None)
+        self.intake: Intake | PollingIntake
+        if isinstance(job_queue, LocalQueue):
+            self.intake = PollingIntake(
+                job_queue, visibility_timeout=settings.visibility_timeout, poll_interval_s=LOCAL_POLL_INTERVAL_S
+            )
+        else:
+            self.intake = Intake(
+                job_queue,
+                visibility_timeout=settings.visibility_timeout,
+                wait_seconds=settings.poll_wait_s,
+                wake=self._wake,
+            )
+        self.courier = ResultCourier(job_queue, result_queue)
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -113,12 +124,13 @@ class Supervisor:
                 )
                 self._force_stop()
                 continue
-            self.pending.extend(self.intake.take())
-            self._dispatch()
             if not self.stopping:
                 self.intake.offer(self._free_slots_without_work())
+            self.pending.extend(self.intake.take())
+            self._dispatch()
             self._extend_visibility()
             self._wait_for_events()
+            self.courier.flush()
             if self.boot_failures >= MAX_BOOT_FAILURES:
                 log.critical(
                     "children keep failing to start; giving up (see their errors above)",
@@ -131,6 +143,7 @@ class Supervisor:
         return exit_code
 
     def _finish(self) -> None:
+        self.courier.flush()
         self.intake.stop()
         self.intake.join(timeout=self.settings.poll_wait_s + 5)
         self.pending.extend(self.intake.take())
@@ -148,12 +161,18 @@ class Supervisor:
 
     def _spawn(self, index: int) -> Slot:
         parent_end, child_end = self.context.Pipe()
+        job_pid = self.context.RawValue(ctypes.c_int, 0)
         process = self.context.Process(
-            target=child_main, args=(self.settings.child, child_end, index), name=f"api-worker-{index}", daemon=False
+            target=child_main,
+            args=(self.settings.child, child_end, index, job_pid),
+            name=f"api-worker-{index}",
+            daemon=False,
         )
         process.start()
         child_end.close()
-        return Slot(index, process, parent_end)
+        slot = Slot(index, process, parent_end, job_pid)
+        self._watch(slot)
+        return slot
 
     # --- signals ----------------------------------------------------------------------
 
@@ -203,9 +222,10 @@ class Supervisor:
             if slot.process.is_alive():
                 slot.process.kill()
                 slot.process.join()
-            _kill_job_group(slot.job)
+            _kill_job_group(slot)
             self._release([slot.job.message], "interrupted by shutdown")
             slot.job, slot.ready, slot.retired = None, False, True
+            self._unwatch(slot)
 
     # --- the loop's work --------------------------------------------------------------
 
@@ -228,16 +248,26 @@ class Supervisor:
                     slot.connection.send(JobAssignment(message.message_id, message.body, message.receive_count))
 
     def _wait_for_events(self) -> None:
-        waitables: list[object] = [self.wake_read]
-        for slot in self._live_slots():
-            waitables += [slot.connection, slot.process.sentinel]
-        for ready in wait(waitables, timeout=self._seconds_to_next_heartbeat()):  # type: ignore[arg-type]
-            if ready == self.wake_read:
+        events = self.selector.select(timeout=self._seconds_to_next_heartbeat())
+        exited = []
+        for key, _ in events:
+            if key.data is None:
                 self._drain_wake_pipe()
-        for slot in self._live_slots():
-            self._collect(slot)
-            if not slot.process.is_alive():
-                self._replace_dead(slot.index)
+            elif key.data[0] == "message":
+                self._collect(self.slots[key.data[1]])
+            else:
+                exited.append(key.data[1])
+        for index in exited:
+            self._replace_dead(index)
+
+    def _watch(self, slot: Slot) -> None:
+        self.selector.register(slot.connection.fileno(), selectors.EVENT_READ, ("message", slot.index))
+        self.selector.register(slot.process.sentinel, selectors.EVENT_READ, ("exit", slot.index))
+
+    def _unwatch(self, slot: Slot) -> None:
+        for descriptor in (slot.connection, slot.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.selector.unregister(descriptor)
 
     def _live_slots(self) -> list[Slot]:
         return [slot for slot in self.slots if not slot.retired]
@@ -250,19 +280,20 @@ class Supervisor:
             pass
 
     def _collect(self, slot: Slot) -> None:
+        """Take one message from a child; the selector reports the pipe again if more wait."""
         try:
-            while slot.connection.poll():
-                message = slot.connection.recv()
-                if message == "ready":
-                    slot.ready = True
-                    self.boot_failures = 0
-                    self._announce_when_ready()
-                elif isinstance(message, JobStarted) and slot.job is not None:
-                    slot.job.job_pid = message.pid
-                elif isinstance(message, JobReport):
-                    self._complete(slot, message)
+            message = slot.connection.recv()
         except (EOFError, OSError):
-            pass  # the child died; _replace_dead deals with it
+            # The child died: stop watching its pipe; its exit event brings _replace_dead.
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.selector.unregister(slot.connection)
+            return
+        if message == "ready":
+            slot.ready = True
+            self.boot_failures = 0
+            self._announce_when_ready()
+        elif isinstance(message, JobReport):
+            self._complete(slot, message)
 
     def _announce_when_ready(self) -> None:
         if not self.pool_ready and all(slot.ready for slot in self.slots):
@@ -273,54 +304,14 @@ class Supervisor:
         assert slot.job is not None
         message = slot.job.message
         slot.job = None
-        log.info(
-            "job finished",
-            extra={
-                "job_id": report.job_id,
-                "message_id": report.message_id,
-                "status": report.status,
-                "slot": slot.index,
-            },
-        )
-        if not self._send_result(report.result_json, report.reply_to):
-            return  # not deleted: the message comes back and the job runs again
-        try:
-            if report.status == Status.ERROR and message.receive_count < self.settings.child.max_attempts:
-                self.job_queue.change_visibility([VisibilityChange(message.receipt, self._retry_delay(message))])
-            else:
-                self.job_queue.delete([message.receipt])
-        except QueueError as exc:
-            log.error(
-                "could not settle a finished message", extra={"message_id": message.message_id, "error": str(exc)}
-            )
+        log.info("job finished", extra={"slot": slot.index, **report.summary})
+        retry_in_s = None
+        if report.status == Status.ERROR and message.receive_count < self.settings.child.max_attempts:
+            retry_in_s = self._retry_delay(message)
+        self.courier.add(Settlement(message, report.result_json, report.reply_to, retry_in_s))
 
     def _retry_delay(self, message: ReceivedMessage) -> float:
         return min(MAX_RETRY_DELAY_S, self.settings.retry_delay_s * 2.0 ** (message.receive_count - 1))
-
-    def _send_result(self, result_json: str, reply_to: str | None) -> bool:
-        queue = self.result_queue
-        if reply_to is not None:
-            try:
-                queue = self._reply_queue(reply_to)
-            except ValueError as exc:
-                log.warning(
-                    "unusable reply_to; result sent to the result queue",
-                    extra={"reply_to": reply_to, "error": str(exc)},
-                )
-        log.info("result", extra={"result": json.loads(result_json)})
-        if queue is None:
-            return True
-        try:
-            queue.send(result_json)
-            return True
-        except QueueError as exc:
-            log.error("could not send a result", extra={"queue": queue.spec, "error": str(exc)})
-            return False
-
-    def _reply_queue(self, name: str) -> JobQueue:
-        if name not in self.reply_queues:
-            self.reply_queues[name] = self.job_queue.sibling(name)
-        return self.reply_queues[name]
 
     def _replace_dead(self, index: int) -> None:
         slot = self.slots[index]
@@ -332,8 +323,9 @@ class Supervisor:
             "child died; replacing it", extra={"slot": index, "exitcode": exit_code, "had_job": slot.job is not None}
         )
         if slot.job is not None:
-            _kill_job_group(slot.job)
+            _kill_job_group(slot)
             self._report_lost_job(slot.job.message, f"the worker child died (exit code {exit_code})")
+        self._unwatch(slot)
         slot.connection.close()
         if self.stopping:
             slot.ready, slot.job, slot.retired = False, None, True
@@ -353,10 +345,9 @@ class Supervisor:
             error=ErrorInfo("worker", why),
             final=final,
         )
-        if self._send_result(result.to_json(), peek_field(message.body, "reply_to", 2048)) and final:
-            self.job_queue.delete([message.receipt])
-        elif not final:
-            self._release([message], why)
+        log.info("job lost", extra=result.summary())
+        reply_to = peek_field(message.body, "reply_to", 2048)
+        self.courier.add(Settlement(message, result.to_json(), reply_to, None if final else 0.0))
 
     def _release(self, messages: list[ReceivedMessage], why: str) -> None:
         if not messages:
@@ -392,11 +383,15 @@ class Supervisor:
         deadlines = [slot.job.visible_until - margin for slot in self.slots if slot.job is not None]
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
+        next_poll = self.intake.seconds_to_next_poll()
+        if next_poll is not None:
+            deadlines.append(time.monotonic() + next_poll)
         return max(0.0, min([time.monotonic() + 1.0, *deadlines]) - time.monotonic())
 
 
-def _kill_job_group(job: InFlight) -> None:
+def _kill_job_group(slot: Slot) -> None:
     """Kill what a dead or stopped child may have left running of its job."""
-    if job.job_pid is not None:
+    job_pid = slot.job_pid.value
+    if job_pid > 0:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(job.job_pid, signal.SIGKILL)
+            os.killpg(job_pid, signal.SIGKILL)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import socket
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 from protocol.version import VERSION
 
@@ -22,34 +22,29 @@ class Status(StrEnum):
     ERROR = "error"
 
 
-@dataclass(frozen=True)
-class ErrorInfo:
+class ErrorInfo(msgspec.Struct, frozen=True):
     type: str
     message: str
 
 
-@dataclass(frozen=True)
-class UploadedObject:
+class UploadedObject(msgspec.Struct, frozen=True):
     uri: str
     bytes: int
 
 
-@dataclass(frozen=True)
-class SkippedPath:
+class SkippedPath(msgspec.Struct, frozen=True):
     """An output the worker refused or could not find, and why."""
 
     path: str
     reason: str
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(msgspec.Struct, frozen=True):
     max_rss_bytes: int | None = None
     cpu_seconds: float | None = None
 
 
-@dataclass(frozen=True)
-class WorkerIdentity:
+class WorkerIdentity(msgspec.Struct, frozen=True):
     host: str
     pid: int
     version: str = VERSION
@@ -59,8 +54,7 @@ class WorkerIdentity:
         return cls(host=socket.gethostname(), pid=pid)
 
 
-@dataclass
-class JobResult:
+class JobResult(msgspec.Struct):
     id: str
     message_id: str
     status: Status
@@ -75,20 +69,29 @@ class JobResult:
     signal: str | None = None
     stdout: str | None = None
     stderr: str | None = None
-    outputs: list[UploadedObject] = field(default_factory=list)
-    skipped: list[SkippedPath] = field(default_factory=list)
+    outputs: list[UploadedObject] = []
+    skipped: list[SkippedPath] = []
     error: ErrorInfo | None = None
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = msgspec.field(default_factory=Usage)
     # False while an `error` will be retried; the client waits for the final one.
     final: bool = True
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["status"] = str(self.status)
-        return data
-
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        return msgspec.json.encode(self).decode()
+
+    def summary(self) -> dict[str, Any]:
+        """The fields a log line about this result carries (not the captured output)."""
+        return {
+            "job_id": self.id,
+            "message_id": self.message_id,
+            "status": str(self.status),
+            "attempt": self.attempt,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "duration_s": self.duration_s,
+            "error": None if self.error is None else f"{self.error.type}: {self.error.message}",
+            "final": self.final,
+        }
 
 
 def utc_timestamp(moment: datetime | None = None) -> str:

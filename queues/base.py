@@ -35,6 +35,10 @@ class JobQueue(Protocol):
         """Enqueue a message; return its message id."""
         ...
 
+    def send_batch(self, bodies: Sequence[str]) -> list[str]:
+        """Enqueue several messages at once; return their message ids."""
+        ...
+
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
         """Take up to `max_messages`, hidden for `visibility_timeout` s; wait up to `wait_seconds`."""
         ...

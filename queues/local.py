@@ -27,16 +27,25 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     queue TEXT NOT NULL,
-    message_id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL,
     body TEXT NOT NULL,
     sent_at REAL NOT NULL,
     visible_at REAL NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt TEXT
+    receipt_token TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
-CREATE UNIQUE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
 """
+# A receipt handle is "SEQ:TOKEN": the row to find by primary key, and the token of the
+# receive it came from, so that a handle from an earlier receive no longer matches.
+
+
+def _receipt_row(receipt: str) -> tuple[int, str]:
+    seq, _, token = receipt.partition(":")
+    try:
+        return int(seq), token
+    except ValueError:
+        return -1, token
 
 
 def check_queue_name(name: str) -> None:
@@ -71,6 +80,8 @@ class LocalQueue:
                 # NORMAL in WAL mode: a committed change survives a crash of any process;
                 # only a power loss may roll back the last transactions.
                 connection.execute("PRAGMA synchronous=NORMAL")
+                # Read pages through a memory map rather than a system call per page.
+                connection.execute("PRAGMA mmap_size=268435456")
                 connection.executescript(_SCHEMA)
             except (sqlite3.Error, OSError) as exc:
                 raise QueueError(f"cannot open local queue {self.path}: {exc}") from exc
@@ -78,13 +89,16 @@ class LocalQueue:
         return connection
 
     def send(self, body: str) -> str:
-        message_id = str(uuid.uuid4())
+        return self.send_batch([body])[0]
+
+    def send_batch(self, bodies: Sequence[str]) -> list[str]:
+        message_ids = [str(uuid.uuid4()) for _ in bodies]
         now = time.time()
-        self._execute(
+        self._execute_many(
             "INSERT INTO messages (queue, message_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
-            (self.name, message_id, body, now, now),
+            [(self.name, message_id, body, now, now) for message_id, body in zip(message_ids, bodies, strict=True)],
         )
-        return message_id
+        return message_ids
 
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
         deadline = time.monotonic() + wait_seconds
@@ -107,13 +121,13 @@ class LocalQueue:
             ).fetchall()
             received = []
             for (seq,) in rows:
-                receipt = uuid.uuid4().hex
+                token = uuid.uuid4().hex
                 message_id, body, count = db.execute(
-                    "UPDATE messages SET visible_at = ?, receive_count = receive_count + 1, receipt = ?"
+                    "UPDATE messages SET visible_at = ?, receive_count = receive_count + 1, receipt_token = ?"
                     " WHERE seq = ? RETURNING message_id, body, receive_count",
-                    (now + visibility_timeout, receipt, seq),
+                    (now + visibility_timeout, token, seq),
                 ).fetchone()
-                received.append(ReceivedMessage(message_id, receipt, body, count))
+                received.append(ReceivedMessage(message_id, f"{seq}:{token}", body, count))
             db.execute("COMMIT")
             return received
         except sqlite3.Error as exc:
@@ -123,15 +137,15 @@ class LocalQueue:
 
     def delete(self, receipts: Sequence[str]) -> None:
         self._execute_many(
-            "DELETE FROM messages WHERE queue = ? AND receipt = ?",
-            [(self.name, receipt) for receipt in receipts],
+            "DELETE FROM messages WHERE seq = ? AND receipt_token = ? AND queue = ?",
+            [(*_receipt_row(receipt), self.name) for receipt in receipts],
         )
 
     def change_visibility(self, changes: Sequence[VisibilityChange]) -> None:
         now = time.time()
         self._execute_many(
-            "UPDATE messages SET visible_at = ? WHERE queue = ? AND receipt = ?",
-            [(now + change.timeout_s, self.name, change.receipt) for change in changes],
+            "UPDATE messages SET visible_at = ? WHERE seq = ? AND receipt_token = ? AND queue = ?",
+            [(now + change.timeout_s, *_receipt_row(change.receipt), self.name) for change in changes],
         )
 
     def count(self) -> int:

@@ -59,9 +59,9 @@ class Stager:
         downloads: list[tuple[StoredObject, Path]] = []
         staged = StagedJob(
             argument_values=[],
-            stdin_path=workspace.streams / "stdin",
-            stdout_path=workspace.streams / "stdout",
-            stderr_path=workspace.streams / "stderr",
+            stdin_path=workspace.stdin,
+            stdout_path=workspace.stdout,
+            stderr_path=workspace.stderr,
         )
         for index, argument in enumerate(command.arguments):
             where = f"command.arguments[{index}].value"
@@ -124,6 +124,9 @@ class Stager:
     def stage_out(self, staged: StagedJob, workspace: Workspace) -> StageOutReport:
         """Upload whatever the command produced; raise StagingFault on a storage failure."""
         report = StageOutReport()
+        for local, uri in ((staged.stdout_path, staged.stdout_uri), (staged.stderr_path, staged.stderr_uri)):
+            if uri is not None:
+                report.uploaded.append(UploadedObject(str(uri), self._store(uri).upload(local, uri)))
         done: set[Path] = set()
         for local, uri in self._produced_files(staged, workspace, report):
             real = Path(os.path.realpath(local))
@@ -145,9 +148,6 @@ class Stager:
         self, staged: StagedJob, workspace: Workspace, report: StageOutReport
     ) -> list[tuple[Path, ObjectUri]]:
         produced: list[tuple[Path, ObjectUri]] = []
-        for local, uri in ((staged.stdout_path, staged.stdout_uri), (staged.stderr_path, staged.stderr_uri)):
-            if uri is not None:
-                produced.append((local, uri))
         for local, uri in staged.output_files:
             if os.path.lexists(local):
                 produced.append((local, uri))

@@ -17,9 +17,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Workspace:
-    """`in/` mirrors inputs, `out/` collects outputs, `io/` holds the standard streams."""
+    """A job's directory (`in/` mirrors inputs, `out/` collects outputs, `tmp/` is its TMPDIR),
+    plus its slot's stream files, kept outside the job directory and reused from job to job."""
 
     root: Path
+    streams: Path
 
     @property
     def inputs(self) -> Path:
@@ -30,25 +32,36 @@ class Workspace:
         return self.root / "out"
 
     @property
-    def streams(self) -> Path:
-        return self.root / "io"
-
-    @property
     def tmp(self) -> Path:
         return self.root / "tmp"
 
+    @property
+    def stdin(self) -> Path:
+        return self.streams / "stdin"
+
+    @property
+    def stdout(self) -> Path:
+        return self.streams / "stdout"
+
+    @property
+    def stderr(self) -> Path:
+        return self.streams / "stderr"
+
     @classmethod
-    def create(cls, scratch_dir: Path) -> Workspace:
-        scratch_dir.mkdir(parents=True, exist_ok=True)
+    def create(cls, scratch_dir: Path, slot: int = 0) -> Workspace:
+        streams = scratch_dir / f"{JOB_DIR_PREFIX}streams-{slot}"
+        if not streams.is_dir():
+            streams.mkdir(parents=True)
         root = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX, dir=scratch_dir)).resolve()
-        workspace = cls(root)
+        workspace = cls(root, streams.resolve())
         # `in/` and `out/` appear when staging first needs them.
-        for directory in (workspace.streams, workspace.tmp):
-            directory.mkdir()
+        workspace.tmp.mkdir()
         return workspace
 
     def remove(self) -> None:
         remove_tree(self.root)
+        for stream in (self.stdin, self.stdout, self.stderr):
+            stream.unlink(missing_ok=True)
 
 
 def remove_tree(path: Path) -> None:
@@ -77,3 +90,12 @@ def remove_stale_workspaces(scratch_dir: Path) -> int:
     if removed:
         log.info("removed stale job directories", extra={"count": removed, "scratch_dir": str(scratch_dir)})
     return removed
+
+
+def read_stream(path: Path) -> str:
+    """A captured stream as text, never through a link the job may have put in its place."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return ""
+        return stream.read().decode("utf-8", errors="replace")

@@ -144,6 +144,15 @@ class Worker:
             self._collected.setdefault(result["message_id"], []).append(result)
             self.results.delete([message.receipt])
 
+    def leftovers(self) -> list[Path]:
+        """What jobs left in the scratch directory: job directories and captured streams."""
+        if not self.scratch.exists():
+            return []
+        found = []
+        for entry in self.scratch.iterdir():
+            found += list(entry.iterdir()) if entry.name.startswith("job-streams-") else [entry]
+        return found
+
     def signal(self, signum: signal.Signals) -> None:
         assert self.process is not None
         self.process.send_signal(signum)

@@ -203,8 +203,8 @@ def test_workspace_removal_copes_with_read_only_directories(tmp_path: Path) -> N
 
 
 def test_stale_workspaces_are_removed_at_start_up(tmp_path: Path) -> None:
-    Workspace.create(tmp_path)
-    Workspace.create(tmp_path)
+    Workspace.create(tmp_path, slot=0)
+    Workspace.create(tmp_path, slot=1)
     (tmp_path / "not-ours").mkdir()
-    assert remove_stale_workspaces(tmp_path) == 2
+    assert remove_stale_workspaces(tmp_path) == 4  # two job directories, two slots' stream files
     assert [p.name for p in tmp_path.iterdir()] == ["not-ours"]

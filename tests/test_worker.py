@@ -66,7 +66,7 @@ def test_seed_format_job_runs_with_file_staging(worker_factory: WorkerFactory, d
         "error", "attempt", "started_at", "finished_at", "duration_s", "usage", "worker",
     }  # fmt: skip
     assert result["worker"]["pid"] == worker.process.pid if worker.process else False
-    assert list(worker.scratch.iterdir()) == []
+    assert worker.leftovers() == []
 
 
 def test_failed_command_still_uploads_its_outputs(worker_factory: WorkerFactory, data: Path) -> None:
@@ -204,7 +204,7 @@ def test_sigterm_lets_the_running_job_finish_then_exits_cleanly(worker_factory: 
     assert worker.result(message_id)["status"] == "succeeded"
     assert worker.results_for(waiting) == []
     assert worker.jobs.count() == 1  # released, not lost
-    assert list(worker.scratch.iterdir()) == []
+    assert worker.leftovers() == []
 
 
 def test_second_signal_interrupts_and_releases_the_running_job(worker_factory: WorkerFactory, tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_second_signal_interrupts_and_releases_the_running_job(worker_factory: W
     assert worker.wait_exit() == 0
     assert worker.results_for(message_id) == []
     wait_until(lambda: not process_exists(job_pid), 10, "the job process to be killed")
-    assert list(worker.scratch.iterdir()) == []
+    assert worker.leftovers() == []
     (released,) = worker.jobs.receive(1, 0, visibility_timeout=60)
     assert (released.message_id, released.receive_count) == (message_id, 2)
 
