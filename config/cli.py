@@ -248,7 +248,7 @@ def _serve(options: argparse.Namespace) -> int:
         worker_kind="native",
         service=options.service,
         base_command=tuple(program),
-        scratch_dir=options.scratch_dir.absolute(),
+        scratch_dir=options.scratch_dir.resolve(),
         queue_spec=job_queue.spec,
         supervisor_pid=os.getpid(),
         max_attempts=options.max_attempts,

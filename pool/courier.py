@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
+from queues.local import LocalQueue
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class ResultCourier:
         pending, self._pending = self._pending, []
         if not pending:
             return
+        if self._settle_locally(pending):
+            return
         delivered = []
         for queue, group in self._by_destination(pending):
             if queue is None:
@@ -48,6 +51,23 @@ class ResultCourier:
             except QueueError as exc:
                 log.error("could not send results", extra={"queue": queue.spec, "count": len(group), "error": str(exc)})
         self._settle(delivered)
+
+    def _settle_locally(self, pending: list[Settlement]) -> bool:
+        """On the embedded queue, with every result bound for the same file: one transaction."""
+        if not isinstance(self.job_queue, LocalQueue):
+            return False
+        destinations = [(settlement, self._destination(settlement.reply_to)) for settlement in pending]
+        if not all(isinstance(q, LocalQueue) and q.path == self.job_queue.path for _, q in destinations):
+            return False
+        try:
+            self.job_queue.settle(
+                [(q, s.result_json) for s, q in destinations if isinstance(q, LocalQueue)],
+                [s.message.receipt for s in pending if s.retry_in_s is None],
+                [VisibilityChange(s.message.receipt, s.retry_in_s) for s in pending if s.retry_in_s is not None],
+            )
+        except QueueError as exc:
+            log.error("could not settle finished messages", extra={"count": len(pending), "error": str(exc)})
+        return True
 
     def _settle(self, delivered: list[Settlement]) -> None:
         deletes = [s.message.receipt for s in delivered if s.retry_in_s is None]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from config.sizes import format_size
 from pool.assignment import JobAssignment, JobReport
 from pool.settings import ChildSettings
-from protocol.request import JobRequest, RequestRejected, parse_request, peek_field
+from protocol.request import JobRequest, RequestRejected, parse_request, peek_envelope
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
 from queues import open_queue
 from runners.argv import build_argv
@@ -46,9 +46,10 @@ class JobExecutor:
             started_at=utc_timestamp(started),
         )
         # Read leniently first, so that even a rejection reaches the client's reply queue.
-        reply_to = self._usable_reply_to(assignment.body)
-        result.id = peek_field(assignment.body, "id") or assignment.message_id
-        result.service, result.queue = peek_field(assignment.body, "service"), peek_field(assignment.body, "queue")
+        envelope = peek_envelope(assignment.body)
+        reply_to = self._usable_reply_to(envelope.reply_to)
+        result.id = envelope.id or assignment.message_id
+        result.service, result.queue = envelope.service, envelope.queue
         try:
             request = parse_request(assignment.body)
             self._check_addressed_to_us(request)
@@ -71,8 +72,7 @@ class JobExecutor:
         result.final = result.status != Status.ERROR or assignment.receive_count >= self.settings.max_attempts
         return JobReport(assignment.message_id, result.to_json(), str(result.status), reply_to, result.summary())
 
-    def _usable_reply_to(self, body: str) -> str | None:
-        name = peek_field(body, "reply_to", max_length=2048)
+    def _usable_reply_to(self, name: str | None) -> str | None:
         if name is None:
             return None
         try:

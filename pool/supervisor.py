@@ -25,7 +25,7 @@ from pool.child import child_main
 from pool.courier import ResultCourier, Settlement
 from pool.intake import Intake, PollingIntake
 from pool.settings import ChildSettings
-from protocol.request import peek_field
+from protocol.request import peek_envelope
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
 from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
 from queues.local import LocalQueue
@@ -128,9 +128,10 @@ class Supervisor:
                 self.intake.offer(self._free_slots_without_work())
             self.pending.extend(self.intake.take())
             self._dispatch()
+            # Results go out after the next jobs went in, so a child never waits on them.
+            self.courier.flush()
             self._extend_visibility()
             self._wait_for_events()
-            self.courier.flush()
             if self.boot_failures >= MAX_BOOT_FAILURES:
                 log.critical(
                     "children keep failing to start; giving up (see their errors above)",
@@ -334,8 +335,9 @@ class Supervisor:
 
     def _report_lost_job(self, message: ReceivedMessage, why: str) -> None:
         final = message.receive_count >= self.settings.child.max_attempts
+        envelope = peek_envelope(message.body)
         result = JobResult(
-            id=peek_field(message.body, "id") or message.message_id,
+            id=envelope.id or message.message_id,
             message_id=message.message_id,
             status=Status.ERROR,
             worker=WorkerIdentity.of_this_host(os.getpid()),
@@ -346,8 +348,7 @@ class Supervisor:
             final=final,
         )
         log.info("job lost", extra=result.summary())
-        reply_to = peek_field(message.body, "reply_to", 2048)
-        self.courier.add(Settlement(message, result.to_json(), reply_to, None if final else 0.0))
+        self.courier.add(Settlement(message, result.to_json(), envelope.reply_to, None if final else 0.0))
 
     def _release(self, messages: list[ReceivedMessage], why: str) -> None:
         if not messages:

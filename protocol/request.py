@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import msgspec
@@ -140,14 +141,30 @@ def parse_request(body: str) -> JobRequest:
     raise RequestRejected("body", "not valid JSON")
 
 
-def peek_field(body: str, name: str, max_length: int = 256) -> str | None:
-    """A top-level string field of a body that may be invalid (to address its rejection)."""
+@dataclass(frozen=True)
+class Envelope:
+    """The addressing fields of a body that may be invalid, read leniently, so that even a
+    rejection names its job and reaches its client's reply queue."""
+
+    id: str | None = None
+    service: str | None = None
+    queue: str | None = None
+    reply_to: str | None = None
+
+
+def peek_envelope(body: str) -> Envelope:
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    value = data.get(name) if isinstance(data, dict) else None
-    return value if isinstance(value, str) and 0 < len(value) <= max_length else None
+        return Envelope()
+    if not isinstance(data, dict):
+        return Envelope()
+
+    def text(name: str, max_length: int = 256) -> str | None:
+        value = data.get(name)
+        return value if isinstance(value, str) and 0 < len(value) <= max_length else None
+
+    return Envelope(text("id"), text("service"), text("queue"), text("reply_to", 2048))
 
 
 _AT = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)

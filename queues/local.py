@@ -135,6 +135,36 @@ class LocalQueue:
                 db.execute("ROLLBACK")
             raise QueueError(f"receive from {self.spec} failed: {exc}") from exc
 
+    def settle(
+        self,
+        results: Sequence[tuple[LocalQueue, str]],
+        deletes: Sequence[str],
+        retries: Sequence[VisibilityChange],
+    ) -> None:
+        """Send results (to queues in this file) and delete or hide their messages, atomically:
+        a message is never gone without its result, nor a result sent twice for one receive."""
+        now = time.time()
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO messages (queue, message_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
+                [(queue.name, str(uuid.uuid4()), body, now, now) for queue, body in results],
+            )
+            db.executemany(
+                "DELETE FROM messages WHERE seq = ? AND receipt_token = ? AND queue = ?",
+                [(*_receipt_row(receipt), self.name) for receipt in deletes],
+            )
+            db.executemany(
+                "UPDATE messages SET visible_at = ? WHERE seq = ? AND receipt_token = ? AND queue = ?",
+                [(now + change.timeout_s, *_receipt_row(change.receipt), self.name) for change in retries],
+            )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise QueueError(f"settling messages on {self.spec} failed: {exc}") from exc
+
     def delete(self, receipts: Sequence[str]) -> None:
         self._execute_many(
             "DELETE FROM messages WHERE seq = ? AND receipt_token = ? AND queue = ?",

@@ -32,7 +32,7 @@ def job_environment(workdir: Path, pass_env: Sequence[str], source: Mapping[str,
     environment = {name: source[name] for name in (*BASE_ENVIRONMENT, *pass_env) if name in source}
     environment.setdefault("PATH", os.defpath)
     environment["HOME"] = str(workdir)
-    environment["TMPDIR"] = str(workdir / "tmp")
+    environment["TMPDIR"] = str(workdir)
     return environment
 
 

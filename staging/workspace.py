@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Workspace:
-    """A job's directory (`in/` mirrors inputs, `out/` collects outputs, `tmp/` is its TMPDIR),
-    plus its slot's stream files, kept outside the job directory and reused from job to job."""
+    """A job's directory (`in/` mirrors inputs, `out/` collects outputs; it is also the job's
+    HOME and TMPDIR), plus its slot's stream files, kept outside the job directory and reused
+    from job to job."""
 
     root: Path
     streams: Path
@@ -30,10 +31,6 @@ class Workspace:
     @property
     def outputs(self) -> Path:
         return self.root / "out"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
 
     @property
     def stdin(self) -> Path:
@@ -49,17 +46,19 @@ class Workspace:
 
     @classmethod
     def create(cls, scratch_dir: Path, slot: int = 0) -> Workspace:
+        """`scratch_dir` must be absolute and free of links (the supervisor resolves it once)."""
         streams = scratch_dir / f"{JOB_DIR_PREFIX}streams-{slot}"
         if not streams.is_dir():
             streams.mkdir(parents=True)
-        root = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX, dir=scratch_dir)).resolve()
-        workspace = cls(root, streams.resolve())
+        root = Path(tempfile.mkdtemp(prefix=JOB_DIR_PREFIX, dir=scratch_dir))
         # `in/` and `out/` appear when staging first needs them.
-        workspace.tmp.mkdir()
-        return workspace
+        return cls(root, streams)
 
     def remove(self) -> None:
-        remove_tree(self.root)
+        try:
+            self.root.rmdir()  # the common case of a job that left nothing behind
+        except OSError:
+            remove_tree(self.root)
         for stream in (self.stdin, self.stdout, self.stderr):
             stream.unlink(missing_ok=True)
 

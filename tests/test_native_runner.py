@@ -82,7 +82,7 @@ def test_job_runs_in_its_directory_with_a_minimal_environment(workspace: Workspa
 
 def test_pass_env_forwards_named_variables(tmp_path: Path) -> None:
     environment = job_environment(tmp_path, ["TOKEN"], {"TOKEN": "t", "OTHER": "o", "PATH": "/bin"})
-    assert environment == {"TOKEN": "t", "PATH": "/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path / "tmp")}
+    assert environment == {"TOKEN": "t", "PATH": "/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
 
 
 def test_job_is_in_its_own_process_group(workspace: Workspace) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from protocol.request import RequestRejected, parse_request, peek_field
+from protocol.request import Envelope, RequestRejected, parse_request, peek_envelope
 
 SEED: dict[str, Any] = {
     "test": False,
@@ -132,7 +132,7 @@ def test_bodies_that_are_not_json_objects(body: str, expected: str) -> None:
         parse_request(body)
 
 
-def test_peek_field_reads_invalid_messages_leniently() -> None:
-    assert peek_field('{"id": "a", "queue": 5}', "id") == "a"
-    assert peek_field('{"id": "a", "queue": 5}', "queue") is None
-    assert peek_field("not json", "id") is None
+def test_envelope_is_read_leniently_from_invalid_messages() -> None:
+    assert peek_envelope('{"id": "a", "queue": 5, "reply_to": "r"}') == Envelope(id="a", reply_to="r")
+    assert peek_envelope("not json") == Envelope()
+    assert peek_envelope("[1]") == Envelope()
