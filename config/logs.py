@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.msgspec import MsgspecFormatter
 
 LOG_FORMATS = ("json", "text")
 # Attributes every LogRecord has; anything else came from `extra=` and is a field.
@@ -30,7 +30,7 @@ def configure_logging(log_format: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(
-            JsonFormatter(
+            MsgspecFormatter(
                 "%(levelname)s %(name)s %(process)d %(message)s",
                 rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
                 timestamp="time",

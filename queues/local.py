@@ -116,7 +116,7 @@ class LocalQueue:
         try:
             db.execute("BEGIN IMMEDIATE")
             rows = db.execute(
-                "SELECT seq FROM messages WHERE queue = ? AND visible_at <= ? ORDER BY seq LIMIT ?",
+                "SELECT seq FROM messages WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
                 (self.name, now, max_messages),
             ).fetchall()
             received = []
