@@ -131,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU-seconds ceiling per job, summed over its process tree (default: none)",
     )
     parser.add_argument(
+        "--job-disk",
+        type=_size,
+        default=None,
+        help="most input bytes one job may download, e.g. 20G (default: only the scratch filesystem's free space)",
+    )
+    parser.add_argument(
+        "--transfer-concurrency",
+        type=_positive_int,
+        default=8,
+        help="files one job uploads or downloads at once (large files also move in parallel parts)",
+    )
+    parser.add_argument(
         "--shutdown-grace",
         type=_non_negative_float,
         default=60.0,
@@ -257,6 +269,8 @@ def _serve(options: argparse.Namespace) -> int:
         file_roots=tuple(root.absolute() for root in options.file_root),
         pass_env=tuple(options.pass_env),
         kill_grace_s=options.kill_grace,
+        transfer_concurrency=options.transfer_concurrency,
+        job_disk_bytes=options.job_disk,
         ceilings=JobLimits(
             timeout_s=options.job_timeout,
             memory_bytes=options.job_memory,

@@ -19,4 +19,5 @@ class JobReport:
     result_json: str
     status: str
     reply_to: str | None
+    final: bool  # False: a system error to retry
     summary: dict[str, Any]  # for the log line

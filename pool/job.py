@@ -19,6 +19,7 @@ from runners.native import NativeRunner
 from runners.process import RunnerFault, RunSpec
 from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
+from staging.s3_store import S3Store
 from staging.stager import Stager
 from staging.workspace import Workspace, read_stream
 
@@ -29,7 +30,11 @@ class JobExecutor:
     def __init__(self, settings: ChildSettings, slot: int, on_job_start: Callable[[int], None] | None = None) -> None:
         self.settings = settings
         self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid)
-        self.stager = Stager({"file": LocalFileStore(list(settings.file_roots))})
+        self.stager = Stager(
+            {"file": LocalFileStore(list(settings.file_roots)), "s3": S3Store(settings.transfer_concurrency)},
+            concurrency=settings.transfer_concurrency,
+            job_disk_bytes=settings.job_disk_bytes,
+        )
         self.slot = slot
         self.runner = NativeRunner(settings.pass_env, slot, on_job_start)
         self._resolve_reply_to = open_queue(settings.queue_spec).sibling
@@ -50,6 +55,7 @@ class JobExecutor:
         reply_to = self._usable_reply_to(envelope.reply_to)
         result.id = envelope.id or assignment.message_id
         result.service, result.queue = envelope.service, envelope.queue
+        retryable = True
         try:
             request = parse_request(assignment.body)
             self._check_addressed_to_us(request)
@@ -60,6 +66,7 @@ class JobExecutor:
             _fail(result, Status.REJECTED, "staging", str(exc))
         except StagingFault as exc:
             _fail(result, Status.ERROR, "staging", str(exc))
+            retryable = exc.retryable
         except RunnerFault as exc:
             _fail(result, Status.ERROR, "runner", str(exc))
         except OSError as exc:  # the scratch disk: full, read-only, gone
@@ -69,8 +76,12 @@ class JobExecutor:
             _fail(result, Status.ERROR, "internal", f"{type(exc).__name__}: {exc}")
         result.finished_at = utc_timestamp()
         result.duration_s = round(time.monotonic() - clock, 3)
-        result.final = result.status != Status.ERROR or assignment.receive_count >= self.settings.max_attempts
-        return JobReport(assignment.message_id, result.to_json(), str(result.status), reply_to, result.summary())
+        result.final = (
+            result.status != Status.ERROR or not retryable or assignment.receive_count >= self.settings.max_attempts
+        )
+        return JobReport(
+            assignment.message_id, result.to_json(), str(result.status), reply_to, result.final, result.summary()
+        )
 
     def _usable_reply_to(self, name: str | None) -> str | None:
         if name is None:

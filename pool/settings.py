@@ -22,4 +22,6 @@ class ChildSettings:
     file_roots: tuple[Path, ...] = ()
     pass_env: tuple[str, ...] = ()
     kill_grace_s: float = 10.0
+    transfer_concurrency: int = 8
+    job_disk_bytes: int | None = None
     ceilings: JobLimits = field(default_factory=JobLimits)

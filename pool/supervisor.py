@@ -306,9 +306,7 @@ class Supervisor:
         message = slot.job.message
         slot.job = None
         log.info("job finished", extra={"slot": slot.index, **report.summary})
-        retry_in_s = None
-        if report.status == Status.ERROR and message.receive_count < self.settings.child.max_attempts:
-            retry_in_s = self._retry_delay(message)
+        retry_in_s = None if report.final else self._retry_delay(message)
         self.courier.add(Settlement(message, report.result_json, report.reply_to, retry_in_s))
 
     def _retry_delay(self, message: ReceivedMessage) -> float:

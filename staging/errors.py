@@ -6,4 +6,12 @@ class StagingRejected(Exception):
 
 
 class StagingFault(Exception):
-    """Storage or the local disk failed: a system `error`, retried."""
+    """Storage or the local disk failed: a system `error`.
+
+    `retryable` is False when another attempt cannot help (access denied, inputs larger than
+    the worker allows): the error is then final at once.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

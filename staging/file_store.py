@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 from staging.errors import StagingFault, StagingRejected
@@ -58,7 +59,7 @@ class LocalFileStore:
     def download(self, source: StoredObject, destination: Path) -> None:
         path = self._allowed_path(source.uri)
         destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(destination.name + ".partial")
+        partial = destination.with_name(f"{destination.name}.partial-{uuid.uuid4().hex[:8]}")
         try:
             shutil.copyfile(path, partial)
             if partial.stat().st_size != source.size:

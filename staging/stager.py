@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from config.sizes import format_size
 from protocol.request import Command, Stream
 from protocol.result import SkippedPath, UploadedObject
-from staging.errors import StagingRejected
+from staging.errors import StagingFault, StagingRejected
 from staging.stores import ObjectStore, StoredObject
 from staging.uris import ObjectUri, mirror_path, parse_uri
 from staging.workspace import Workspace
@@ -46,8 +50,12 @@ class StageOutReport:
 
 
 class Stager:
-    def __init__(self, stores: Mapping[str, ObjectStore]) -> None:
+    def __init__(
+        self, stores: Mapping[str, ObjectStore], *, concurrency: int = 8, job_disk_bytes: int | None = None
+    ) -> None:
         self.stores = stores
+        self.concurrency = concurrency
+        self.job_disk_bytes = job_disk_bytes
 
     def _store(self, uri: ObjectUri) -> ObjectStore:
         store = self.stores.get(uri.scheme)
@@ -100,10 +108,44 @@ class Stager:
         staged.stderr_uri = self._stream_destination("command.stderr.value", command.stderr)
         self._stage_stdin(command.stdin, staged.stdin_path, downloads)
 
-        for stored, local in downloads:
-            self._store(stored.uri).download(stored, local)
-        log.debug("staged in", extra={"objects": len(downloads), "bytes": sum(s.size for s, _ in downloads)})
+        # An input argument may also be matched by an input prefix: fetch each file once.
+        downloads = list({local: (stored, local) for stored, local in downloads}.values())
+        self._check_disk(downloads, workspace)
+        self._run_all([partial(self._store(stored.uri).download, stored, local) for stored, local in downloads])
+        if downloads:
+            log.info("staged in", extra={"objects": len(downloads), "bytes": sum(s.size for s, _ in downloads)})
         return staged
+
+    def _check_disk(self, downloads: list[tuple[StoredObject, Path]], workspace: Workspace) -> None:
+        """Refuse, before a byte is fetched, inputs that cannot fit."""
+        needed = sum(stored.size for stored, _ in downloads)
+        if self.job_disk_bytes is not None and needed > self.job_disk_bytes:
+            raise StagingFault(
+                f"the inputs need {format_size(needed)}, more than this worker's --job-disk "
+                f"of {format_size(self.job_disk_bytes)}",
+                retryable=False,
+            )
+        free = shutil.disk_usage(workspace.root).free
+        if needed > free:
+            raise StagingFault(
+                f"the inputs need {format_size(needed)}, but the scratch filesystem has only {format_size(free)} free"
+            )
+
+    def _run_all(self, transfers: list[Callable[[], T]]) -> list[T]:
+        """Run transfers at most `concurrency` at a time; the first failure stops the rest."""
+        if len(transfers) <= 1:
+            return [transfer() for transfer in transfers]
+        with ThreadPoolExecutor(min(self.concurrency, len(transfers)), thread_name_prefix="transfer") as pool:
+            futures = [pool.submit(transfer) for transfer in transfers]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((future for future in futures if future in done and future.exception()), None)
+            if failed is not None:
+                for future in futures:
+                    future.cancel()
+                exception = failed.exception()
+                assert exception is not None
+                raise exception
+            return [future.result() for future in futures]
 
     def _stream_destination(self, where: str, stream: Stream | None) -> ObjectUri | None:
         if stream is None or stream.type == "pipe" or stream.value is None:
@@ -124,24 +166,27 @@ class Stager:
     def stage_out(self, staged: StagedJob, workspace: Workspace) -> StageOutReport:
         """Upload whatever the command produced; raise StagingFault on a storage failure."""
         report = StageOutReport()
-        for local, uri in ((staged.stdout_path, staged.stdout_uri), (staged.stderr_path, staged.stderr_uri)):
-            if uri is not None:
-                report.uploaded.append(UploadedObject(str(uri), self._store(uri).upload(local, uri)))
-        done: set[Path] = set()
+        # The stream files lie outside the job directory, out of the job's reach.
+        uploads = [
+            (local, uri)
+            for local, uri in ((staged.stdout_path, staged.stdout_uri), (staged.stderr_path, staged.stderr_uri))
+            if uri is not None
+        ]
+        seen: set[str] = set()
         for local, uri in self._produced_files(staged, workspace, report):
+            if str(uri) in seen:
+                continue  # an output argument that an output prefix names too
+            seen.add(str(uri))
             real = Path(os.path.realpath(local))
-            if real in done:
-                continue
             if not real.is_relative_to(workspace.root):
                 report.skipped.append(SkippedPath(str(uri), "links outside the job directory"))
                 log.warning("refused an output that links outside the job directory", extra={"uri": str(uri)})
-                continue
-            if not real.is_file():
+            elif not real.is_file():
                 report.skipped.append(SkippedPath(str(uri), "not a regular file"))
-                continue
-            size = self._store(uri).upload(real, uri)
-            report.uploaded.append(UploadedObject(str(uri), size))
-            done.add(real)
+            else:
+                uploads.append((real, uri))
+        sizes = self._run_all([partial(self._store(uri).upload, local, uri) for local, uri in uploads])
+        report.uploaded = [UploadedObject(str(uri), size) for (_, uri), size in zip(uploads, sizes, strict=True)]
         return report
 
     def _produced_files(

@@ -147,7 +147,10 @@ def test_output_symlink_to_a_host_file_is_not_uploaded(stager: Stager, workspace
 
     report = stager.stage_out(staged, workspace)
 
-    assert [o.uri for o in report.uploaded] == [f"file://{data}/results/inside-link.txt"]
+    assert [o.uri for o in report.uploaded] == [
+        f"file://{data}/results/inside-link.txt",
+        f"file://{data}/results/real.txt",
+    ]
     assert [(s.path.rsplit("/", 1)[1], s.reason) for s in report.skipped] == [
         ("leak.txt", "links outside the job directory")
     ]
