@@ -47,6 +47,52 @@ def job(arguments: list[dict[str, Any]] | None = None, **fields: Any) -> dict[st
     return message
 
 
+SEED_INPUTS = {"in/input.txt": b"first input\n", "in/shapes/poly.shp": b"poly.shp",
+               "in/shapes/poly.shx": b"poly.shx", "in/shapes/poly.dbf": b"poly.dbf",
+               "in/shapes/other.txt": b"not matched by the prefix"}  # fmt: skip
+SEED_OUTPUTS = {"out/result.txt": b"FIRST INPUT\nPOLY.SHP", "out/parts/p.a": b"a\n", "out/parts/p.b": b"b\n"}
+
+
+def seed_job(base: str) -> dict[str, Any]:
+    """The seed README's message, every field used, for objects under `base` (see SEED_INPUTS)."""
+    return {
+        "test": False,
+        "service": "tool",
+        "queue": "native",
+        "command": {
+            "stdin": {"type": "pipe", "value": "raw input data"},
+            "stdout": {"type": "pipe", "value": None},
+            "stderr": {"type": "uri", "value": f"{base}/out/stderr.txt"},
+            "arguments": [
+                {"type": "input", "name": "--infile", "value": f"{base}/in/input.txt"},
+                {"type": "input", "name": "--infile", "value": f"{base}/in/shapes/poly.shp"},
+                {"type": "parameter", "name": "--exit", "value": "0"},
+                {"type": "output", "name": "--outfile", "value": f"{base}/out/result.txt"},
+                {"type": "output", "name": "--out-prefix", "value": f"{base}/out/parts/p"},
+            ],
+            "input": [f"{base}/in/shapes/poly"],
+            "output": [f"{base}/out/parts/"],
+        },
+    }
+
+
+def check_seed_result(result: dict[str, Any], base: str, read: Callable[[str], bytes]) -> None:
+    """What `seed_job(base)` must produce; `read` fetches an object by its path under `base`."""
+    assert result["status"] == "succeeded", result
+    assert (result["exit_code"], result["stdout"], result["stderr"]) == (0, "RAW INPUT DATA", None)
+    for path, content in SEED_OUTPUTS.items():
+        assert read(path) == content, path
+    assert read("out/stderr.txt").startswith(b"tool ran in ")
+    assert {o["uri"]: o["bytes"] for o in result["outputs"]} == {
+        **{f"{base}/{path}": len(content) for path, content in SEED_OUTPUTS.items()},
+        f"{base}/out/stderr.txt": len(read("out/stderr.txt")),
+    }
+    assert [(s["path"], s["reason"]) for s in result["skipped"]] == [
+        (f"{base}/out/parts/p", "not produced by the command")  # the tool writes p.a and p.b instead
+    ]
+    assert result["attempt"] == 1 and result["final"] is True
+
+
 class Worker:
     """A `supervisor.py native` process with its own queue file and scratch directory."""
 

@@ -20,7 +20,7 @@ from staging.stager import Stager
 from staging.stores import StoredObject
 from staging.uris import ObjectUri
 from staging.workspace import Workspace
-from tests.support import MotoServer, Worker, free_port, job
+from tests.support import SEED_INPUTS, MotoServer, Worker, check_seed_result, free_port, job, seed_job
 
 WorkerFactory = Callable[..., Worker]
 
@@ -48,51 +48,13 @@ def command(**fields: object) -> Command:
     return msgspec.convert(fields, Command)
 
 
-def test_seed_format_message_round_trips_through_s3(
-    worker_factory: WorkerFactory, bucket: str, s3: Any, tmp_path: Path
-) -> None:
-    s3.put_object(Bucket=bucket, Key="path/to/input.txt", Body=b"first input\n")
-    for name in ("poly.shp", "poly.shx", "poly.dbf"):
-        s3.put_object(Bucket=bucket, Key=f"path/to/some/{name}", Body=name.encode())
-    s3.put_object(Bucket=bucket, Key="path/to/some/other.txt", Body=b"not part of the prefix")
+def test_seed_format_message_round_trips_through_s3(worker_factory: WorkerFactory, bucket: str, s3: Any) -> None:
+    for path, content in SEED_INPUTS.items():
+        s3.put_object(Bucket=bucket, Key=path, Body=content)
     worker = worker_factory().start()
-    message = {
-        "test": False,
-        "service": "tool",
-        "queue": "native",
-        "command": {
-            "stdin": {"type": "pipe", "value": "raw input data"},
-            "stdout": {"type": "pipe", "value": None},
-            "stderr": {"type": "uri", "value": f"s3://{bucket}/path/to/stderr.txt"},
-            "arguments": [
-                {"type": "input", "name": "--infile", "value": f"s3://{bucket}/path/to/input.txt"},
-                {"type": "input", "name": "--infile", "value": f"s3://{bucket}/path/to/some/poly.dbf"},
-                {"type": "parameter", "name": "--exit", "value": "0"},
-                {"type": "output", "name": "--outfile", "value": f"s3://{bucket}/path/to/output.txt"},
-                {"type": "output", "name": "--out-prefix", "value": f"s3://{bucket}/path/to/some/output/part"},
-            ],
-            "input": [f"s3://{bucket}/path/to/some/poly"],
-            "output": [f"s3://{bucket}/path/to/some/output"],
-        },
-    }
-    result = worker.result(worker.submit(message))
+    result = worker.result(worker.submit(seed_job(f"s3://{bucket}")))
 
-    assert result["status"] == "succeeded", result
-    assert result["stdout"] == "RAW INPUT DATA"
-
-    def body(key: str) -> bytes:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-    assert body("path/to/output.txt") == b"FIRST INPUT\nPOLY.DBF"
-    assert body("path/to/stderr.txt").startswith(b"tool ran in ")
-    assert body("path/to/some/output/part.a") == b"a\n"
-    assert body("path/to/some/output/part.b") == b"b\n"
-    uploaded = {o["uri"]: o["bytes"] for o in result["outputs"]}
-    assert uploaded[f"s3://{bucket}/path/to/output.txt"] == len(b"FIRST INPUT\nPOLY.DBF")
-    assert set(uploaded) == {
-        f"s3://{bucket}/path/to/{key}"
-        for key in ("output.txt", "stderr.txt", "some/output/part.a", "some/output/part.b")
-    }
+    check_seed_result(result, f"s3://{bucket}", lambda key: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert worker.leftovers() == []
 
 

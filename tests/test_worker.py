@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, SUPERVISOR, Worker, job, process_exists, wait_until
+from tests.support import (
+    REPO,
+    SEED_INPUTS,
+    SUPERVISOR,
+    Worker,
+    check_seed_result,
+    job,
+    process_exists,
+    seed_job,
+    wait_until,
+)
 
 WorkerFactory = Callable[..., Worker]
 
@@ -20,52 +30,23 @@ WorkerFactory = Callable[..., Worker]
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     root = tmp_path / "data"
-    (root / "in" / "shapes").mkdir(parents=True)
-    (root / "in" / "input.txt").write_text("first input\n")
-    for name in ("poly.shp", "poly.shx", "poly.dbf"):
-        (root / "in" / "shapes" / name).write_text(name)
+    for path, content in SEED_INPUTS.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(content)
     (root / "out").mkdir()
     return root
 
 
 def test_seed_format_job_runs_with_file_staging(worker_factory: WorkerFactory, data: Path) -> None:
     worker = worker_factory(options=["--file-root", str(data)]).start()
-    message = {
-        "test": False,
-        "service": "tool",
-        "queue": "native",
-        "command": {
-            "stdin": {"type": "pipe", "value": "raw input data"},
-            "stdout": {"type": "pipe", "value": None},
-            "stderr": {"type": "uri", "value": f"file://{data}/out/stderr.txt"},
-            "arguments": [
-                {"type": "input", "name": "--infile", "value": f"file://{data}/in/input.txt"},
-                {"type": "input", "name": "--infile", "value": f"file://{data}/in/shapes/poly.shp"},
-                {"type": "parameter", "name": "--exit", "value": "0"},
-                {"type": "output", "name": "--outfile", "value": f"file://{data}/out/result.txt"},
-                {"type": "output", "name": "--out-prefix", "value": f"file://{data}/out/parts/p"},
-            ],
-            "input": [f"file://{data}/in/shapes/poly"],
-            "output": [f"file://{data}/out/parts/"],
-        },
-    }
-    result = worker.result(worker.submit(message))
+    result = worker.result(worker.submit(seed_job(f"file://{data}")))
 
-    assert result["status"] == "succeeded", result
-    assert result["exit_code"] == 0
-    assert result["stdout"] == "RAW INPUT DATA"
-    assert result["stderr"] is None
-    assert (data / "out" / "result.txt").read_text() == "FIRST INPUT\nPOLY.SHP"
-    assert (data / "out" / "stderr.txt").read_text().startswith("tool ran in ")
-    assert (data / "out" / "parts" / "p.a").read_text() == "a\n"
-    assert (data / "out" / "parts" / "p.b").read_text() == "b\n"
-    assert sorted(o["uri"].rsplit("/", 1)[1] for o in result["outputs"]) == ["p.a", "p.b", "result.txt", "stderr.txt"]
-    assert result["attempt"] == 1 and result["final"] is True
+    check_seed_result(result, f"file://{data}", lambda path: (data / path).read_bytes())
     assert set(result) >= {
         "id", "message_id", "service", "queue", "status", "exit_code", "signal", "stdout", "stderr", "outputs",
         "error", "attempt", "started_at", "finished_at", "duration_s", "usage", "worker",
     }  # fmt: skip
-    assert result["worker"]["pid"] == worker.process.pid if worker.process else False
+    assert worker.process is not None and result["worker"]["pid"] == worker.process.pid
     assert worker.leftovers() == []
 
 
