@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+STREAM_CHUNK = 1024 * 1024
 PROGRESS_EVERY_S = 10.0
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 _DENIED = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
@@ -91,7 +92,14 @@ class S3Store:
         partial = destination.with_name(f"{destination.name}.partial-{uuid.uuid4().hex[:8]}")
         progress = _Progress("download", str(source.uri), source.size)
         try:
-            client.download_file(source.uri.bucket, source.uri.key, str(partial), Config=config, Callback=progress)
+            if source.size < config.multipart_threshold:
+                # One GET, no HEAD first and no transfer machinery: what many small files need.
+                body = client.get_object(Bucket=source.uri.bucket, Key=source.uri.key)["Body"]
+                with partial.open("wb") as handle:
+                    for chunk in body.iter_chunks(STREAM_CHUNK):
+                        handle.write(chunk)
+            else:
+                client.download_file(source.uri.bucket, source.uri.key, str(partial), Config=config, Callback=progress)
             size = partial.stat().st_size
             if size != source.size:
                 raise StagingFault(f"{source.uri}: got {size} bytes, expected {source.size}")
@@ -109,7 +117,11 @@ class S3Store:
         size = source.stat().st_size
         progress = _Progress("upload", str(destination), size)
         try:
-            client.upload_file(str(source), destination.bucket, destination.key, Config=config, Callback=progress)
+            if size < config.multipart_threshold:
+                with source.open("rb") as handle:
+                    client.put_object(Bucket=destination.bucket, Key=destination.key, Body=handle)
+            else:
+                client.upload_file(str(source), destination.bucket, destination.key, Config=config, Callback=progress)
         except Exception as exc:
             raise _translate(exc, destination) from exc
         progress.finish()
