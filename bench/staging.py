@@ -43,7 +43,9 @@ SMALL_SIZE = 64 * 1024
 
 def staged_child(mode: str, prefix: str, local: Path) -> None:
     """Runs in the child: one staging operation through Stager, as a job would."""
-    stager = Stager({"s3": S3Store(concurrency=8)}, concurrency=8)
+    store = S3Store(concurrency=8)
+    store.warm_up()  # a pool child makes its client once and keeps it; so does plain boto3 here
+    stager = Stager({"s3": store}, concurrency=8)
     workspace = Workspace.create(local / "scratch")
     started = time.perf_counter()
     _stage(stager, workspace, mode, prefix, local)

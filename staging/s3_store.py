@@ -58,6 +58,10 @@ class S3Store:
             assert self._transfer_config is not None
             return self._client, self._transfer_config
 
+    def warm_up(self) -> None:
+        """Import boto3 and make the client now rather than on the first transfer."""
+        self._s3()
+
     def stat(self, uri: ObjectUri) -> StoredObject:
         client, _ = self._s3()
         try:
