@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="files one job uploads or downloads at once (large files also move in parallel parts)",
     )
     parser.add_argument(
+        "--max-inline-output",
+        type=_size,
+        default=parse_size("1M"),
+        help="most bytes of a pipe-mode stdout or stderr put in the result; the rest is cut (noted in 'skipped')",
+    )
+    parser.add_argument(
         "--shutdown-grace",
         type=_non_negative_float,
         default=60.0,
@@ -271,6 +277,7 @@ def _serve(options: argparse.Namespace) -> int:
         kill_grace_s=options.kill_grace,
         transfer_concurrency=options.transfer_concurrency,
         job_disk_bytes=options.job_disk,
+        max_inline_output_bytes=options.max_inline_output,
         ceilings=JobLimits(
             timeout_s=options.job_timeout,
             memory_bytes=options.job_memory,

@@ -6,12 +6,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from config.sizes import format_size
 from pool.assignment import JobAssignment, JobReport
 from pool.settings import ChildSettings
 from protocol.request import JobRequest, RequestRejected, parse_request, peek_envelope
-from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
+from protocol.result import ErrorInfo, JobResult, SkippedPath, Status, WorkerIdentity, utc_timestamp
 from queues import open_queue
 from runners.argv import build_argv
 from runners.limits import resolve_limits
@@ -83,6 +84,15 @@ class JobExecutor:
             assignment.message_id, result.to_json(), str(result.status), reply_to, result.final, result.summary()
         )
 
+    def _inline_stream(self, name: str, path: Path, result: JobResult) -> str:
+        """A `pipe` stream for the result, cut at --max-inline-output (say so in `skipped`)."""
+        limit = self.settings.max_inline_output_bytes
+        text, size = read_stream(path, limit)
+        if size > limit:
+            reason = f"cut to its first {format_size(limit)} of {size} bytes; use a uri stream for more"
+            result.skipped.append(SkippedPath(name, reason))
+        return text
+
     def _usable_reply_to(self, name: str | None) -> str | None:
         if name is None:
             return None
@@ -139,9 +149,9 @@ class JobExecutor:
             report = self.stager.stage_out(staged, workspace)
             result.outputs, result.skipped = report.uploaded, report.skipped
             if staged.stdout_uri is None:
-                result.stdout = read_stream(staged.stdout_path)
+                result.stdout = self._inline_stream("stdout", staged.stdout_path, result)
             if staged.stderr_uri is None:
-                result.stderr = read_stream(staged.stderr_path)
+                result.stderr = self._inline_stream("stderr", staged.stderr_path, result)
         finally:
             workspace.remove()
 

@@ -24,4 +24,5 @@ class ChildSettings:
     kill_grace_s: float = 10.0
     transfer_concurrency: int = 8
     job_disk_bytes: int | None = None
+    max_inline_output_bytes: int = 1024 * 1024
     ceilings: JobLimits = field(default_factory=JobLimits)

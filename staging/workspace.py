@@ -91,10 +91,12 @@ def remove_stale_workspaces(scratch_dir: Path) -> int:
     return removed
 
 
-def read_stream(path: Path) -> str:
-    """A captured stream as text, never through a link the job may have put in its place."""
+def read_stream(path: Path, limit_bytes: int) -> tuple[str, int]:
+    """A captured stream as text (its first `limit_bytes`) and its whole size, never read
+    through a link the job may have put in its place."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(descriptor, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-            return ""
-        return stream.read().decode("utf-8", errors="replace")
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            return "", 0
+        return stream.read(limit_bytes).decode("utf-8", errors="replace"), status.st_size

@@ -250,3 +250,13 @@ def test_an_unusable_scratch_directory_is_a_system_error(worker_factory: WorkerF
     assert str(not_a_directory) in result["error"]["message"]
     # A test message needs no scratch space and still answers.
     assert worker.result(worker.submit({"test": True, "service": "tool", "queue": "native"}))["status"] == "alive"
+
+
+def test_pipe_output_beyond_the_inline_limit_is_cut_and_said_so(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(options=["--max-inline-output", "1K"]).start()
+    result = worker.result(worker.submit(job(command={"stdin": {"type": "pipe", "value": "a" * 5000}})))
+    assert result["status"] == "succeeded"
+    assert result["stdout"] == "A" * 1024
+    assert [(s["path"], s["reason"]) for s in result["skipped"]] == [
+        ("stdout", "cut to its first 1K of 5000 bytes; use a uri stream for more")
+    ]
