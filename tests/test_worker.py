@@ -260,3 +260,16 @@ def test_pipe_output_beyond_the_inline_limit_is_cut_and_said_so(worker_factory: 
     assert [(s["path"], s["reason"]) for s in result["skipped"]] == [
         ("stdout", "cut to its first 1K of 5000 bytes; use a uri stream for more")
     ]
+
+
+def test_submit_wait_of_a_body_that_is_not_json_gets_its_rejection(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory().start()
+    completed = subprocess.run(
+        [sys.executable, str(SUPERVISOR), "--queue", f"local:{worker.queue_path}", "submit", "--wait",
+         "--timeout", "30", "-"],
+        input="this is not json", capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 1
+    result = json.loads(completed.stdout)
+    assert (result["status"], result["error"]["type"]) == ("rejected", "invalid_request")
+    assert result["error"]["message"].startswith("body: not valid JSON")
