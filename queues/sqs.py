@@ -1,0 +1,162 @@
+"""AWS SQS behind the queue interface of queues.base, over boto3.
+
+Region, credentials and endpoint come from the standard AWS environment (`AWS_ENDPOINT_URL`,
+`AWS_ENDPOINT_URL_SQS`, profiles, instance roles). Messages too large for SQS travel through
+S3 with AWS's extended client (`sqs_extended_client`), which reads both the current
+(`ExtendedPayloadSize`) and the legacy (`SQSLargePayloadSize`) pointer attribute.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+from queues.base import QueueError, ReceivedMessage, VisibilityChange
+
+BATCH = 10  # the most entries one SQS batch call takes
+MAX_VISIBILITY_S = 43200
+LONG_POLL_S = 20
+T = TypeVar("T")
+
+_clients: dict[str | None, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _sqs_client(large_payload_bucket: str | None) -> Any:
+    """One client per payload bucket and process (boto3 clients are thread-safe)."""
+    with _clients_lock:
+        if large_payload_bucket not in _clients:
+            import boto3  # noqa: PLC0415 (imported on first use, as in staging.s3_store)
+            import sqs_extended_client  # noqa: F401, PLC0415 (adds large-payload support to boto3's SQS client)
+            from botocore.config import Config  # noqa: PLC0415
+
+            client = boto3.session.Session().client(
+                "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5})
+            )
+            if large_payload_bucket:
+                client.large_payload_support = large_payload_bucket
+                client.delete_payload_from_s3 = True
+            _clients[large_payload_bucket] = client
+        return _clients[large_payload_bucket]
+
+
+def is_sqs_url(spec: str) -> bool:
+    return spec.startswith(("https://", "http://"))
+
+
+class SqsQueue:
+    def __init__(self, url: str, large_payload_bucket: str | None = None) -> None:
+        self.url = url
+        self.large_payload_bucket = large_payload_bucket
+
+    @property
+    def spec(self) -> str:
+        return self.url
+
+    def _client(self) -> Any:
+        return _sqs_client(self.large_payload_bucket)
+
+    def _call(self, name: str, action: Callable[[], T]) -> T:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        try:
+            return action()
+        except (BotoCoreError, ClientError) as exc:
+            raise QueueError(f"{name} on {self.url} failed: {exc}") from exc
+        except Exception as exc:  # the extended client raises its own kinds
+            raise QueueError(f"{name} on {self.url} failed: {type(exc).__name__}: {exc}") from exc
+
+    def sibling(self, name: str) -> SqsQueue:
+        """A reply queue: a full queue URL, or a queue name looked up in this queue's account."""
+        if is_sqs_url(name):
+            return SqsQueue(name, self.large_payload_bucket)
+        url = self._call("get_queue_url", lambda: self._client().get_queue_url(QueueName=name)["QueueUrl"])
+        return SqsQueue(str(url), self.large_payload_bucket)
+
+    def send(self, body: str) -> str:
+        return self.send_batch([body])[0]
+
+    def send_batch(self, bodies: Sequence[str]) -> list[str]:
+        message_ids: list[str] = []
+        for chunk in _chunks(list(bodies)):
+            entries = [{"Id": str(index), "MessageBody": body} for index, body in enumerate(chunk)]
+            response = self._call(
+                "send_message_batch", partial(self._client().send_message_batch, QueueUrl=self.url, Entries=entries)
+            )
+            _raise_failed("send_message_batch", self.url, response)
+            by_id = {entry["Id"]: entry["MessageId"] for entry in response.get("Successful", [])}
+            message_ids += [by_id[str(index)] for index in range(len(chunk))]
+        return message_ids
+
+    def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
+        if max_messages <= 0:
+            return []
+        response = self._call(
+            "receive_message",
+            lambda: self._client().receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=min(BATCH, max_messages),
+                WaitTimeSeconds=min(LONG_POLL_S, int(wait_seconds)),
+                VisibilityTimeout=_seconds(visibility_timeout),
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                MessageAttributeNames=["All"],
+            ),
+        )
+        return [
+            ReceivedMessage(
+                message["MessageId"],
+                message["ReceiptHandle"],
+                message["Body"],
+                int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+            )
+            for message in response.get("Messages", [])
+        ]
+
+    def delete(self, receipts: Sequence[str]) -> None:
+        for chunk in _chunks(list(receipts)):
+            entries = [{"Id": str(index), "ReceiptHandle": receipt} for index, receipt in enumerate(chunk)]
+            response = self._call(
+                "delete_message_batch",
+                partial(self._client().delete_message_batch, QueueUrl=self.url, Entries=entries),
+            )
+            _raise_failed("delete_message_batch", self.url, response)
+
+    def change_visibility(self, changes: Sequence[VisibilityChange]) -> None:
+        for chunk in _chunks(list(changes)):
+            entries = [
+                {"Id": str(index), "ReceiptHandle": change.receipt, "VisibilityTimeout": _seconds(change.timeout_s)}
+                for index, change in enumerate(chunk)
+            ]
+            response = self._call(
+                "change_message_visibility_batch",
+                partial(self._client().change_message_visibility_batch, QueueUrl=self.url, Entries=entries),
+            )
+            _raise_failed("change_message_visibility_batch", self.url, response)
+
+    def max_receive_count(self) -> int | None:
+        """The redrive policy's maxReceiveCount: the attempt after which SQS gives up."""
+        attributes = self._call(
+            "get_queue_attributes",
+            lambda: self._client().get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"]),
+        ).get("Attributes", {})
+        policy = attributes.get("RedrivePolicy")
+        return int(json.loads(policy)["maxReceiveCount"]) if policy else None
+
+
+def _seconds(value: float) -> int:
+    return max(0, min(MAX_VISIBILITY_S, round(value)))
+
+
+def _chunks(items: list[T]) -> Iterator[list[T]]:
+    for start in range(0, len(items), BATCH):
+        yield items[start : start + BATCH]
+
+
+def _raise_failed(call: str, url: str, response: dict[str, Any]) -> None:
+    failed = response.get("Failed", [])
+    if failed:
+        reasons = "; ".join(f"{entry.get('Code')}: {entry.get('Message')}" for entry in failed)
+        raise QueueError(f"{call} on {url}: {len(failed)} entries failed ({reasons})")
