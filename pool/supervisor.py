@@ -16,6 +16,7 @@ import selectors
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -24,10 +25,11 @@ from pool.assignment import JobAssignment, JobReport
 from pool.child import child_main
 from pool.courier import ResultCourier, Settlement
 from pool.intake import Intake, PollingIntake
+from pool.outbox import InlineOutbox, ThreadOutbox
 from pool.settings import ChildSettings
 from protocol.request import peek_envelope
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
-from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
+from queues.base import JobQueue, ReceivedMessage, VisibilityChange
 from queues.local import LocalQueue
 from staging.workspace import remove_stale_workspaces
 
@@ -39,6 +41,7 @@ MAX_BOOT_FAILURES = 5
 MAX_RETRY_DELAY_S = 900.0
 CHILD_EXIT_TIMEOUT_S = 30.0
 LOCAL_POLL_INTERVAL_S = 0.02  # how often an idle worker looks at the embedded queue
+OUTBOX_DRAIN_TIMEOUT_S = 30.0  # at exit, how long results and deletes still being retried may take
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,13 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, settings: SupervisorSettings, job_queue: JobQueue, result_queue: JobQueue | None) -> None:
+    def __init__(
+        self,
+        settings: SupervisorSettings,
+        job_queue: JobQueue,
+        result_queue: JobQueue | None,
+        dead_letter_queue: JobQueue | None = None,
+    ) -> None:
         self.settings = settings
         self.job_queue = job_queue
         self.context = multiprocessing.get_context("spawn")
@@ -86,10 +95,12 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.wake_read, selectors.EVENT_READ, None)
         self.intake: Intake | PollingIntake
+        self.outbox: InlineOutbox | ThreadOutbox
         if isinstance(job_queue, LocalQueue):
             self.intake = PollingIntake(
                 job_queue, visibility_timeout=settings.visibility_timeout, poll_interval_s=LOCAL_POLL_INTERVAL_S
             )
+            self.outbox = InlineOutbox()
         else:
             self.intake = Intake(
                 job_queue,
@@ -97,7 +108,9 @@ class Supervisor:
                 wait_seconds=settings.poll_wait_s,
                 wake=self._wake,
             )
-        self.courier = ResultCourier(job_queue, result_queue)
+            self.outbox = ThreadOutbox()
+        self.dead_letter_queue = dead_letter_queue
+        self.courier = ResultCourier(job_queue, result_queue, self.outbox, dead_letter_queue)
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -107,6 +120,7 @@ class Supervisor:
         for index in range(self.settings.workers):
             self.slots.append(self._spawn(index))
         self.intake.start()
+        self.outbox.start()
         log.info(
             "supervisor started",
             extra={
@@ -150,6 +164,7 @@ class Supervisor:
         self.pending.extend(self.intake.take())
         self._release(self.pending, "shutting down")
         self.pending.clear()
+        self.outbox.stop(timeout=OUTBOX_DRAIN_TIMEOUT_S)
         for slot in self._live_slots():
             with contextlib.suppress(OSError):
                 slot.connection.send(None)
@@ -303,11 +318,14 @@ class Supervisor:
 
     def _complete(self, slot: Slot, report: JobReport) -> None:
         assert slot.job is not None
-        message = slot.job.message
+        job, message = slot.job, slot.job.message
         slot.job = None
         log.info("job finished", extra={"slot": slot.index, **report.summary})
         retry_in_s = None if report.final else self._retry_delay(message)
-        self.courier.add(Settlement(message, report.result_json, report.reply_to, retry_in_s))
+        dead_letter = report.status == Status.REJECTED and self.dead_letter_queue is not None
+        self.courier.add(
+            Settlement(message, report.result_json, report.reply_to, retry_in_s, dead_letter, job.visible_until)
+        )
 
     def _retry_delay(self, message: ReceivedMessage) -> float:
         return min(MAX_RETRY_DELAY_S, self.settings.retry_delay_s * 2.0 ** (message.receive_count - 1))
@@ -347,17 +365,17 @@ class Supervisor:
         )
         log.info("job lost", extra=result.summary())
         self.courier.add(Settlement(message, result.to_json(), envelope.reply_to, None if final else 0.0))
+        # (Its visibility lapses on its own schedule; the deadline only bounds retries.)
 
     def _release(self, messages: list[ReceivedMessage], why: str) -> None:
         if not messages:
             return
-        try:
-            self.job_queue.change_visibility([VisibilityChange(m.receipt, 0) for m in messages])
-            log.info("released messages", extra={"count": len(messages), "reason": why})
-        except QueueError as exc:
-            log.error(
-                "could not release messages; they return after their visibility timeout", extra={"error": str(exc)}
-            )
+        changes = [VisibilityChange(m.receipt, 0) for m in messages]
+        log.info("releasing messages", extra={"count": len(messages), "reason": why})
+        deadline = time.monotonic() + self.settings.visibility_timeout
+        self.outbox.submit(
+            f"release {len(messages)} messages", partial(self.job_queue.change_visibility, changes), deadline
+        )
 
     # --- visibility heartbeat ---------------------------------------------------------
 
@@ -367,13 +385,10 @@ class Supervisor:
         due = [slot.job for slot in self.slots if slot.job is not None and slot.job.visible_until - now <= margin]
         if not due:
             return
-        try:
-            self.job_queue.change_visibility(
-                [VisibilityChange(job.message.receipt, self.settings.visibility_timeout) for job in due]
-            )
-        except QueueError as exc:
-            log.error("visibility heartbeat failed", extra={"error": str(exc), "messages": len(due)})
-            return
+        changes = [VisibilityChange(job.message.receipt, self.settings.visibility_timeout) for job in due]
+        # Retried (remote queues) until the current window closes; then the messages come back.
+        deadline = min(job.visible_until for job in due)
+        self.outbox.submit("extend visibility", partial(self.job_queue.change_visibility, changes), deadline)
         for job in due:
             job.visible_until = now + self.settings.visibility_timeout
 

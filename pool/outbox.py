@@ -1,0 +1,108 @@
+"""Queue calls the supervisor's loop hands off: results, deletes, visibility changes.
+
+For a remote queue (SQS) they run on a thread, so the loop never waits on the network, and a
+call that fails is retried with exponential backoff and jitter until its deadline (after
+which the message's visibility has lapsed anyway and it will come back). For the embedded
+queue they run at once, in the loop: a local transaction is quicker than a hand-off.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from queues.base import QueueError
+
+log = logging.getLogger(__name__)
+FIRST_RETRY_S = 0.5
+MAX_RETRY_S = 15.0
+
+
+@dataclass(order=True)
+class _Call:
+    due: float
+    order: int
+    name: str = field(compare=False)
+    call: Callable[[], None] = field(compare=False)
+    deadline: float = field(compare=False)
+    failures: int = field(default=0, compare=False)
+
+
+class InlineOutbox:
+    """Runs each call at once; a failure is logged (the message comes back after its visibility)."""
+
+    def start(self) -> None:
+        pass
+
+    def submit(self, name: str, call: Callable[[], None], deadline: float) -> None:
+        try:
+            call()
+        except QueueError as exc:
+            log.error("queue call failed", extra={"call": name, "error": str(exc)})
+
+    def stop(self, timeout: float) -> None:
+        pass
+
+
+class ThreadOutbox(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="outbox", daemon=True)
+        self._condition = threading.Condition()
+        self._calls: list[_Call] = []
+        self._order = itertools.count()
+        self._stopping = False
+
+    def submit(self, name: str, call: Callable[[], None], deadline: float) -> None:
+        with self._condition:
+            heapq.heappush(self._calls, _Call(time.monotonic(), next(self._order), name, call, deadline))
+            self._condition.notify()
+
+    def stop(self, timeout: float) -> None:
+        """Finish what is queued, for at most `timeout` seconds."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+        self.join(timeout)
+        with self._condition:
+            if self._calls:
+                log.warning("queue calls left undone at exit", extra={"calls": [c.name for c in self._calls]})
+
+    def run(self) -> None:
+        while True:
+            with self._condition:
+                while True:
+                    if not self._calls and self._stopping:
+                        return
+                    wait = self._calls[0].due - time.monotonic() if self._calls else None
+                    if wait is not None and wait <= 0:
+                        item = heapq.heappop(self._calls)
+                        break
+                    self._condition.wait(wait)
+            self._run(item)
+
+    def _run(self, item: _Call) -> None:
+        try:
+            item.call()
+            if item.failures:
+                log.info("queue call went through after retries", extra={"call": item.name, "retries": item.failures})
+            return
+        except QueueError as exc:
+            error = str(exc)
+        item.failures += 1
+        delay = min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** (item.failures - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
+        if time.monotonic() + delay > item.deadline:
+            log.error("queue call given up", extra={"call": item.name, "error": error, "attempts": item.failures})
+            return
+        log.warning("queue call failed; retrying", extra={"call": item.name, "error": error, "retry_in_s": delay})
+        item.due = time.monotonic() + delay
+        with self._condition:
+            heapq.heappush(self._calls, item)
+
+
+Outbox = InlineOutbox | ThreadOutbox
