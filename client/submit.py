@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
 from typing import Any, TextIO
 
 from queues import default_result_queue
@@ -38,7 +37,7 @@ def submit(queue: JobQueue, body: str, *, wait: bool, timeout_s: float | None, o
     return EXIT_SUCCEEDED if result.get("status") in SUCCESS_STATUSES else EXIT_NOT_SUCCEEDED
 
 
-def _with_reply_queue(queue: JobQueue, body: str) -> tuple[str, JobQueue, bool]:
+def _with_reply_queue(queue: JobQueue, body: str) -> tuple[str, JobQueue | None, bool]:
     """Route the result to a private reply queue unless the job already names one."""
     try:
         data = json.loads(body)
@@ -47,9 +46,9 @@ def _with_reply_queue(queue: JobQueue, body: str) -> tuple[str, JobQueue, bool]:
     if isinstance(data, dict) and isinstance(data.get("reply_to"), str):
         return body, queue.sibling(data["reply_to"]), False
     if isinstance(data, dict):
-        reply_name = f"reply-{uuid.uuid4().hex}"
-        data["reply_to"] = reply_name
-        return json.dumps(data), queue.sibling(reply_name), True
+        reply_queue = queue.private_reply_queue()
+        data["reply_to"] = reply_queue.reply_address
+        return json.dumps(data), reply_queue, True
     # Not a JSON object: the worker will reject it and answer on its result queue.
     return body, default_result_queue(queue), False
 
@@ -83,6 +82,4 @@ def _parse(body: str) -> dict[str, Any] | None:
 
 
 def _drop(queue: JobQueue) -> None:
-    drop = getattr(queue, "drop", None)
-    if callable(drop):
-        drop()
+    queue.drop()

@@ -18,6 +18,7 @@ from pool.settings import ChildSettings
 from pool.supervisor import Supervisor, SupervisorSettings
 from queues import default_queue_spec, default_result_queue, default_state_dir, open_queue
 from queues.base import QueueError
+from queues.sqs import SqsQueue
 from runners.limits import JobLimits
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="number of child processes, i.e. jobs run at once",
     )
     parser.add_argument(
-        "--queue", default=default_queue_spec(), help="jobs queue: local:PATH[#NAME] for the embedded queue"
+        "--queue",
+        default=default_queue_spec(),
+        help="jobs queue: local:PATH[#NAME] for the embedded queue, or an SQS queue URL",
     )
     parser.add_argument(
-        "--result-queue", default=None, help="where results go (default: the jobs queue's companion 'results' queue)"
+        "--result-queue",
+        default=None,
+        help="where results go (default: the embedded queue's 'results' queue; for SQS, only the log)",
+    )
+    parser.add_argument(
+        "--dead-letter-queue",
+        default=None,
+        help="queue that rejected messages are moved to (default: they are deleted once answered)",
+    )
+    parser.add_argument(
+        "--large-payload-bucket",
+        default=None,
+        help="S3 bucket for SQS messages over the size limit (requests are read from S3 pointers regardless)",
     )
     parser.add_argument(
         "--scratch-dir", type=Path, default=state / "scratch", help="parent of the per-job directories; one per worker"
@@ -246,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _submit(options: argparse.Namespace) -> int:
-    queue = open_queue(options.submit_queue or options.queue)
+    queue = open_queue(options.submit_queue or options.queue, options.large_payload_bucket)
     try:
         body = sys.stdin.read() if options.file == "-" else Path(options.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -256,8 +271,16 @@ def _submit(options: argparse.Namespace) -> int:
 
 def _serve(options: argparse.Namespace) -> int:
     program = resolve_executable(parse_program(options.program))
-    job_queue = open_queue(options.queue)
-    result_queue = open_queue(options.result_queue) if options.result_queue else default_result_queue(job_queue)
+    bucket = options.large_payload_bucket
+    job_queue = open_queue(options.queue, bucket)
+    result_queue = open_queue(options.result_queue, bucket) if options.result_queue else default_result_queue(job_queue)
+    dead_letter_queue = open_queue(options.dead_letter_queue, bucket) if options.dead_letter_queue else None
+    max_attempts = options.max_attempts
+    if isinstance(job_queue, SqsQueue):
+        # The queue's redrive policy decides when SQS gives a message up: its last attempt is ours.
+        max_attempts = job_queue.max_receive_count() or max_attempts
+    if result_queue is None:
+        log.info("no --result-queue given: results go to the log only")
     if options.service is None:
         log.warning("no --service given: jobs for any service name are accepted")
     if not options.file_root:
@@ -269,7 +292,7 @@ def _serve(options: argparse.Namespace) -> int:
         scratch_dir=options.scratch_dir.resolve(),
         queue_spec=job_queue.spec,
         supervisor_pid=os.getpid(),
-        max_attempts=options.max_attempts,
+        max_attempts=max_attempts,
         log_format=options.log_format,
         log_level=options.log_level,
         file_roots=tuple(root.absolute() for root in options.file_root),
@@ -293,4 +316,4 @@ def _serve(options: argparse.Namespace) -> int:
         shutdown_grace_s=options.shutdown_grace,
         child=child,
     )
-    return Supervisor(settings, job_queue, result_queue).run()
+    return Supervisor(settings, job_queue, result_queue, dead_letter_queue).run()

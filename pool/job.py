@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from config.sizes import format_size
@@ -13,7 +14,7 @@ from pool.assignment import JobAssignment, JobReport
 from pool.settings import ChildSettings
 from protocol.request import JobRequest, RequestRejected, parse_request, peek_envelope
 from protocol.result import ErrorInfo, JobResult, SkippedPath, Status, WorkerIdentity, utc_timestamp
-from queues import open_queue
+from queues import check_reply_to
 from runners.argv import build_argv
 from runners.limits import resolve_limits
 from runners.native import NativeRunner
@@ -38,7 +39,7 @@ class JobExecutor:
         )
         self.slot = slot
         self.runner = NativeRunner(settings.pass_env, slot, on_job_start)
-        self._resolve_reply_to = open_queue(settings.queue_spec).sibling
+        self._resolve_reply_to = partial(check_reply_to, settings.queue_spec)
 
     def execute(self, assignment: JobAssignment) -> JobReport:
         started = datetime.now(UTC)

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from queues.base import JobQueue
-from queues.local import DEFAULT_QUEUE_NAME, RESULTS_QUEUE_NAME, LocalQueue
+from queues.local import DEFAULT_QUEUE_NAME, RESULTS_QUEUE_NAME, LocalQueue, check_queue_name
+from queues.sqs import SqsQueue, check_sqs_queue_name, is_sqs_url
 
 
 def default_state_dir() -> Path:
@@ -19,8 +20,13 @@ def default_queue_spec() -> str:
     return f"local:{default_state_dir() / 'queue.sqlite3'}"
 
 
-def open_queue(spec: str) -> JobQueue:
-    """Open a queue from its command-line spec: `local:PATH[#NAME]`."""
+def open_queue(spec: str, large_payload_bucket: str | None = None) -> JobQueue:
+    """Open a queue from its command-line spec: `local:PATH[#NAME]` or an SQS queue URL.
+
+    `large_payload_bucket`: where SQS messages over the size limit are stored (S3).
+    """
+    if is_sqs_url(spec):
+        return SqsQueue(spec, large_payload_bucket)
     if spec.startswith("local:"):
         location, _, name = spec[len("local:") :].partition("#")
         if not location:
@@ -28,11 +34,20 @@ def open_queue(spec: str) -> JobQueue:
         queue = LocalQueue(Path(location).expanduser().absolute(), name or DEFAULT_QUEUE_NAME)
         queue.count()  # fail now, with the path in the message, if the file cannot be used
         return queue
-    raise ValueError(f"unsupported queue spec {spec!r}: use local:PATH[#NAME]")
+    raise ValueError(f"unsupported queue spec {spec!r}: use local:PATH[#NAME] or an SQS queue URL")
 
 
-def default_result_queue(job_queue: JobQueue) -> JobQueue:
-    """The companion results queue of a jobs queue."""
+def default_result_queue(job_queue: JobQueue) -> JobQueue | None:
+    """The companion results queue of an embedded jobs queue; none for SQS (results are logged)."""
     if isinstance(job_queue, LocalQueue):
         return job_queue.sibling(RESULTS_QUEUE_NAME)
-    raise ValueError(f"queue {job_queue.spec} has no default result queue: give --result-queue")
+    return None
+
+
+def check_reply_to(queue_spec: str, reply_to: str) -> None:
+    """ValueError unless `reply_to` can name a queue of the jobs queue's kind (no network)."""
+    if is_sqs_url(queue_spec):
+        if not is_sqs_url(reply_to):
+            check_sqs_queue_name(reply_to)
+    else:
+        check_queue_name(reply_to)

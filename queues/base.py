@@ -47,6 +47,19 @@ class JobQueue(Protocol):
 
     def change_visibility(self, changes: Sequence[VisibilityChange]) -> None: ...
 
+    @property
+    def reply_address(self) -> str:
+        """What a message's `reply_to` says to name this queue."""
+        ...
+
+    def private_reply_queue(self) -> JobQueue:
+        """A new queue, of this backend, for one client's results."""
+        ...
+
+    def drop(self) -> None:
+        """Remove this queue and its messages (for private reply queues)."""
+        ...
+
     def sibling(self, name: str) -> JobQueue:
         """Another queue of the same backend, e.g. the one a message's `reply_to` names.
 

@@ -67,6 +67,13 @@ class LocalQueue:
         suffix = "" if self.name == DEFAULT_QUEUE_NAME else f"#{self.name}"
         return f"local:{self.path}{suffix}"
 
+    @property
+    def reply_address(self) -> str:
+        return self.name
+
+    def private_reply_queue(self) -> LocalQueue:
+        return self.sibling(f"reply-{uuid.uuid4().hex}")
+
     def sibling(self, name: str) -> LocalQueue:
         return LocalQueue(self.path, name)
 

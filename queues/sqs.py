@@ -9,7 +9,9 @@ S3 with AWS's extended client (`sqs_extended_client`), which reads both the curr
 from __future__ import annotations
 
 import json
+import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -43,8 +45,16 @@ def _sqs_client(large_payload_bucket: str | None) -> Any:
         return _clients[large_payload_bucket]
 
 
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$")
+
+
 def is_sqs_url(spec: str) -> bool:
     return spec.startswith(("https://", "http://"))
+
+
+def check_sqs_queue_name(name: str) -> None:
+    if not _QUEUE_NAME.match(name):
+        raise ValueError(f"{name!r} is neither a queue URL nor an SQS queue name (1-80 of A-Z a-z 0-9 _ -)")
 
 
 class SqsQueue:
@@ -68,6 +78,18 @@ class SqsQueue:
             raise QueueError(f"{name} on {self.url} failed: {exc}") from exc
         except Exception as exc:  # the extended client raises its own kinds
             raise QueueError(f"{name} on {self.url} failed: {type(exc).__name__}: {exc}") from exc
+
+    @property
+    def reply_address(self) -> str:
+        return self.url
+
+    def private_reply_queue(self) -> SqsQueue:
+        name = f"api-worker-reply-{uuid.uuid4().hex}"
+        url = self._call("create_queue", lambda: self._client().create_queue(QueueName=name)["QueueUrl"])
+        return SqsQueue(str(url), self.large_payload_bucket)
+
+    def drop(self) -> None:
+        self._call("delete_queue", lambda: self._client().delete_queue(QueueUrl=self.url))
 
     def sibling(self, name: str) -> SqsQueue:
         """A reply queue: a full queue URL, or a queue name looked up in this queue's account."""

@@ -81,7 +81,8 @@ def test_long_poll_returns_as_soon_as_a_message_arrives(queue: LocalQueue) -> No
 def test_specs(tmp_path: Path) -> None:
     jobs = open_queue(f"local:{tmp_path}/q.sqlite3")
     assert jobs.spec == f"local:{tmp_path}/q.sqlite3"
-    assert default_result_queue(jobs).spec == f"local:{tmp_path}/q.sqlite3#results"
+    results = default_result_queue(jobs)
+    assert results is not None and results.spec == f"local:{tmp_path}/q.sqlite3#results"
     with pytest.raises(ValueError, match="unsupported queue spec"):
         open_queue("redis://x")
     with pytest.raises(ValueError, match="names no file"):
