@@ -9,12 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from queues import open_queue
 from queues.local import LocalQueue
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,13 +98,25 @@ def check_seed_result(result: dict[str, Any], base: str, read: Callable[[str], b
 class Worker:
     """A `supervisor.py native` process with its own queue file and scratch directory."""
 
-    def __init__(self, directory: Path, *, workers: int = 1, options: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        workers: int = 1,
+        options: list[str] | None = None,
+        queue: str | None = None,
+        result_queue: str | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        """The embedded queue in `directory` by default; or `queue` / `result_queue` (SQS URLs)."""
         self.directory = directory
         self.queue_path = directory / "queue.sqlite3"
         self.scratch = directory / "scratch"
         self.log_path = directory / "worker.log"
-        self.jobs = LocalQueue(self.queue_path)
-        self.results = LocalQueue(self.queue_path, "results")
+        self.queue_spec = queue or f"local:{self.queue_path}"
+        self.jobs: Any = open_queue(self.queue_spec)
+        self.results: Any = open_queue(result_queue) if result_queue else LocalQueue(self.queue_path, "results")
+        self.environment = environment
         self.workers = workers
         self.options = options or []
         self.process: subprocess.Popen[bytes] | None = None
@@ -113,7 +127,8 @@ class Worker:
             sys.executable,
             str(SUPERVISOR),
             "--queue",
-            f"local:{self.queue_path}",
+            self.queue_spec,
+            *(["--result-queue", self.results.spec] if self.queue_spec != f"local:{self.queue_path}" else []),
             "--scratch-dir",
             str(self.scratch),
             "--workers",
@@ -131,7 +146,8 @@ class Worker:
 
     def start(self) -> Worker:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=REPO)
+        environment = {**os.environ, **self.environment} if self.environment else None
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=REPO, env=environment)
         log.close()
         self.wait_for_log("supervisor started")
         return self
@@ -147,6 +163,9 @@ class Worker:
                 continue
         return records
 
+    def log_records_with(self, message: str) -> list[dict[str, Any]]:
+        return [record for record in self.log_records() if record.get("message") == message]
+
     def wait_for_log(self, message: str, timeout: float = 20.0, count: int = 1) -> list[dict[str, Any]]:
         def found() -> list[dict[str, Any]]:
             matches = [r for r in self.log_records() if r.get("message") == message]
@@ -160,7 +179,7 @@ class Worker:
 
     def submit(self, message: dict[str, Any] | str) -> str:
         body = message if isinstance(message, str) else json.dumps(message)
-        return self.jobs.send(body)
+        return str(self.jobs.send(body))
 
     def submit_and_await_start(self, started: Path, sleep_s: float) -> str:
         """Submit a job that writes its pid to `started` and then sleeps; return once it runs."""
@@ -261,3 +280,63 @@ class MotoServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+class TcpProxy:
+    """Forwards a loopback port to another; `stop()` makes it refuse connections, like a
+    server that went down, and `start()` brings it back on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._listener: socket.socket | None = None
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.start()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            connections, self._connections = self._connections, []
+        if listener is not None:
+            listener.close()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
