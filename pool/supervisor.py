@@ -41,6 +41,7 @@ MAX_BOOT_FAILURES = 5
 MAX_RETRY_DELAY_S = 900.0
 CHILD_EXIT_TIMEOUT_S = 30.0
 LOCAL_POLL_INTERVAL_S = 0.02  # how often an idle worker looks at the embedded queue
+INTAKE_JOIN_TIMEOUT_S = 1.0
 OUTBOX_DRAIN_TIMEOUT_S = 30.0  # at exit, how long results and deletes still being retried may take
 
 
@@ -160,7 +161,11 @@ class Supervisor:
     def _finish(self) -> None:
         self.courier.flush()
         self.intake.stop()
-        self.intake.join(timeout=self.settings.poll_wait_s + 5)
+        self.intake.join(timeout=INTAKE_JOIN_TIMEOUT_S)
+        if isinstance(self.intake, Intake) and self.intake.is_alive():
+            # Not worth holding the exit for: whatever that poll returns is hidden for one
+            # visibility timeout and then delivered again, to this worker or another.
+            log.info("leaving a long poll open at exit", extra={"queue": self.job_queue.spec})
         self.pending.extend(self.intake.take())
         self._release(self.pending, "shutting down")
         self.pending.clear()

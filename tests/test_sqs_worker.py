@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,10 +138,11 @@ def test_jobs_survive_a_queue_outage(sqs_worker: Any, moto: MotoServer) -> None:
         sent = [worker.submit(job([{"type": "parameter", "name": "--sleep", "value": 1}])) for _ in range(6)]
         worker.wait_for_log("job started")
         proxy.stop()
-        wait_until(lambda: any("failed" in r.get("message", "") for r in worker.log_records()), 30, "errors")
-        import time
-
-        time.sleep(10)  # the outage the issue asks for: the server stays down for 10 s
+        errors = wait_until(lambda: [r for r in worker.log_records() if "failed" in r.get("message", "")], 30, "errors")
+        # Each names the call and the queue, e.g. "receive_message on http://.../jobs-1 failed: ...".
+        queues = (worker.queue_spec, worker.results.spec)
+        assert all(any(f" on {queue} failed" in str(r.get("error")) for queue in queues) for r in errors), errors
+        time.sleep(10)  # the outage itself: the server stays unreachable for 10 s
         proxy.start()
         finals = {message_id: worker.result(message_id, timeout=120) for message_id in sent}
         assert all(result["status"] == "succeeded" for result in finals.values())
