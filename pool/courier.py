@@ -9,6 +9,7 @@ deleted.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from pool.outbox import InlineOutbox, ThreadOutbox
@@ -16,6 +17,8 @@ from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
 from queues.local import LocalQueue
 
 log = logging.getLogger(__name__)
+BATCH = 10  # what one SQS batch call takes
+REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its call
 
 
 @dataclass(frozen=True)
@@ -69,13 +72,30 @@ class ResultCourier:
         self.dead_letter_queue = dead_letter_queue
         self._reply_queues: dict[str, JobQueue] = {}
         self._pending: list[Settlement] = []
+        self._oldest = 0.0
+        self._batches_over_time = isinstance(outbox, ThreadOutbox)
 
     def add(self, settlement: Settlement) -> None:
+        if not self._pending:
+            self._oldest = time.monotonic()
         self._pending.append(settlement)
 
-    def flush(self) -> None:
+    def seconds_to_flush(self) -> float | None:
+        """When the pending results must go out (None: nothing pending)."""
+        if not self._pending:
+            return None
+        if self._batches_over_time:
+            return max(0.0, self._oldest + REMOTE_BATCH_DELAY_S - time.monotonic())
+        return 0.0
+
+    def flush(self, *, force: bool = False) -> None:
+        """Send what is pending; for a remote queue, only once a batch is full or has waited
+        REMOTE_BATCH_DELAY_S, so that a busy worker makes one call per ten results."""
+        due = self.seconds_to_flush()
+        if due is None or (due > 0 and len(self._pending) < BATCH and not force):
+            return
         pending, self._pending = self._pending, []
-        if not pending or self._settle_locally(pending):
+        if self._settle_locally(pending):
             return
         groups: dict[int, tuple[JobQueue | None, list[Settlement]]] = {}
         for settlement in pending:

@@ -159,7 +159,7 @@ class Supervisor:
         return exit_code
 
     def _finish(self) -> None:
-        self.courier.flush()
+        self.courier.flush(force=True)
         self.intake.stop()
         self.intake.join(timeout=INTAKE_JOIN_TIMEOUT_S)
         if isinstance(self.intake, Intake) and self.intake.is_alive():
@@ -402,9 +402,9 @@ class Supervisor:
         deadlines = [slot.job.visible_until - margin for slot in self.slots if slot.job is not None]
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
-        next_poll = self.intake.seconds_to_next_poll()
-        if next_poll is not None:
-            deadlines.append(time.monotonic() + next_poll)
+        for seconds in (self.intake.seconds_to_next_poll(), self.courier.seconds_to_flush()):
+            if seconds is not None:
+                deadlines.append(time.monotonic() + seconds)
         return max(0.0, min([time.monotonic() + 1.0, *deadlines]) - time.monotonic())
 
 

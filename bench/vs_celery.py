@@ -1,0 +1,174 @@
+"""Trivial jobs over SQS: supervisor.py against Celery, in one run, on one moto server.
+
+Both consume the same number of jobs (each runs `true` as a subprocess) from an SQS queue on
+a moto server: `supervisor.py --workers 2 native -- true`, and a Celery worker (kombu's SQS
+transport, prefork `-c 2`, `acks_late`, prefetch multiplier 1) whose task runs `true`. The jobs
+are queued before each consumer starts. Printed for both: jobs/s from the first job's start to
+the last job's end (from the consumers' own timestamps) and the SQS requests per job, counted in
+the server's request log from the consumer's start to its last job (the producer's sends are
+not counted). Targets: >= 3x Celery's jobs/s, <= 0.5 SQS requests per job.
+
+Usage: python bench/vs_celery.py [--jobs 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import boto3  # noqa: E402
+
+from tests.support import MotoServer  # noqa: E402
+
+CELERY_APP = """
+import os, subprocess, time
+from celery import Celery
+
+app = Celery("bench", broker=os.environ["BENCH_BROKER"])
+app.conf.update(
+    broker_transport_options={
+        "region": "us-east-1",
+        "is_secure": False,
+        "predefined_queues": {"celery": {"url": os.environ["BENCH_QUEUE"],
+                                         "access_key_id": "bench", "secret_access_key": "bench"}},
+    },
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+)
+
+
+@app.task(name="run_true")
+def run_true():
+    started = time.time()
+    subprocess.run(["true"], check=True)
+    with open(os.environ["BENCH_TIMES"], "a") as times:
+        times.write(f"{started} {time.time()}\\n")
+"""
+
+
+def request_count(moto_log: Path) -> int:
+    """Requests moto has answered so far (one access-log line each)."""
+    return sum(1 for line in moto_log.read_text(errors="replace").splitlines() if '"POST ' in line or '"GET ' in line)
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def run_ours(root: Path, sqs: Any, moto: MotoServer, moto_log: Path, jobs: int) -> tuple[float, float]:
+    queue = sqs.create_queue(QueueName="ours-jobs")["QueueUrl"]
+    results = sqs.create_queue(QueueName="ours-results")["QueueUrl"]
+    body = json.dumps({"service": "bench", "queue": "native", "command": {"arguments": []}})
+    for start in range(0, jobs, 10):
+        entries = [{"Id": str(i), "MessageBody": body} for i in range(min(10, jobs - start))]
+        sqs.send_message_batch(QueueUrl=queue, Entries=entries)
+    log_path = root / "ours.log"
+    before = request_count(moto_log)
+    command = [
+        sys.executable, str(REPO / "supervisor.py"), "--workers", "2", "--queue", queue, "--result-queue", results,
+        "--scratch-dir", str(root / "scratch"), "native", "--service", "bench", "--", "true",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(command, stdout=log, stderr=log)
+
+    def records(message: str) -> list[dict[str, Any]]:
+        found = []
+        for line in log_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("message") == message:
+                found.append(record)
+        return found
+
+    wait_for(lambda: len(records("job finished")) >= jobs, 600, "our worker's jobs")
+    requests = request_count(moto_log) - before
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(60)
+    starts = [_epoch(r["time"]) for r in records("job started")]
+    ends = [_epoch(r["time"]) for r in records("job finished")]
+    return jobs / (max(ends) - min(starts)), requests / jobs
+
+
+def run_celery(root: Path, sqs: Any, moto: MotoServer, moto_log: Path, jobs: int) -> tuple[float, float]:
+    queue = sqs.create_queue(QueueName="celery")["QueueUrl"]
+    (root / "celery_bench_app.py").write_text(CELERY_APP)
+    times = root / "celery-times.txt"
+    times.touch()
+    environment = dict(
+        os.environ,
+        BENCH_BROKER=f"sqs://bench:bench@127.0.0.1:{moto.port}",
+        BENCH_QUEUE=queue,
+        BENCH_TIMES=str(times),
+        PYTHONPATH=str(root),
+    )
+    producer = subprocess.run(
+        [sys.executable, "-c", f"from celery_bench_app import run_true\nfor _ in range({jobs}): run_true.delay()"],
+        env=environment, cwd=root, check=True, capture_output=True,
+    )  # fmt: skip
+    del producer
+    before = request_count(moto_log)
+    with (root / "celery.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "celery_bench_app", "worker", "-c", "2", "-P", "prefork",
+             "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            env=environment, cwd=root, stdout=log, stderr=log,
+        )  # fmt: skip
+    wait_for(lambda: len(times.read_text().splitlines()) >= jobs, 900, "Celery's jobs")
+    requests = request_count(moto_log) - before
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(60)
+    spans = [tuple(map(float, line.split())) for line in times.read_text().splitlines()]
+    return jobs / (max(end for _, end in spans) - min(start for start, _ in spans)), requests / jobs
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=500)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary)
+        moto_log = root / "moto.log"
+        moto = MotoServer(moto_log)
+        os.environ.update(
+            AWS_ENDPOINT_URL=moto.endpoint,
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+        try:
+            sqs = boto3.client("sqs")
+            ours, ours_requests = run_ours(root, sqs, moto, moto_log, options.jobs)
+            celery, celery_requests = run_celery(root, sqs, moto, moto_log, options.jobs)
+        finally:
+            moto.stop()
+    print(f"{options.jobs} trivial jobs over SQS (moto), 2 worker processes each:")
+    print(f"  supervisor.py: {ours:7.1f} jobs/s, {ours_requests:.2f} SQS requests per job")
+    print(f"  Celery:        {celery:7.1f} jobs/s, {celery_requests:.2f} SQS requests per job")
+    print(f"  ratio: {ours / celery:.2f}x Celery's jobs/s (target >= 3x); requests per job target <= 0.5")
+
+
+if __name__ == "__main__":
+    main()
