@@ -38,9 +38,10 @@ def _sqs_client(large_payload_bucket: str | None) -> Any:
             client = boto3.session.Session().client(
                 "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5})
             )
+            # A request's S3 payload goes with its message, whether or not we send large ones.
+            client.delete_payload_from_s3 = True
             if large_payload_bucket:
                 client.large_payload_support = large_payload_bucket
-                client.delete_payload_from_s3 = True
             _clients[large_payload_bucket] = client
         return _clients[large_payload_bucket]
 
@@ -137,19 +138,39 @@ class SqsQueue:
             for message in response.get("Messages", [])
         ]
 
+    def _original_receipt(self, receipt: str) -> str:
+        """The SQS receipt inside one the extended client rewrote to carry an S3 pointer.
+
+        Done here, not left to the extended client: its batch calls unwrap only when the client
+        itself sends large payloads, and a worker reads pointers with or without a bucket.
+        """
+        client = self._client()
+        return str(client.get_original_receipt_handle(receipt)) if client.is_s3_receipt_handle(receipt) else receipt
+
     def delete(self, receipts: Sequence[str]) -> None:
+        client = self._client()
         for chunk in _chunks(list(receipts)):
-            entries = [{"Id": str(index), "ReceiptHandle": receipt} for index, receipt in enumerate(chunk)]
+            entries = [
+                {"Id": str(index), "ReceiptHandle": self._original_receipt(receipt)}
+                for index, receipt in enumerate(chunk)
+            ]
             response = self._call(
-                "delete_message_batch",
-                partial(self._client().delete_message_batch, QueueUrl=self.url, Entries=entries),
+                "delete_message_batch", partial(client.delete_message_batch, QueueUrl=self.url, Entries=entries)
             )
             _raise_failed("delete_message_batch", self.url, response)
+            # The request's payload goes once its message is gone, never before.
+            for receipt in chunk:
+                if client.is_s3_receipt_handle(receipt):
+                    self._call("delete payload from S3", partial(client.delete_message_from_s3, receipt))
 
     def change_visibility(self, changes: Sequence[VisibilityChange]) -> None:
         for chunk in _chunks(list(changes)):
             entries = [
-                {"Id": str(index), "ReceiptHandle": change.receipt, "VisibilityTimeout": _seconds(change.timeout_s)}
+                {
+                    "Id": str(index),
+                    "ReceiptHandle": self._original_receipt(change.receipt),
+                    "VisibilityTimeout": _seconds(change.timeout_s),
+                }
                 for index, change in enumerate(chunk)
             ]
             response = self._call(

@@ -80,7 +80,7 @@ def test_large_request_and_large_result_travel_through_s3(sqs_worker: Any, bucke
 
 
 def test_a_request_in_the_legacy_pointer_format_runs(sqs_worker: Any, sqs: Any, bucket: str) -> None:
-    worker = sqs_worker(options=["--large-payload-bucket", bucket]).start()
+    worker = sqs_worker().start()  # reading pointers needs no bucket of the worker's own
     body = json.dumps(job(command={"stdin": {"type": "pipe", "value": "legacy"}}))
     boto3.client("s3").put_object(Bucket=bucket, Key="legacy-1", Body=body.encode())
     pointer = json.dumps(
@@ -93,6 +93,8 @@ def test_a_request_in_the_legacy_pointer_format_runs(sqs_worker: Any, sqs: Any, 
     )
     result = worker.result(sent["MessageId"])
     assert (result["status"], result["stdout"]) == ("succeeded", "LEGACY")
+    s3 = boto3.client("s3")
+    wait_until(lambda: not s3.list_objects_v2(Bucket=bucket).get("Contents"), 20, "the payload to be deleted")
 
 
 def test_a_job_lasting_three_visibility_timeouts_runs_once_on_sqs(sqs_worker: Any) -> None:
