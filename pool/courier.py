@@ -41,12 +41,18 @@ class _Delivery:
         self.queue = queue
         self.settlements = settlements
         self.sent = queue is None  # no result queue: the log is the only record
+        self._delivered: set[Settlement] = set()  # results that went out in a partly failed batch
         self.dead_lettered = False
 
     def __call__(self) -> None:
         if not self.sent:
             assert self.queue is not None
-            self.queue.send_batch([settlement.result_json for settlement in self.settlements])
+            unsent = [s for s in self.settlements if s not in self._delivered]
+            try:
+                self.queue.send_batch([settlement.result_json for settlement in unsent])
+            except QueueError as exc:
+                self._delivered.update(unsent[index] for index in exc.done)
+                raise
             self.sent = True
         dead = [s.message.body for s in self.settlements if s.dead_letter]
         if dead and self.courier.dead_letter_queue is not None and not self.dead_lettered:

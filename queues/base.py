@@ -22,7 +22,14 @@ class VisibilityChange:
 
 
 class QueueError(Exception):
-    """The queue backend could not do what was asked (a system fault, retryable)."""
+    """The queue backend could not do what was asked (a system fault, retryable).
+
+    `done`: for a batch call that partly went through, the indexes of the entries that did.
+    """
+
+    def __init__(self, message: str, done: frozenset[int] = frozenset()) -> None:
+        super().__init__(message)
+        self.done = done
 
 
 class JobQueue(Protocol):

@@ -104,14 +104,26 @@ class SqsQueue:
 
     def send_batch(self, bodies: Sequence[str]) -> list[str]:
         message_ids: list[str] = []
-        for chunk in _chunks(list(bodies)):
-            entries = [{"Id": str(index), "MessageBody": body} for index, body in enumerate(chunk)]
-            response = self._call(
-                "send_message_batch", partial(self._client().send_message_batch, QueueUrl=self.url, Entries=entries)
-            )
-            _raise_failed("send_message_batch", self.url, response)
+        for start in range(0, len(bodies), BATCH):
+            entries = [
+                {"Id": str(start + i), "MessageBody": body} for i, body in enumerate(bodies[start : start + BATCH])
+            ]
+            earlier = frozenset(range(start))
+            try:
+                response = self._call(
+                    "send_message_batch",
+                    partial(self._client().send_message_batch, QueueUrl=self.url, Entries=entries),
+                )
+            except QueueError as exc:
+                raise QueueError(str(exc), earlier) from exc
+            try:
+                _raise_failed("send_message_batch", self.url, response)
+            except QueueError as exc:
+                # Say which entries went out, so that a retry sends only the others.
+                sent = frozenset(int(entry["Id"]) for entry in response.get("Successful", []))
+                raise QueueError(str(exc), earlier | sent) from exc
             by_id = {entry["Id"]: entry["MessageId"] for entry in response.get("Successful", [])}
-            message_ids += [by_id[str(index)] for index in range(len(chunk))]
+            message_ids += [by_id[entry["Id"]] for entry in entries]
         return message_ids
 
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
