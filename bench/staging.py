@@ -116,12 +116,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
         moto = MotoServer(root / "moto.log")
-        os.environ.update(
-            AWS_ENDPOINT_URL=moto.endpoint,
-            AWS_ACCESS_KEY_ID="bench",
-            AWS_SECRET_ACCESS_KEY="bench",
-            AWS_DEFAULT_REGION="us-east-1",
-        )
+        os.environ.update(moto.aws_environment())
         try:
             client = boto3.client("s3")
             client.create_bucket(Bucket=BUCKET)

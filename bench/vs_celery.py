@@ -152,12 +152,7 @@ def main() -> None:
         root = Path(temporary)
         moto_log = root / "moto.log"
         moto = MotoServer(moto_log)
-        os.environ.update(
-            AWS_ENDPOINT_URL=moto.endpoint,
-            AWS_ACCESS_KEY_ID="bench",
-            AWS_SECRET_ACCESS_KEY="bench",
-            AWS_DEFAULT_REGION="us-east-1",
-        )
+        os.environ.update(moto.aws_environment())
         try:
             sqs = boto3.client("sqs")
             ours, ours_requests = run_ours(root, sqs, moto, moto_log, options.jobs)

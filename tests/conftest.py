@@ -1,19 +1,15 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.support import MotoServer, Worker
-
-AWS_TEST_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @pytest.fixture
@@ -34,8 +30,9 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     """One moto server for the session; the AWS environment points at it (workers inherit it)."""
     server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
-    saved = {name: os.environ.get(name) for name in [*AWS_TEST_ENVIRONMENT, "AWS_ENDPOINT_URL", "AWS_PROFILE"]}
-    os.environ.update(AWS_TEST_ENVIRONMENT, AWS_ENDPOINT_URL=server.endpoint)
+    environment = server.aws_environment()
+    saved = {name: os.environ.get(name) for name in [*environment, "AWS_PROFILE"]}
+    os.environ.update(environment)
     os.environ.pop("AWS_PROFILE", None)
     yield server
     for name, value in saved.items():
@@ -44,3 +41,11 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
         else:
             os.environ[name] = value
     server.stop()
+
+
+@pytest.fixture
+def bucket(moto: MotoServer) -> str:
+    """A new, empty S3 bucket on the session's moto server."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name

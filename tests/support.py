@@ -269,6 +269,15 @@ class MotoServer:
             self.process = subprocess.Popen(command, stdout=log, stderr=log, env={**os.environ, **(environment or {})})
         wait_until(self._answers, 30, f"moto_server on port {self.port}")
 
+    def aws_environment(self) -> dict[str, str]:
+        """Variables that point boto3 (in this process or any child) at this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
     def _answers(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):

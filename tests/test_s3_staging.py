@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,6 @@ from staging.workspace import Workspace
 from tests.support import SEED_INPUTS, MotoServer, Worker, check_seed_result, free_port, job, seed_job
 
 WorkerFactory = Callable[..., Worker]
-
-
-@pytest.fixture
-def bucket(moto: MotoServer) -> str:
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture

@@ -27,13 +27,6 @@ def new_queue(sqs: Any, prefix: str, **attributes: str) -> str:
 
 
 @pytest.fixture
-def bucket(moto: MotoServer) -> str:
-    name = f"payloads-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
 def sqs_worker(tmp_path: Path, sqs: Any) -> Iterator[Any]:
     started: list[Worker] = []
 
