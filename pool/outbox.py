@@ -103,6 +103,3 @@ class ThreadOutbox(threading.Thread):
         item.due = time.monotonic() + delay
         with self._condition:
             heapq.heappush(self._calls, item)
-
-
-Outbox = InlineOutbox | ThreadOutbox

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
-WorkerKind = Literal["docker", "native"]
 SUPPORTED_URI_SCHEMES = ("s3://", "file://")
 ARGUMENT_TYPES = ("input", "parameter", "output")
 STREAM_TYPES = ("pipe", "uri")
