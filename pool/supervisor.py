@@ -346,7 +346,7 @@ class Supervisor:
         )
         if slot.job is not None:
             _kill_job_group(slot)
-            self._report_lost_job(slot.job.message, f"the worker child died (exit code {exit_code})")
+            self._report_lost_job(slot.job, f"the worker child died (exit code {exit_code})")
         self._unwatch(slot)
         slot.connection.close()
         if self.stopping:
@@ -354,7 +354,8 @@ class Supervisor:
             return
         self.slots[index] = self._spawn(index)
 
-    def _report_lost_job(self, message: ReceivedMessage, why: str) -> None:
+    def _report_lost_job(self, job: InFlight, why: str) -> None:
+        message = job.message
         final = message.receive_count >= self.settings.child.max_attempts
         envelope = peek_envelope(message.body)
         result = JobResult(
@@ -369,8 +370,10 @@ class Supervisor:
             final=final,
         )
         log.info("job lost", extra=result.summary())
-        self.courier.add(Settlement(message, result.to_json(), envelope.reply_to, None if final else 0.0))
-        # (Its visibility lapses on its own schedule; the deadline only bounds retries.)
+        retry_in_s = None if final else 0.0
+        self.courier.add(
+            Settlement(message, result.to_json(), envelope.reply_to, retry_in_s, give_up_at=job.visible_until)
+        )
 
     def _release(self, messages: list[ReceivedMessage], why: str) -> None:
         if not messages:
