@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 from staging.errors import StagingFault, StagingRejected
@@ -58,15 +57,9 @@ class LocalFileStore:
 
     def download(self, source: StoredObject, destination: Path) -> None:
         path = self._allowed_path(source.uri)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f"{destination.name}.partial-{uuid.uuid4().hex[:8]}")
         try:
-            shutil.copyfile(path, partial)
-            if partial.stat().st_size != source.size:
-                raise StagingFault(f"{source.uri}: changed size while being copied")
-            partial.rename(destination)
+            shutil.copyfile(path, destination)
         except OSError as exc:
-            partial.unlink(missing_ok=True)
             raise StagingFault(f"{source.uri}: copy failed: {exc}") from exc
 
     def upload(self, source: Path, destination: ObjectUri) -> int:

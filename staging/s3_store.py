@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,27 +91,19 @@ class S3Store:
 
     def download(self, source: StoredObject, destination: Path) -> None:
         client, config = self._s3()
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f"{destination.name}.partial-{uuid.uuid4().hex[:8]}")
         progress = _Progress("download", str(source.uri), source.size)
         try:
             if source.size < config.multipart_threshold:
                 # One GET, no HEAD first and no transfer machinery: what many small files need.
                 body = client.get_object(Bucket=source.uri.bucket, Key=source.uri.key)["Body"]
-                with partial.open("wb") as handle:
+                with destination.open("wb") as handle:
                     for chunk in body.iter_chunks(STREAM_CHUNK):
                         handle.write(chunk)
             else:
-                client.download_file(source.uri.bucket, source.uri.key, str(partial), Config=config, Callback=progress)
-            size = partial.stat().st_size
-            if size != source.size:
-                raise StagingFault(f"{source.uri}: got {size} bytes, expected {source.size}")
-            partial.rename(destination)
-        except StagingFault:
-            partial.unlink(missing_ok=True)
-            raise
+                client.download_file(
+                    source.uri.bucket, source.uri.key, str(destination), Config=config, Callback=progress
+                )
         except Exception as exc:
-            partial.unlink(missing_ok=True)
             raise _translate(exc, source.uri) from exc
         progress.finish()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -111,10 +112,26 @@ class Stager:
         # An input argument may also be matched by an input prefix: fetch each file once.
         downloads = list({local: (stored, local) for stored, local in downloads}.values())
         self._check_disk(downloads, workspace)
-        self._run_all([partial(self._store(stored.uri).download, stored, local) for stored, local in downloads])
+        self._run_all([partial(self.fetch, stored, local) for stored, local in downloads])
         if downloads:
             log.info("staged in", extra={"objects": len(downloads), "bytes": sum(s.size for s, _ in downloads)})
         return staged
+
+    def fetch(self, stored: StoredObject, local: Path) -> None:
+        """Download one object under a temporary name, and rename it into place only once
+        complete and of the size its listing gave: the command never sees a partial file."""
+        local.parent.mkdir(parents=True, exist_ok=True)
+        temporary = local.with_name(f"{local.name}.partial-{uuid.uuid4().hex[:8]}")
+        try:
+            self._store(stored.uri).download(stored, temporary)
+            size = temporary.stat().st_size
+            if size != stored.size:
+                raise StagingFault(f"{stored.uri}: got {size} bytes, expected {stored.size}")
+            temporary.rename(local)
+        except OSError as exc:
+            raise StagingFault(f"{stored.uri}: could not store it locally: {exc}") from exc
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def _check_disk(self, downloads: list[tuple[StoredObject, Path]], workspace: Workspace) -> None:
         """Refuse, before a byte is fetched, inputs that cannot fit."""

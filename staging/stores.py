@@ -29,7 +29,8 @@ class ObjectStore(Protocol):
         ...
 
     def download(self, source: StoredObject, destination: Path) -> None:
-        """Write the object to `destination`, which must not appear until complete."""
+        """Write the object's bytes to `destination` (a temporary name: Stager.fetch checks the
+        size and renames it into place)."""
         ...
 
     def upload(self, source: Path, destination: ObjectUri) -> int:

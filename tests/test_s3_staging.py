@@ -162,7 +162,7 @@ def test_an_object_that_changes_size_is_not_kept(bucket: str, s3: Any, workspace
     s3.put_object(Bucket=bucket, Key="moving.txt", Body=b"1234567890")
     destination = workspace.root / "moving.txt"
     with pytest.raises(StagingFault, match="got 10 bytes, expected 5"):
-        store.download(stored, destination)
+        Stager({"s3": store}).fetch(stored, destination)
     assert list(workspace.root.iterdir()) == []
 
 
@@ -205,6 +205,6 @@ def test_many_small_files_move_concurrently_and_long_transfers_log_progress(
     assert len(list(directory.iterdir())) == 41
     assert (directory / "007.txt").read_text() == "7"
     assert (directory / "zz-large.bin").stat().st_size == 9 * 1024 * 1024
-    assert not list(directory.glob("*.partial"))
+    assert not list(directory.glob("*.partial*"))
     progress = [r for r in caplog.records if r.getMessage() == "transfer progress"]
     assert progress and all(hasattr(r, "mb_per_s") for r in progress)

@@ -58,7 +58,7 @@ def test_input_argument_is_copied_into_the_mirror_and_replaced_by_its_path(
     local = workspace.inputs / str(data).lstrip("/") / "input.txt"
     assert staged.argument_values == [str(local), "-v"]
     assert local.read_text() == "hello\n"
-    assert not list(local.parent.glob("*.partial"))
+    assert not list(local.parent.glob("*.partial*"))
 
 
 def test_input_prefix_fetches_every_file_starting_with_it(stager: Stager, workspace: Workspace, data: Path) -> None:
