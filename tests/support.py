@@ -107,8 +107,10 @@ class Worker:
         queue: str | None = None,
         result_queue: str | None = None,
         environment: dict[str, str] | None = None,
+        program: list[str] | None = None,
     ) -> None:
-        """The embedded queue in `directory` by default; or `queue` / `result_queue` (SQS URLs)."""
+        """The embedded queue in `directory` by default; or `queue` / `result_queue` (SQS URLs).
+        Jobs run tests/jobs/tool.py unless `program` gives other words to follow `native --service tool`."""
         self.directory = directory
         self.queue_path = directory / "queue.sqlite3"
         self.scratch = directory / "scratch"
@@ -117,6 +119,7 @@ class Worker:
         self.jobs: Any = open_queue(self.queue_spec)
         self.results: Any = open_queue(result_queue) if result_queue else LocalQueue(self.queue_path, "results")
         self.environment = environment
+        self.program = program
         self.workers = workers
         self.options = options or []
         self.process: subprocess.Popen[bytes] | None = None
@@ -139,9 +142,7 @@ class Worker:
             "native",
             "--service",
             "tool",
-            "--",
-            sys.executable,
-            str(TOOL),
+            *(self.program or ["--", sys.executable, str(TOOL)]),
         ]
 
     def start(self) -> Worker:

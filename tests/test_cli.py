@@ -85,9 +85,7 @@ def test_submit_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_worker_started_with_the_seed_json_command_runs_jobs(tmp_path: Path) -> None:
-    worker = Worker(tmp_path)
-    base = worker.command()
-    worker.command = lambda: [*base[: base.index("--")], json.dumps([sys.executable, str(TOOL)])]  # type: ignore[method-assign]
+    worker = Worker(tmp_path, program=[json.dumps([sys.executable, str(TOOL)])])
     worker.start()
     try:
         result = worker.result(worker.submit(job(command={"stdin": {"type": "pipe", "value": "seed"}})))

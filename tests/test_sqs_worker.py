@@ -117,9 +117,7 @@ def test_attempts_follow_the_redrive_policy(sqs_worker: Any, sqs: Any, tmp_path:
     tool = tmp_path / "gone.sh"
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o755)
-    worker = sqs_worker(queue=jobs)
-    base = worker.command()
-    worker.command = lambda: [*base[: base.index("--") + 1], str(tool)]
+    worker = sqs_worker(queue=jobs, program=["--", str(tool)])
     worker.start()
     tool.unlink()
     result = worker.result(worker.submit(job()))

@@ -32,9 +32,9 @@ def test_a_job_whose_child_allocates_past_the_limit_is_killed(worker_factory: Wo
 
 
 def test_a_job_over_its_cpu_time_is_killed(tmp_path: Path) -> None:
-    spinner = Worker(tmp_path, options=["--job-cpu-time", "0.5"])
-    base = spinner.command()
-    spinner.command = lambda: [*base[: base.index("--") + 1], sys.executable, "-c", "while True: pass"]  # type: ignore[method-assign]
+    spinner = Worker(
+        tmp_path, options=["--job-cpu-time", "0.5"], program=["--", sys.executable, "-c", "while True: pass"]
+    )
     spinner.start()
     try:
         result = spinner.result(spinner.submit(job()))

@@ -119,9 +119,7 @@ def test_a_command_gone_missing_is_a_system_error_retried_then_final(tmp_path: P
     tool = tmp_path / "tool.sh"
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o755)
-    worker = Worker(tmp_path, options=["--max-attempts", "2", "--retry-delay", "0.2"])
-    base = worker.command()
-    worker.command = lambda: [*base[: base.index("--") + 1], str(tool)]  # type: ignore[method-assign]
+    worker = Worker(tmp_path, options=["--max-attempts", "2", "--retry-delay", "0.2"], program=["--", str(tool)])
     worker.start()
     try:
         tool.unlink()
