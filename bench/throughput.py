@@ -36,7 +36,15 @@ TRIVIAL_JOB = json.dumps({"service": "bench", "queue": "native", "command": {"ar
 
 
 class Supervisor:
-    def __init__(self, directory: Path, workers: int, program: list[str], options: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        workers: int,
+        program: list[str],
+        options: list[str] | None = None,
+        runner: list[str] | None = None,
+    ) -> None:
+        """Runs `native --service bench -- PROGRAM`, or the `runner` words instead (e.g. `docker`)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.queue_path = directory / "queue.sqlite3"
         self.jobs = LocalQueue(self.queue_path)
@@ -45,7 +53,7 @@ class Supervisor:
         command = [
             sys.executable, str(REPO / "supervisor.py"), "--queue", f"local:{self.queue_path}",
             "--scratch-dir", str(directory / "scratch"), "--workers", str(workers), *(options or []),
-            "native", "--service", "bench", "--", *program,
+            *(runner or ["native", "--service", "bench", "--", *program]),
         ]  # fmt: skip
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log)
@@ -69,6 +77,18 @@ class Supervisor:
             self.results.delete([m.receipt for m in batch])
             results.extend(json.loads(m.body) for m in batch)
         return results
+
+    def rate(self, job: str, jobs: int) -> float:
+        """Jobs per second for `jobs` copies of `job`, all enqueued at once; each must succeed."""
+        started = time.perf_counter()
+        self.jobs.send_batch([job] * jobs)
+        # Watch the result count without consuming, so the client does not compete for the queue.
+        while self.results.count() < jobs:
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        results = self.collect(jobs)
+        assert all(r["status"] == "succeeded" for r in results), results[:3]
+        return jobs / elapsed
 
     def rss_bytes(self) -> tuple[int, int]:
         """(RSS, PSS) summed over the supervisor and all its descendants."""
@@ -106,17 +126,9 @@ def bare_spawn_rate(jobs: int) -> float:
 def supervisor_rate(directory: Path, jobs: int) -> float:
     supervisor = Supervisor(directory, 2, ["true"])
     try:
-        started = time.perf_counter()
-        supervisor.jobs.send_batch([TRIVIAL_JOB] * jobs)
-        # Watch the result count without consuming, so the client does not compete for the queue.
-        while supervisor.results.count() < jobs:
-            time.sleep(0.01)
-        elapsed = time.perf_counter() - started
-        results = supervisor.collect(jobs)
+        return supervisor.rate(TRIVIAL_JOB, jobs)
     finally:
         supervisor.stop()
-    assert all(r["status"] == "succeeded" for r in results), results[:3]
-    return jobs / elapsed
 
 
 def start_latencies(directory: Path, jobs: int) -> list[float]:

@@ -1,4 +1,4 @@
-"""The command line: `supervisor.py [OPTIONS] native ...` and `supervisor.py submit ...`."""
+"""The command line: `supervisor.py [OPTIONS] native|docker ...` and `supervisor.py submit ...`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from pool.supervisor import Supervisor, SupervisorSettings
 from queues import default_queue_spec, default_result_queue, default_state_dir, open_queue
 from queues.base import QueueError
 from queues.sqs import SqsQueue
+from runners.container_settings import ContainerSettings, parse_user
+from runners.image_policy import PULL_POLICIES, ImagePolicy
 from runners.limits import JobLimits
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,13 @@ def _non_negative_float(text: str) -> float:
 def _size(text: str) -> int:
     try:
         return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _container_user(text: str) -> tuple[int, int]:
+    try:
+        return parse_user(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -131,13 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--job-memory",
         type=_size,
         default=None,
-        help="memory ceiling per job, summed over its process tree, e.g. 512M or 2G (default: none)",
+        help="memory ceiling per job, e.g. 512M or 2G (default: none): native, summed over its process tree; "
+        "docker, the container's limit (no swap)",
     )
     parser.add_argument(
         "--job-cpus",
         type=_positive_float,
         default=None,
-        help="cores per job (default: all); native jobs are pinned to that many cores, rounded up",
+        help="cores per job (default: all); native jobs are pinned to that many cores, rounded up; "
+        "docker jobs get that much CPU time (nano-CPUs)",
     )
     parser.add_argument(
         "--job-cpu-time",
@@ -176,26 +187,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between SIGTERM and SIGKILL when a job is stopped",
     )
     commands = parser.add_subparsers(
-        dest="command_name", metavar="COMMAND", required=True, help="native runs the worker; submit enqueues a job"
+        dest="command_name",
+        metavar="COMMAND",
+        required=True,
+        help="native or docker runs the worker; submit enqueues a job",
     )
-
-    native = commands.add_parser(
-        "native",
-        help="run each job's arguments after a fixed command on this host",
-        description="Run jobs natively: argv = CMD [ARG...] followed by the message's arguments. "
-        'CMD may also be one JSON list, e.g. \'["python", "my_script.py"]\'.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    native.add_argument("--service", default=None, help="the service name jobs must carry (default: accept any)")
-    native.add_argument(
+    pass_env = argparse.ArgumentParser(add_help=False)
+    pass_env.add_argument(
         "--pass-env",
         action="append",
         default=[],
         metavar="NAME",
-        help="environment variable passed on to jobs (repeatable); jobs get only PATH, LANG, LC_ALL, TZ otherwise",
+        help="environment variable of the worker passed on to jobs (repeatable); none by default",
     )
+
+    native = commands.add_parser(
+        "native",
+        parents=[pass_env],
+        help="run each job's arguments after a fixed command on this host",
+        description="Run jobs natively: argv = CMD [ARG...] followed by the message's arguments. "
+        'CMD may also be one JSON list, e.g. \'["python", "my_script.py"]\'. '
+        "Jobs get PATH, LANG, LC_ALL and TZ from the worker's environment, plus --pass-env.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    native.add_argument("--service", default=None, help="the service name jobs must carry (default: accept any)")
     native.add_argument(
         "program", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]", help="the command every job runs"
+    )
+
+    docker = commands.add_parser(
+        "docker",
+        parents=[pass_env],
+        help="run each job in a container of the image its message names",
+        description="Run jobs in Docker containers: the image is the message's service, the message's "
+        "arguments are the container's command after the image's ENTRYPOINT (as `docker run IMAGE ARG...`). "
+        "The engine is the one DOCKER_HOST names (default: the local socket).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    docker.add_argument(
+        "--pull", choices=PULL_POLICIES, default="missing", help="when to pull a job's image from its registry"
+    )
+    docker.add_argument(
+        "--allow-image",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="glob of images jobs may name, e.g. 'hub.example.org/*' (repeatable; default: any image)",
+    )
+    docker.add_argument(
+        "--container-user",
+        type=_container_user,
+        default=None,
+        metavar="UID[:GID]",
+        help="user jobs run as in their container (default: the worker's own uid:gid); "
+        "the worker must run as root to hand the job directory to another user",
+    )
+    docker.add_argument(
+        "--network", default=None, help="network of the job containers, e.g. none (default: the engine's bridge)"
+    )
+    docker.add_argument(
+        "--pids-limit", type=_positive_int, default=1024, help="most processes and threads in one job's container"
     )
 
     submit = commands.add_parser(
@@ -270,7 +321,26 @@ def _submit(options: argparse.Namespace) -> int:
 
 
 def _serve(options: argparse.Namespace) -> int:
-    program = resolve_executable(parse_program(options.program))
+    scratch_dir = options.scratch_dir.resolve()
+    docker: ContainerSettings | None = None
+    program: list[str] = []
+    if options.command_name == "docker":
+        docker = ContainerSettings(
+            worker_label=str(scratch_dir),
+            images=ImagePolicy(options.pull, tuple(options.allow_image)),
+            user=options.container_user,
+            network=options.network,
+            pids_limit=options.pids_limit,
+            pass_env=tuple(options.pass_env),
+        )
+        if options.container_user is not None and os.geteuid() != 0:
+            raise ValueError("--container-user needs the worker to run as root (it hands each job directory over)")
+        if not options.allow_image:
+            log.warning("no --allow-image given: jobs may run any image", extra={"pull": options.pull})
+    else:
+        program = resolve_executable(parse_program(options.program))
+        if options.service is None:
+            log.warning("no --service given: jobs for any service name are accepted")
     bucket = options.large_payload_bucket
     job_queue = open_queue(options.queue, bucket)
     result_queue = open_queue(options.result_queue, bucket) if options.result_queue else default_result_queue(job_queue)
@@ -281,15 +351,13 @@ def _serve(options: argparse.Namespace) -> int:
         max_attempts = job_queue.max_receive_count() or max_attempts
     if result_queue is None:
         log.info("no --result-queue given: results go to the log only")
-    if options.service is None:
-        log.warning("no --service given: jobs for any service name are accepted")
     if not options.file_root:
         log.info("no --file-root given: file:// URIs are refused")
     child = ChildSettings(
-        worker_kind="native",
-        service=options.service,
+        worker_kind=options.command_name,
+        service=getattr(options, "service", None),
         base_command=tuple(program),
-        scratch_dir=options.scratch_dir.resolve(),
+        scratch_dir=scratch_dir,
         queue_spec=job_queue.spec,
         supervisor_pid=os.getpid(),
         max_attempts=max_attempts,
@@ -307,6 +375,7 @@ def _serve(options: argparse.Namespace) -> int:
             cpus=options.job_cpus,
             cpu_seconds=options.job_cpu_time,
         ),
+        docker=docker,
     )
     settings = SupervisorSettings(
         workers=options.workers,

@@ -42,6 +42,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, job_p
     _die_with_parent(settings.supervisor_pid)
     configure_logging(settings.log_format, settings.log_level)
     executor = JobExecutor(settings, slot, lambda pid: setattr(job_pid, "value", pid))
+    executor.runner.recover()
     connection.send("ready")
     while True:
         try:

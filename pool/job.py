@@ -18,7 +18,7 @@ from queues import check_reply_to
 from runners.argv import build_argv
 from runners.limits import resolve_limits
 from runners.native import NativeRunner
-from runners.process import RunnerFault, RunSpec
+from runners.process import ImageRejected, Runner, RunnerFault, RunSpec
 from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
 from staging.s3_store import S3Store
@@ -38,7 +38,13 @@ class JobExecutor:
             job_disk_bytes=settings.job_disk_bytes,
         )
         self.slot = slot
-        self.runner = NativeRunner(settings.pass_env, slot, on_job_start)
+        self.runner: Runner
+        if settings.docker is not None:
+            from runners.container import DockerRunner  # noqa: PLC0415 (the docker SDK only where it is used)
+
+            self.runner = DockerRunner(settings.docker, slot)
+        else:
+            self.runner = NativeRunner(settings.pass_env, slot, on_job_start)
         self._resolve_reply_to = partial(check_reply_to, settings.queue_spec)
 
     def execute(self, assignment: JobAssignment) -> JobReport:
@@ -64,6 +70,8 @@ class JobExecutor:
             self._run(request, result)
         except RequestRejected as exc:
             _fail(result, Status.REJECTED, "invalid_request", str(exc))
+        except ImageRejected as exc:
+            _fail(result, Status.REJECTED, "image", str(exc))
         except StagingRejected as exc:
             _fail(result, Status.REJECTED, "staging", str(exc))
         except StagingFault as exc:
@@ -108,6 +116,7 @@ class JobExecutor:
             raise RequestRejected(
                 "queue", f"this worker runs {self.settings.worker_kind!r} jobs, not {request.queue!r}"
             )
+        # A docker job's service is the image to run; the runner checks it against the image policy.
         if self.settings.service is not None and request.service != self.settings.service:
             raise RequestRejected("service", f"this worker serves {self.settings.service!r}, not {request.service!r}")
         if request.reply_to is not None:
@@ -119,6 +128,7 @@ class JobExecutor:
             return
         assert request.command is not None
         limits = resolve_limits(request, self.settings.ceilings)
+        self.runner.prepare(request.service)
         workspace = Workspace.create(self.settings.scratch_dir, self.slot)
         try:
             staged = self.stager.stage_in(request.command, workspace)
@@ -132,6 +142,8 @@ class JobExecutor:
                     staged.stderr_path,
                     limits,
                     self.settings.kill_grace_s,
+                    image=request.service,
+                    labels={"api-worker.job-id": result.id, "api-worker.message-id": result.message_id},
                 )
             )
             result.exit_code, result.signal, result.usage = outcome.exit_code, outcome.signal, outcome.usage

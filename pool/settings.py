@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runners.container_settings import ContainerSettings
 from runners.limits import JobLimits
 
 
@@ -26,3 +27,4 @@ class ChildSettings:
     job_disk_bytes: int | None = None
     max_inline_output_bytes: int = 1024 * 1024
     ceilings: JobLimits = field(default_factory=JobLimits)
+    docker: ContainerSettings | None = None  # for worker_kind "docker"

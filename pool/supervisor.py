@@ -26,12 +26,12 @@ from pool.child import child_main
 from pool.courier import ResultCourier, Settlement
 from pool.intake import Intake, PollingIntake
 from pool.outbox import InlineOutbox, ThreadOutbox
+from pool.recovery import clean_up_previous_run
 from pool.settings import ChildSettings
 from protocol.request import peek_envelope
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
 from queues.base import JobQueue, ReceivedMessage, VisibilityChange
 from queues.local import LocalQueue
-from staging.workspace import remove_stale_workspaces
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class Supervisor:
 
     def run(self) -> int:
         self._install_signal_handlers()
-        remove_stale_workspaces(self.settings.child.scratch_dir)
+        clean_up_previous_run(self.settings.child)
         for index in range(self.settings.workers):
             self.slots.append(self._spawn(index))
         self.intake.start()

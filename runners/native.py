@@ -44,6 +44,12 @@ class NativeRunner:
         self.slot = slot  # spreads pinned jobs of different slots over different cores
         self.on_start = on_start
 
+    def recover(self) -> None:
+        """Nothing to do: the supervisor kills a dead child's job by its process group."""
+
+    def prepare(self, image: str) -> None:
+        """Native jobs name no image."""
+
     def run(self, spec: RunSpec) -> RunOutcome:
         started = time.monotonic()
         process = self._start(spec)

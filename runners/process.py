@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from protocol.result import Usage
 from runners.limits import JobLimits
@@ -18,6 +20,8 @@ class RunSpec:
     stderr_path: Path
     limits: JobLimits = field(default_factory=JobLimits)
     kill_grace_s: float = 10.0
+    image: str = ""  # docker only: the message's service
+    labels: Mapping[str, str] = field(default_factory=dict)  # docker only: names the job on its container
 
 
 @dataclass(frozen=True)
@@ -33,5 +37,19 @@ class RunOutcome:
         return self.limit_hit == "timeout"
 
 
+class Runner(Protocol):
+    def recover(self) -> None:
+        """At a child's start: clean up what an earlier child of the same slot left running."""
+
+    def prepare(self, image: str) -> None:
+        """Check, before any staging, that the job can run here (docker: its image)."""
+
+    def run(self, spec: RunSpec) -> RunOutcome: ...
+
+
 class RunnerFault(Exception):
     """The job could not be started for a reason on the worker's side: a system `error`."""
+
+
+class ImageRejected(Exception):
+    """The message names an image this worker may not or cannot run: `rejected`."""

@@ -8,7 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
+from docker import APIClient
 
+from tests.engine import build_test_images, reach_engine
 from tests.support import MotoServer, Worker
 
 
@@ -49,3 +51,21 @@ def bucket(moto: MotoServer) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def docker_api() -> APIClient:
+    """The Docker engine DOCKER_HOST names. Tests skip without one, except in CI (`CI` set),
+    where `.ci/run` starts one and its absence is a failure."""
+    engine = reach_engine()
+    if isinstance(engine, str):
+        if os.environ.get("CI"):
+            pytest.fail(engine)
+        pytest.skip(engine)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def tool_image(docker_api: APIClient, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A local image whose entrypoint is tests/jobs/image/tool.sh (no registry involved)."""
+    return build_test_images(docker_api, tmp_path_factory.mktemp("image"))

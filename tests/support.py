@@ -96,7 +96,7 @@ def check_seed_result(result: dict[str, Any], base: str, read: Callable[[str], b
 
 
 class Worker:
-    """A `supervisor.py native` process with its own queue file and scratch directory."""
+    """A `supervisor.py` process (native by default) with its own queue file and scratch directory."""
 
     def __init__(
         self,
@@ -108,9 +108,11 @@ class Worker:
         result_queue: str | None = None,
         environment: dict[str, str] | None = None,
         program: list[str] | None = None,
+        runner: list[str] | None = None,
     ) -> None:
         """The embedded queue in `directory` by default; or `queue` / `result_queue` (SQS URLs).
-        Jobs run tests/jobs/tool.py unless `program` gives other words to follow `native --service tool`."""
+        Jobs run tests/jobs/tool.py unless `program` gives other words to follow `native --service tool`,
+        or `runner` other words (e.g. `docker ...`) after the global options."""
         self.directory = directory
         self.queue_path = directory / "queue.sqlite3"
         self.scratch = directory / "scratch"
@@ -120,6 +122,7 @@ class Worker:
         self.results: Any = open_queue(result_queue) if result_queue else LocalQueue(self.queue_path, "results")
         self.environment = environment
         self.program = program
+        self.runner = runner
         self.workers = workers
         self.options = options or []
         self.process: subprocess.Popen[bytes] | None = None
@@ -139,10 +142,7 @@ class Worker:
             "--log-format",
             "json",
             *self.options,
-            "native",
-            "--service",
-            "tool",
-            *(self.program or ["--", sys.executable, str(TOOL)]),
+            *(self.runner or ["native", "--service", "tool", *(self.program or ["--", sys.executable, str(TOOL)])]),
         ]
 
     def start(self) -> Worker:
@@ -293,11 +293,12 @@ class MotoServer:
 
 
 class TcpProxy:
-    """Forwards a loopback port to another; `stop()` makes it refuse connections, like a
-    server that went down, and `start()` brings it back on the same port."""
+    """Forwards a loopback port to another port or a unix socket; `stop()` makes it refuse
+    connections, like a server that went down, and `start()` brings it back on the same port."""
 
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+    def __init__(self, target: int | str) -> None:
+        """`target`: a loopback port, or the path of a unix socket (e.g. a Docker engine's)."""
+        self.target = target
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._listener: socket.socket | None = None
@@ -331,14 +332,25 @@ class TcpProxy:
             except OSError:
                 return  # stopped
             try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+                upstream = self._connect_upstream()
             except OSError:
                 client.close()
                 continue
             with self._lock:
+                if self._listener is not listener:  # stopped meanwhile: this one must not get through
+                    client.close()
+                    upstream.close()
+                    return
                 self._connections += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _connect_upstream(self) -> socket.socket:
+        if isinstance(self.target, int):
+            return socket.create_connection(("127.0.0.1", self.target))
+        upstream = socket.socket(socket.AF_UNIX)
+        upstream.connect(self.target)
+        return upstream
 
     @staticmethod
     def _pump(source: socket.socket, sink: socket.socket) -> None:

@@ -1,4 +1,4 @@
-"""The command line: both native forms, --help everywhere, clear errors."""
+"""The command line: both native forms, docker flags, --help everywhere, clear errors."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_every_flag_of_every_command_is_explained() -> None:
     for command in [parser, *subparsers.choices.values()]:
         for action in command._actions:
             assert action.help, f"{command.prog} {action.dest} has no help"
-    for command in ([], ["native"], ["submit"]):
+    for command in ([], ["native"], ["docker"], ["submit"]):
         completed = run_cli(*command, "--help")
         assert completed.returncode == 0
         assert "usage: supervisor.py" in completed.stdout
@@ -121,5 +121,19 @@ def test_a_relative_command_path_is_made_absolute(tmp_path: Path, monkeypatch: p
 )
 def test_bad_flag_values_are_named(tmp_path: Path, flag: str, value: str, expected: str) -> None:
     completed = run_cli("--queue", f"local:{tmp_path}/q.sqlite3", flag, value, "native", "--", "true")
+    assert completed.returncode == 2
+    assert flag in completed.stderr and expected in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--container-user", "alice", "UID or UID:GID in numbers"),
+        ("--pull", "sometimes", "invalid choice: 'sometimes'"),
+        ("--pids-limit", "0", "must be at least 1"),
+    ],
+)
+def test_bad_docker_flag_values_are_named(tmp_path: Path, flag: str, value: str, expected: str) -> None:
+    completed = run_cli("--queue", f"local:{tmp_path}/q.sqlite3", "docker", flag, value)
     assert completed.returncode == 2
     assert flag in completed.stderr and expected in completed.stderr

@@ -1,0 +1,294 @@
+"""Run a job in a Docker container with the docker SDK.
+
+The container runs the message's image with the message's arguments as its command, after
+the image's own ENTRYPOINT (like `docker run IMAGE ARG...`; no arguments: the image's CMD).
+Only the job directory is mounted, at the same absolute path, so argv paths are valid inside
+and out. Limits are the engine's (memory without swap, nano-CPUs, pids); the wall-clock and
+CPU-time limits are enforced here. Every container carries labels naming the worker (its
+scratch directory), the slot and the job, so whatever a crash leaves behind can be found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from docker import APIClient
+from docker.errors import APIError, DockerException, ImageNotFound
+from docker.types import LogConfig, Mount
+from docker.utils import kwargs_from_env
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import RequestException
+from urllib3.exceptions import ReadTimeoutError
+
+from protocol.result import Usage
+from runners.attach import AttachedStreams
+from runners.container_settings import SLOT_LABEL, WORKER_LABEL, ContainerSettings
+from runners.images import ensure_image
+from runners.process import RunnerFault, RunOutcome, RunSpec
+
+log = logging.getLogger(__name__)
+API_TIMEOUT_S = 60
+STATS_INTERVAL_S = 1.0
+MISSING_BIND_SOURCE = "bind source path does not exist"
+
+
+def connect() -> APIClient:
+    """A client for the engine the standard environment names (DOCKER_HOST, DOCKER_TLS_VERIFY...)."""
+    with engine_errors("connecting"):
+        return APIClient(version="auto", timeout=API_TIMEOUT_S, **kwargs_from_env())
+
+
+@contextlib.contextmanager
+def engine_errors(action: str) -> Iterator[None]:
+    """The engine down, restarting or failing: a retryable system error, never a traceback.
+    `action` says what was being done, e.g. "creating the container"."""
+    try:
+        yield
+    except APIError as exc:
+        raise RunnerFault(f"Docker engine error while {action}: {exc.explanation}") from exc
+    except (DockerException, RequestException) as exc:
+        raise RunnerFault(f"Docker engine unreachable while {action}: {exc}") from exc
+
+
+def remove_containers(api: APIClient, labels: Mapping[str, str]) -> int:
+    """Remove (running or not) every container carrying all of `labels`; how many there were."""
+    found = api.containers(all=True, filters={"label": [f"{name}={value}" for name, value in labels.items()]})
+    for container in found:
+        api.remove_container(container["Id"], force=True, v=True)
+        log.info("removed a container left by an earlier run", extra={"container": container["Id"][:12]})
+    return len(found)
+
+
+class DockerRunner:
+    def __init__(self, settings: ContainerSettings, slot: int = 0) -> None:
+        self.settings = settings
+        self.slot = slot
+        uid, gid = settings.user or (os.getuid(), os.getgid())
+        self.user = f"{uid}:{gid}"
+        self._api: APIClient | None = None
+        # Whether this slot may have left a container behind: its removal failed, or the engine
+        # went away while one was being created. A slot runs one job at a time, so before the
+        # next job every container labelled with it can go.
+        self._may_have_leftovers = True
+
+    @property
+    def api(self) -> APIClient:
+        if self._api is None:
+            self._api = connect()
+        return self._api
+
+    def recover(self) -> None:
+        """At start: remove containers an earlier child of this slot left (it crashed, say)."""
+        try:
+            self._remove_leftovers()
+        except RunnerFault as exc:
+            log.warning("cannot look for containers left by this slot", extra={"slot": self.slot, "error": str(exc)})
+
+    def _remove_leftovers(self) -> None:
+        if self._may_have_leftovers:
+            with engine_errors("removing leftover containers"):
+                remove_containers(self.api, {WORKER_LABEL: self.settings.worker_label, SLOT_LABEL: str(self.slot)})
+            self._may_have_leftovers = False
+
+    def prepare(self, image: str) -> None:
+        self.settings.images.check_allowed(image)
+        with engine_errors("getting the image"):
+            ensure_image(self.api, image, self.settings.images)
+
+    def run(self, spec: RunSpec) -> RunOutcome:
+        if self.settings.user is not None:
+            _hand_over(spec.workdir, *self.settings.user)
+        self._remove_leftovers()
+        try:
+            with engine_errors("creating the container"):
+                container = self._create(spec)
+        except RunnerFault:
+            self._may_have_leftovers = True  # the engine may have made it without telling us
+            raise
+        try:
+            with engine_errors("running the container"):
+                return _Watch(self.api, container, spec).until_exit()
+        finally:
+            self._remove(container)
+
+    def _create(self, spec: RunSpec) -> str:
+        limits = spec.limits
+        host_config = self.api.create_host_config(
+            mounts=[Mount(target=str(spec.workdir), source=str(spec.workdir), type="bind")],
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,  # the same figure: no swap on top
+            nano_cpus=None if limits.cpus is None else int(limits.cpus * 1e9),
+            pids_limit=self.settings.pids_limit,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            privileged=False,
+            network_mode=self.settings.network,
+            # Output comes over the attach socket; the engine need not keep a copy on its disk.
+            log_config=LogConfig(type=LogConfig.types.NONE),
+        )
+        environment = {name: os.environ[name] for name in self.settings.pass_env if name in os.environ}
+        environment["HOME"] = str(spec.workdir)
+        labels = {**spec.labels, WORKER_LABEL: self.settings.worker_label, SLOT_LABEL: str(self.slot)}
+
+        def create() -> str:
+            created = self.api.create_container(
+                spec.image,
+                command=spec.argv or None,
+                user=self.user,
+                working_dir=str(spec.workdir),
+                environment=environment,
+                labels=labels,
+                host_config=host_config,
+                stdin_open=spec.stdin_path.stat().st_size > 0,
+            )
+            return str(created["Id"])
+
+        try:
+            try:
+                return create()
+            except ImageNotFound:  # removed since `prepare`
+                ensure_image(self.api, spec.image, self.settings.images)
+                return create()
+        except APIError as exc:
+            if MISSING_BIND_SOURCE in str(exc.explanation):
+                raise RunnerFault(
+                    f"the job directory {spec.workdir} is not on the Docker host; when the worker runs in a "
+                    "container, its --scratch-dir must be a host path mounted at the same path"
+                ) from exc
+            raise
+
+    def _remove(self, container: str) -> None:
+        try:
+            with engine_errors("removing the container"):
+                self.api.remove_container(container, force=True, v=True)
+        except RunnerFault as exc:
+            self._may_have_leftovers = True
+            log.warning("cannot remove a container; will retry", extra={"container": container[:12], "error": str(exc)})
+
+
+def _hand_over(directory: Path, uid: int, gid: int) -> None:
+    """Make the job directory and its inputs the container user's, so the job can use them."""
+    try:
+        for current, dirnames, filenames in os.walk(directory):
+            os.chown(current, uid, gid)
+            for name in dirnames + filenames:
+                os.chown(os.path.join(current, name), uid, gid, follow_symlinks=False)
+    except PermissionError as exc:
+        raise RunnerFault(f"cannot give the job directory to the container user {uid}:{gid}: {exc}") from exc
+
+
+class _Watch:
+    """Feeds and drains the container's streams while enforcing the wall-clock and CPU limits."""
+
+    def __init__(self, api: APIClient, container: str, spec: RunSpec) -> None:
+        self.api = api
+        self.container = container
+        self.spec = spec
+        self.limit_hit: str | None = None
+        self.max_rss_bytes: int | None = None
+        self.cpu_seconds: float | None = None
+
+    def until_exit(self) -> RunOutcome:
+        spec = self.spec
+        has_stdin = spec.stdin_path.stat().st_size > 0
+        attached = self.api.attach_socket(
+            self.container, params={"stdin": int(has_stdin), "stdout": 1, "stderr": 1, "stream": 1}
+        )
+        with (
+            spec.stdin_path.open("rb") as stdin,
+            spec.stdout_path.open("wb") as stdout,
+            spec.stderr_path.open("wb") as stderr,
+        ):
+            streams = AttachedStreams(
+                getattr(attached, "_sock", attached), stdin if has_stdin else None, stdout, stderr
+            )
+            try:
+                self.api.start(self.container)
+                status = self._loop(streams)
+            finally:
+                streams.close()
+        return self._outcome(int(status["StatusCode"]))
+
+    def _loop(self, streams: AttachedStreams) -> dict[str, Any]:
+        limits = self.spec.limits
+        started = time.monotonic()
+        deadline = None if limits.timeout_s is None else started + limits.timeout_s
+        kill_at: float | None = None
+        next_sample = started + STATS_INTERVAL_S
+        while True:
+            now = time.monotonic()
+            if self.limit_hit is None and deadline is not None and now >= deadline:
+                self.limit_hit = "timeout"
+                log.info("job timed out; stopping its container", extra={"timeout_s": limits.timeout_s})
+                self._signal(signal.SIGTERM)
+                kill_at = now + self.spec.kill_grace_s
+            elif kill_at is not None and now >= kill_at:
+                self._signal(signal.SIGKILL)
+                kill_at = None
+            if now >= next_sample:
+                self._sample()
+                next_sample = now + STATS_INTERVAL_S
+            wake_at = min(t for t in (next_sample, deadline, kill_at) if t is not None)
+            timeout = max(0.01, wake_at - time.monotonic())
+            if not streams.finished:
+                streams.pump(timeout)
+                continue
+            # The output ended: normally the container has exited; a job that closed its
+            # stdout and stderr early is waited for, still within its limits.
+            status = self._wait(timeout)
+            if status is not None:
+                return status
+
+    def _wait(self, timeout: float) -> dict[str, Any] | None:
+        try:
+            return dict(self.api.wait(self.container, timeout=timeout))  # type: ignore[arg-type]  # float works
+        except RequestsConnectionError as exc:
+            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
+                return None
+            raise
+
+    def _signal(self, signum: signal.Signals) -> None:
+        try:
+            self.api.kill(self.container, signal=signum.name)
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: it is no longer running
+                raise
+
+    def _sample(self) -> None:
+        """Usage from the engine's stats; best effort, except that it enforces the CPU-time limit."""
+        try:
+            stats = self.api.stats(self.container, stream=False, one_shot=True)
+        except APIError:
+            return
+        memory = stats.get("memory_stats") or {}
+        rss = memory.get("max_usage") or memory.get("usage")
+        if rss:
+            self.max_rss_bytes = max(self.max_rss_bytes or 0, int(rss))
+        cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+        if cpu_ns:
+            self.cpu_seconds = round(cpu_ns / 1e9, 3)
+        limit = self.spec.limits.cpu_seconds
+        if self.limit_hit is None and limit is not None and self.cpu_seconds is not None and self.cpu_seconds > limit:
+            self.limit_hit = "cpu_time"
+            log.info("job exceeded its CPU time; killing its container", extra={"cpu_seconds": self.cpu_seconds})
+            self._signal(signal.SIGKILL)
+
+    def _outcome(self, status_code: int) -> RunOutcome:
+        if status_code != 0 and self.limit_hit is None and self.spec.limits.memory_bytes is not None:
+            state = self.api.inspect_container(self.container)["State"]
+            if state.get("OOMKilled"):
+                self.limit_hit = "memory"
+        exit_code: int | None = status_code
+        signal_name = None
+        if self.limit_hit is not None and status_code > 128:
+            with contextlib.suppress(ValueError):
+                signal_name = signal.Signals(status_code - 128).name
+                exit_code = None
+        return RunOutcome(exit_code, signal_name, self.limit_hit, Usage(self.max_rss_bytes, self.cpu_seconds))
