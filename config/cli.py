@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from client.submit import submit
+from config.layers import ENV_PREFIX, ReplacingAppend, apply_layers, config_path, read_config_file
 from config.logs import LOG_FORMATS, configure_logging
 from config.sizes import parse_size
 from pool.settings import ChildSettings
@@ -28,22 +29,39 @@ EXIT_USAGE = 2
 EXIT_QUEUE_UNUSABLE = 1
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the empty ones (None, no list items): their help says what happens."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _number(text: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = int(_number(text, int))
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
     return value
@@ -68,7 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supervisor.py",
         description="api-worker: run JSON job messages from a queue in a fixed pool of child processes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=f"Every option of the worker (global, native, docker) can also be set by an environment variable "
+        f"{ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}JOB_MEMORY=2G; lists comma-separated) or by a key in the "
+        '--config file (e.g. job-memory = "2G"); a flag beats the environment, which beats the file.',
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"TOML file of settings, keys named as the options without dashes (also {ENV_PREFIX}CONFIG)",
     )
     parser.add_argument(
         "--workers",
@@ -100,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--scratch-dir", type=Path, default=state / "scratch", help="parent of the per-job directories; one per worker"
     )
     parser.add_argument(
-        "--log-format", choices=LOG_FORMATS, default="json", help="log lines as JSON objects or as text"
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="log lines as JSON objects or as text (default: text when stderr is a terminal, else json)",
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lowest level logged"
@@ -126,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--file-root",
         type=Path,
-        action="append",
+        action=ReplacingAppend,
         default=[],
         help="directory that file:// URIs may read and write (repeatable); none: file:// is refused",
     )
@@ -195,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     pass_env = argparse.ArgumentParser(add_help=False)
     pass_env.add_argument(
         "--pass-env",
-        action="append",
+        action=ReplacingAppend,
         default=[],
         metavar="NAME",
         help="environment variable of the worker passed on to jobs (repeatable); none by default",
@@ -208,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run jobs natively: argv = CMD [ARG...] followed by the message's arguments. "
         'CMD may also be one JSON list, e.g. \'["python", "my_script.py"]\'. '
         "Jobs get PATH, LANG, LC_ALL and TZ from the worker's environment, plus --pass-env.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     native.add_argument("--service", default=None, help="the service name jobs must carry (default: accept any)")
     native.add_argument(
@@ -222,14 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run jobs in Docker containers: the image is the message's service, the message's "
         "arguments are the container's command after the image's ENTRYPOINT (as `docker run IMAGE ARG...`). "
         "The engine is the one DOCKER_HOST names (default: the local socket).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     docker.add_argument(
         "--pull", choices=PULL_POLICIES, default="missing", help="when to pull a job's image from its registry"
     )
     docker.add_argument(
         "--allow-image",
-        action="append",
+        action=ReplacingAppend,
         default=[],
         metavar="PATTERN",
         help="glob of images jobs may name, e.g. 'hub.example.org/*' (repeatable; default: any image)",
@@ -254,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="enqueue a job message from a file or stdin",
         description="Enqueue a job message. With --wait, print the job's final result and exit 0 if it succeeded "
         "(1 if it did not, 4 if no result came in time).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     submit.add_argument(
         "--queue", dest="submit_queue", default=None, help="queue to send to (default: the global --queue)"
@@ -296,8 +327,16 @@ def resolve_executable(program: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    options = parser.parse_args(argv)
+    try:
+        path = config_path(arguments, os.environ)
+        apply_layers(_worker_parsers(parser), read_config_file(path) if path else {}, os.environ)
+    except ValueError as exc:
+        parser.error(str(exc))
+    options = parser.parse_args(arguments)
+    if options.log_format is None:
+        options.log_format = "text" if sys.stderr.isatty() else "json"
     configure_logging(options.log_format, options.log_level)
     try:
         if options.command_name == "submit":
@@ -309,6 +348,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.critical("the queue cannot be used", extra={"error": str(exc)})
         return EXIT_QUEUE_UNUSABLE
     return EXIT_USAGE
+
+
+def _worker_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers whose options the config file and the environment may set (not submit's)."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [parser, commands.choices["native"], commands.choices["docker"]]
 
 
 def _submit(options: argparse.Namespace) -> int:

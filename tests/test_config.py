@@ -1,0 +1,96 @@
+"""Settings from the command line, the environment and a TOML file, in that order of precedence."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from config.cli import _worker_parsers, build_parser
+from config.layers import apply_layers, config_path, read_config_file
+from tests.support import Worker, job
+
+
+def parse(argv: list[str], environ: dict[str, str] | None = None, file_text: str | None = None,
+          tmp_path: Path | None = None) -> argparse.Namespace:  # fmt: skip
+    parser = build_parser()
+    settings = {}
+    if file_text is not None:
+        assert tmp_path is not None
+        config = tmp_path / "worker.toml"
+        config.write_text(file_text)
+        settings = read_config_file(config)
+    apply_layers(_worker_parsers(parser), settings, environ or {})
+    return parser.parse_args(argv)
+
+
+def test_flag_beats_environment_beats_file_beats_default(tmp_path: Path) -> None:
+    file_text = "workers = 3\njob-memory = '1G'\nvisibility_timeout = 30\n"
+    environ = {"API_WORKER_WORKERS": "5"}
+    assert parse(["--workers", "7", "native", "--", "true"], environ, file_text, tmp_path).workers == 7
+    layered = parse(["native", "--", "true"], environ, file_text, tmp_path)
+    assert (layered.workers, layered.job_memory, layered.visibility_timeout) == (5, 1024**3, 30.0)
+    assert parse(["native", "--", "true"], {}, file_text, tmp_path).workers == 3
+    assert parse(["native", "--", "true"]).job_memory is None
+
+
+def test_lists_come_comma_separated_or_as_arrays_and_a_flag_replaces_them(tmp_path: Path) -> None:
+    environ = {"API_WORKER_FILE_ROOT": "/data/a, /data/b"}
+    assert parse(["native", "--", "true"], environ).file_root == [Path("/data/a"), Path("/data/b")]
+    flagged = parse(["--file-root", "/data/c", "native", "--", "true"], environ)
+    assert flagged.file_root == [Path("/data/c")]
+    file_text = "allow-image = ['hub.example.org/*', 'local/*']\npull = 'always'\nnetwork = 'none'\n"
+    docker = parse(["docker"], {}, file_text, tmp_path)
+    assert (docker.allow_image, docker.pull, docker.network) == (["hub.example.org/*", "local/*"], "always", "none")
+    assert parse(["docker", "--allow-image", "x/*"], {}, file_text, tmp_path).allow_image == ["x/*"]
+
+
+def test_subcommand_settings_come_from_the_environment_too() -> None:
+    native = parse(["native", "--", "true"], {"API_WORKER_SERVICE": "wc", "API_WORKER_PASS_ENV": "LD_LIBRARY_PATH"})
+    assert (native.service, native.pass_env) == ("wc", ["LD_LIBRARY_PATH"])
+    assert parse(["docker"], {"API_WORKER_CONTAINER_USER": "1000:50"}).container_user == (1000, 50)
+
+
+@pytest.mark.parametrize(
+    ("environ", "file_text", "expected"),
+    [
+        ({"API_WORKER_JOB_MEMORY": "lots"}, None, "API_WORKER_JOB_MEMORY: 'lots' is not a size"),
+        ({"API_WORKER_WORKERS": "0"}, None, "API_WORKER_WORKERS: must be at least 1"),
+        ({"API_WORKER_LOG_FORMAT": "xml"}, None, "API_WORKER_LOG_FORMAT: must be one of json, text, not 'xml'"),
+        ({}, "pull = 'sometimes'", "config key 'pull': must be one of missing, always, never"),
+        ({}, "workers = 'many'", "config key 'workers': must be a whole number, not 'many'"),
+        ({}, "wrokers = 4", "unknown settings in the config file: wrokers"),
+        ({}, "file-root = {a = 1}", "config key 'file-root': must be a string or a number"),
+    ],
+)
+def test_a_bad_layered_value_is_named(
+    tmp_path: Path, environ: dict[str, str], file_text: str | None, expected: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        parse(["native", "--", "true"], environ, file_text, tmp_path)
+
+
+def test_config_file_from_the_flag_or_the_environment(tmp_path: Path) -> None:
+    assert config_path(["--config", "a.toml", "native"], {"API_WORKER_CONFIG": "b.toml"}) == Path("a.toml")
+    assert config_path(["native"], {"API_WORKER_CONFIG": "b.toml"}) == Path("b.toml")
+    assert config_path(["native"], {}) is None
+    broken = tmp_path / "broken.toml"
+    broken.write_text("workers = ")
+    with pytest.raises(ValueError, match="is not valid TOML"):
+        read_config_file(broken)
+    with pytest.raises(ValueError, match="cannot read the config file"):
+        read_config_file(tmp_path / "absent.toml")
+
+
+def test_a_worker_runs_on_settings_from_its_config_file_and_environment(tmp_path: Path) -> None:
+    config = tmp_path / "worker.toml"
+    config.write_text("job-timeout = 0.5\nkill-grace = 0.2\n")
+    worker = Worker(tmp_path, options=["--config", str(config)], environment={"API_WORKER_MAX_ATTEMPTS": "1"})
+    try:
+        worker.start()
+        result = worker.result(worker.submit(job([{"type": "parameter", "name": "--sleep", "value": 30}])))
+        assert result["status"] == "timeout", result
+    finally:
+        worker.stop()
