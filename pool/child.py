@@ -9,7 +9,7 @@ import signal
 from multiprocessing.connection import Connection
 from types import FrameType
 
-from config.logs import configure_logging
+from config.logs import configure_logging, job_context
 from pool.assignment import JobAssignment
 from pool.job import JobExecutor
 from pool.settings import ChildSettings
@@ -52,11 +52,8 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, job_p
         if assignment is None:
             return
         assert isinstance(assignment, JobAssignment)
-        log.info(
-            "job started",
-            extra={"slot": slot, "message_id": assignment.message_id, "attempt": assignment.receive_count},
-        )
-        report = executor.execute(assignment)
+        with job_context(slot=slot, message_id=assignment.message_id, attempt=assignment.receive_count):
+            report = executor.execute(assignment)
         job_pid.value = 0
         try:
             connection.send(report)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from config.logs import add_job_fields
 from config.sizes import format_size
 from pool.assignment import JobAssignment, JobReport
 from pool.settings import ChildSettings
@@ -63,6 +64,8 @@ class JobExecutor:
         reply_to = self._usable_reply_to(envelope.reply_to)
         result.id = envelope.id or assignment.message_id
         result.service, result.queue = envelope.service, envelope.queue
+        add_job_fields(job_id=result.id, service=result.service)
+        log.info("job started")
         retryable = True
         try:
             request = parse_request(assignment.body)
@@ -82,7 +85,7 @@ class JobExecutor:
         except OSError as exc:  # the scratch disk: full, read-only, gone
             _fail(result, Status.ERROR, "system", f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug must cost one job, never the child
-            log.exception("job failed unexpectedly", extra={"job_id": result.id})
+            log.exception("job failed unexpectedly")
             _fail(result, Status.ERROR, "internal", f"{type(exc).__name__}: {exc}")
         result.finished_at = utc_timestamp()
         result.duration_s = round(time.monotonic() - clock, 3)

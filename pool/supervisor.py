@@ -341,12 +341,14 @@ class Supervisor:
         exit_code = slot.process.exitcode
         if not slot.ready:
             self.boot_failures += 1
+        job_fields = {} if slot.job is None else {"message_id": slot.job.message.message_id}
         log.error(
-            "child died; replacing it", extra={"slot": index, "exitcode": exit_code, "had_job": slot.job is not None}
+            "child died; replacing it",
+            extra={"slot": index, "exitcode": exit_code, "had_job": slot.job is not None, **job_fields},
         )
         if slot.job is not None:
             _kill_job_group(slot)
-            self._report_lost_job(slot.job, f"the worker child died (exit code {exit_code})")
+            self._report_lost_job(slot, slot.job, f"the worker child died (exit code {exit_code})")
         self._unwatch(slot)
         slot.connection.close()
         if self.stopping:
@@ -354,7 +356,7 @@ class Supervisor:
             return
         self.slots[index] = self._spawn(index)
 
-    def _report_lost_job(self, job: InFlight, why: str) -> None:
+    def _report_lost_job(self, slot: Slot, job: InFlight, why: str) -> None:
         message = job.message
         final = message.receive_count >= self.settings.child.max_attempts
         envelope = peek_envelope(message.body)
@@ -369,7 +371,7 @@ class Supervisor:
             error=ErrorInfo("worker", why),
             final=final,
         )
-        log.info("job lost", extra=result.summary())
+        log.info("job lost", extra={"slot": slot.index, **result.summary()})
         retry_in_s = None if final else 0.0
         self.courier.add(
             Settlement(message, result.to_json(), envelope.reply_to, retry_in_s, give_up_at=job.visible_until)

@@ -84,6 +84,7 @@ class JobResult(msgspec.Struct):
         return {
             "job_id": self.id,
             "message_id": self.message_id,
+            "service": self.service,
             "status": str(self.status),
             "attempt": self.attempt,
             "exit_code": self.exit_code,
