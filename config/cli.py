@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -11,10 +12,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from client.status import print_status
 from client.submit import submit
 from config.layers import ENV_PREFIX, ReplacingAppend, apply_layers, config_path, read_config_file
 from config.logs import LOG_FORMATS, configure_logging
 from config.sizes import parse_size
+from monitoring.monitor import Monitor
+from monitoring.state import DEFAULT_STALL_LIMIT_S, status_path
 from pool.settings import ChildSettings
 from pool.supervisor import Supervisor, SupervisorSettings
 from queues import default_queue_spec, default_result_queue, default_state_dir, open_queue
@@ -64,6 +68,13 @@ def _non_negative_float(text: str) -> float:
     value = _number(text, float)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(_number(text, int))
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {value}")
     return value
 
 
@@ -206,6 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="most bytes of a pipe-mode stdout or stderr put in the result; the rest is cut (noted in 'skipped')",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="serve Prometheus /metrics, /healthz and /status on this port (default: off)",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        default="127.0.0.1",
+        help="address the metrics port listens on; 0.0.0.0 for every interface",
+    )
+    parser.add_argument(
+        "--health-stall-limit",
+        type=_positive_float,
+        default=DEFAULT_STALL_LIMIT_S,
+        help="seconds the supervisor loop may go without running before /healthz and status report it stuck",
+    )
+    parser.add_argument(
         "--shutdown-grace",
         type=_non_negative_float,
         default=60.0,
@@ -221,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command_name",
         metavar="COMMAND",
         required=True,
-        help="native or docker runs the worker; submit enqueues a job",
+        help="native or docker runs the worker; submit enqueues a job; status shows a running worker",
     )
     pass_env = argparse.ArgumentParser(add_help=False)
     pass_env.add_argument(
@@ -279,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     docker.add_argument(
         "--pids-limit", type=_positive_int, default=1024, help="most processes and threads in one job's container"
     )
+
+    status = commands.add_parser(
+        "status",
+        help="print what the worker using --scratch-dir is doing",
+        description="Print the state of the running worker that uses --scratch-dir (from its status file): "
+        "health, slots, jobs, running jobs. Exit 0 if it is healthy, 1 if it is not, 3 if it is not running.",
+        formatter_class=HelpFormatter,
+    )
+    status.add_argument("--json", action="store_true", help="print the state as one JSON object instead")
 
     submit = commands.add_parser(
         "submit",
@@ -341,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command_name == "submit":
             return _submit(options)
+        if options.command_name == "status":
+            return print_status(status_path(options.scratch_dir.resolve()), as_json=options.json)
         return _serve(options)
     except ValueError as exc:
         parser.error(str(exc))
@@ -429,5 +468,15 @@ def _serve(options: argparse.Namespace) -> int:
         retry_delay_s=options.retry_delay,
         shutdown_grace_s=options.shutdown_grace,
         child=child,
+        stall_limit_s=options.health_stall_limit,
     )
-    return Supervisor(settings, job_queue, result_queue, dead_letter_queue).run()
+    # Jobs report an unusable scratch directory themselves (a mount may yet appear): not fatal here.
+    with contextlib.suppress(OSError):
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        monitor = Monitor(status_path(scratch_dir), options.metrics_address, options.metrics_port)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot serve metrics on {options.metrics_address}:{options.metrics_port}: {exc.strerror or exc}"
+        ) from None
+    return Supervisor(settings, job_queue, result_queue, dead_letter_queue, monitor).run()

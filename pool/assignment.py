@@ -21,3 +21,6 @@ class JobReport:
     reply_to: str | None
     final: bool  # False: a system error to retry
     summary: dict[str, Any]  # for the log line
+    duration_s: float = 0.0
+    bytes_in: int = 0  # staged in
+    bytes_out: int = 0  # uploaded

@@ -86,6 +86,10 @@ class ResultCourier:
             self._oldest = time.monotonic()
         self._pending.append(settlement)
 
+    def pending_count(self) -> int:
+        """Results waiting for their batch to go out."""
+        return len(self._pending)
+
     def seconds_to_flush(self) -> float | None:
         """When the pending results must go out (None: nothing pending)."""
         if not self._pending:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from monitoring.metrics import record_queue_error
 from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class _ReceiveBackoff:
     def failed(self, exc: QueueError) -> float:
         delay = self.DELAYS_S[min(self.failures, len(self.DELAYS_S) - 1)]
         self.failures += 1
+        record_queue_error(exc.operation)
         log.error("receive failed; retrying", extra={"queue": self.queue.spec, "error": str(exc), "retry_in_s": delay})
         return delay
 
@@ -103,6 +105,7 @@ class Intake(threading.Thread):
         try:
             self.queue.change_visibility([VisibilityChange(m.receipt, 0) for m in messages])
         except QueueError as exc:
+            record_queue_error(exc.operation)
             log.error("could not release messages received during shutdown", extra={"error": str(exc)})
 
 

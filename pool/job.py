@@ -47,9 +47,11 @@ class JobExecutor:
         else:
             self.runner = NativeRunner(settings.pass_env, slot, on_job_start)
         self._resolve_reply_to = partial(check_reply_to, settings.queue_spec)
+        self._bytes_in = 0  # of the current job
 
     def execute(self, assignment: JobAssignment) -> JobReport:
         started = datetime.now(UTC)
+        self._bytes_in = 0
         clock = time.monotonic()
         result = JobResult(
             id=assignment.message_id,
@@ -93,7 +95,15 @@ class JobExecutor:
             result.status != Status.ERROR or not retryable or assignment.receive_count >= self.settings.max_attempts
         )
         return JobReport(
-            assignment.message_id, result.to_json(), str(result.status), reply_to, result.final, result.summary()
+            assignment.message_id,
+            result.to_json(),
+            str(result.status),
+            reply_to,
+            result.final,
+            result.summary(),
+            duration_s=result.duration_s or 0.0,
+            bytes_in=self._bytes_in,
+            bytes_out=sum(output.bytes for output in result.outputs),
         )
 
     def _inline_stream(self, name: str, path: Path, result: JobResult) -> str:
@@ -135,6 +145,7 @@ class JobExecutor:
         workspace = Workspace.create(self.settings.scratch_dir, self.slot)
         try:
             staged = self.stager.stage_in(request.command, workspace)
+            self._bytes_in = staged.bytes_in
             argv = build_argv(self.settings.base_command, request.command.arguments, staged.argument_values)
             outcome = self.runner.run(
                 RunSpec(

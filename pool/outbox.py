@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from monitoring.metrics import record_queue_error
 from queues.base import QueueError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class InlineOutbox:
         try:
             call()
         except QueueError as exc:
+            record_queue_error(exc.operation)
             log.error("queue call failed", extra={"call": name, "error": str(exc)})
 
     def stop(self, timeout: float) -> None:
@@ -93,6 +95,7 @@ class ThreadOutbox(threading.Thread):
                 log.info("queue call went through after retries", extra={"call": item.name, "retries": item.failures})
             return
         except QueueError as exc:
+            record_queue_error(exc.operation)
             error = str(exc)
         item.failures += 1
         delay = min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** (item.failures - 1)) * random.uniform(0.5, 1.0)  # noqa: S311

@@ -7,6 +7,7 @@ sentinels at once.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import logging
@@ -15,12 +16,15 @@ import os
 import selectors
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from monitoring.metrics import queue_error_count, record_child_restart, record_job
+from monitoring.monitor import Monitor
+from monitoring.state import DEFAULT_STALL_LIMIT_S, RunningJob, WorkerState, status_path
 from pool.assignment import JobAssignment, JobReport
 from pool.child import child_main
 from pool.courier import ResultCourier, Settlement
@@ -30,6 +34,7 @@ from pool.recovery import clean_up_previous_run
 from pool.settings import ChildSettings
 from protocol.request import peek_envelope
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
+from protocol.version import VERSION
 from queues.base import JobQueue, ReceivedMessage, VisibilityChange
 from queues.local import LocalQueue
 
@@ -53,12 +58,14 @@ class SupervisorSettings:
     retry_delay_s: float
     shutdown_grace_s: float
     child: ChildSettings
+    stall_limit_s: float = DEFAULT_STALL_LIMIT_S  # a loop this long without an iteration is unhealthy
 
 
 @dataclass
 class InFlight:
     message: ReceivedMessage
     visible_until: float
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -79,8 +86,13 @@ class Supervisor:
         job_queue: JobQueue,
         result_queue: JobQueue | None,
         dead_letter_queue: JobQueue | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.settings = settings
+        self.monitor = monitor or Monitor(status_path(settings.child.scratch_dir))
+        self.started_at = time.time()
+        self.jobs_done: collections.Counter[str] = collections.Counter()
+        self.child_restarts = 0
         self.job_queue = job_queue
         self.context = multiprocessing.get_context("spawn")
         self.slots: list[Slot] = []
@@ -118,6 +130,7 @@ class Supervisor:
     def run(self) -> int:
         self._install_signal_handlers()
         clean_up_previous_run(self.settings.child)
+        self.monitor.start()
         for index in range(self.settings.workers):
             self.slots.append(self._spawn(index))
         self.intake.start()
@@ -147,6 +160,8 @@ class Supervisor:
             self.courier.flush()
             self._extend_visibility()
             self._wait_for_events()
+            if self.monitor.due():
+                self.monitor.publish(self.state())
             if self.boot_failures >= MAX_BOOT_FAILURES:
                 log.critical(
                     "children keep failing to start; giving up (see their errors above)",
@@ -170,6 +185,8 @@ class Supervisor:
         self._release(self.pending, "shutting down")
         self.pending.clear()
         self.outbox.stop(timeout=OUTBOX_DRAIN_TIMEOUT_S)
+        self.monitor.publish(self.state())
+        self.monitor.stop()
         for slot in self._live_slots():
             with contextlib.suppress(OSError):
                 slot.connection.send(None)
@@ -226,6 +243,7 @@ class Supervisor:
 
     def _begin_stop(self) -> None:
         self.stopping = True
+        self.monitor.systemd.stopping()
         self.intake.stop()
         self.pending.extend(self.intake.take())
         self._release(self.pending, "shutting down")
@@ -320,12 +338,17 @@ class Supervisor:
         if not self.pool_ready and all(slot.ready for slot in self.slots):
             self.pool_ready = True
             log.info("pool ready", extra={"workers": len(self.slots)})
+            state = self.state()
+            self.monitor.publish(state)
+            self.monitor.systemd.ready(state.summary())
 
     def _complete(self, slot: Slot, report: JobReport) -> None:
         assert slot.job is not None
         job, message = slot.job, slot.job.message
         slot.job = None
         log.info("job finished", extra={"slot": slot.index, **report.summary})
+        self.jobs_done[report.status] += 1
+        record_job(report.status, report.duration_s, report.bytes_in, report.bytes_out)
         retry_in_s = None if report.final else self._retry_delay(message)
         dead_letter = report.status == Status.REJECTED and self.dead_letter_queue is not None
         self.courier.add(
@@ -354,6 +377,8 @@ class Supervisor:
         if self.stopping:
             slot.ready, slot.job, slot.retired = False, None, True
             return
+        self.child_restarts += 1
+        record_child_restart()
         self.slots[index] = self._spawn(index)
 
     def _report_lost_job(self, slot: Slot, job: InFlight, why: str) -> None:
@@ -372,6 +397,8 @@ class Supervisor:
             final=final,
         )
         log.info("job lost", extra={"slot": slot.index, **result.summary()})
+        self.jobs_done[Status.ERROR] += 1
+        record_job(Status.ERROR, 0.0, 0, 0)
         retry_in_s = None if final else 0.0
         self.courier.add(
             Settlement(message, result.to_json(), envelope.reply_to, retry_in_s, give_up_at=job.visible_until)
@@ -385,6 +412,42 @@ class Supervisor:
         deadline = time.monotonic() + self.settings.visibility_timeout
         self.outbox.submit(
             f"release {len(messages)} messages", partial(self.job_queue.change_visibility, changes), deadline
+        )
+
+    # --- monitoring --------------------------------------------------------------------
+
+    def state(self) -> WorkerState:
+        now, clock = time.time(), time.monotonic()
+        live = self._live_slots()
+        busy = [slot for slot in live if slot.job is not None]
+        return WorkerState(
+            pid=os.getpid(),
+            version=VERSION,
+            kind=self.settings.child.worker_kind,
+            queue=self.job_queue.spec,
+            workers=self.settings.workers,
+            started_at=self.started_at,
+            updated_at=now,
+            busy=len(busy),
+            idle=sum(1 for slot in live if slot.ready and slot.job is None),
+            starting=sum(1 for slot in live if not slot.ready),
+            in_flight=len(busy) + len(self.pending) + self.courier.pending_count(),
+            jobs=dict(self.jobs_done),
+            queue_errors=queue_error_count(),
+            child_restarts=self.child_restarts,
+            boot_failures=self.boot_failures,
+            stopping=self.stopping,
+            stall_limit_s=self.settings.stall_limit_s,
+            running=[
+                RunningJob(
+                    slot.index,
+                    slot.job.message.message_id,
+                    slot.job.message.receive_count,
+                    round(clock - slot.job.started, 1),
+                )
+                for slot in busy
+                if slot.job is not None
+            ],
         )
 
     # --- visibility heartbeat ---------------------------------------------------------

@@ -25,11 +25,13 @@ class QueueError(Exception):
     """The queue backend could not do what was asked (a system fault, retryable).
 
     `done`: for a batch call that partly went through, the indexes of the entries that did.
+    `operation`: the backend call that failed (e.g. `receive_message`), for metrics.
     """
 
-    def __init__(self, message: str, done: frozenset[int] = frozenset()) -> None:
+    def __init__(self, message: str, done: frozenset[int] = frozenset(), operation: str = "unknown") -> None:
         super().__init__(message)
         self.done = done
+        self.operation = operation
 
 
 class JobQueue(Protocol):

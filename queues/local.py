@@ -91,7 +91,7 @@ class LocalQueue:
                 connection.execute("PRAGMA mmap_size=268435456")
                 connection.executescript(_SCHEMA)
             except (sqlite3.Error, OSError) as exc:
-                raise QueueError(f"cannot open local queue {self.path}: {exc}") from exc
+                raise QueueError(f"cannot open local queue {self.path}: {exc}", operation="open") from exc
             self._local.connection = connection
         return connection
 
@@ -140,7 +140,7 @@ class LocalQueue:
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            raise QueueError(f"receive from {self.spec} failed: {exc}") from exc
+            raise QueueError(f"receive from {self.spec} failed: {exc}", operation="receive") from exc
 
     def settle(
         self,
@@ -170,7 +170,7 @@ class LocalQueue:
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            raise QueueError(f"settling messages on {self.spec} failed: {exc}") from exc
+            raise QueueError(f"settling messages on {self.spec} failed: {exc}", operation="settle") from exc
 
     def delete(self, receipts: Sequence[str]) -> None:
         self._execute_many(
@@ -191,7 +191,7 @@ class LocalQueue:
             row = self._db().execute("SELECT COUNT(*) FROM messages WHERE queue = ?", (self.name,))
             return int(row.fetchone()[0])
         except sqlite3.Error as exc:
-            raise QueueError(f"cannot read local queue {self.path}: {exc}") from exc
+            raise QueueError(f"cannot read local queue {self.path}: {exc}", operation="read") from exc
 
     def in_flight_count(self) -> int:
         """How many messages are received and not yet visible again."""
@@ -219,4 +219,5 @@ class LocalQueue:
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            raise QueueError(f"{sql.split(maxsplit=1)[0].lower()} on {self.spec} failed: {exc}") from exc
+            operation = sql.split(maxsplit=1)[0].lower()
+            raise QueueError(f"{operation} on {self.spec} failed: {exc}", operation=operation) from exc

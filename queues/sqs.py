@@ -76,9 +76,9 @@ class SqsQueue:
         try:
             return action()
         except (BotoCoreError, ClientError) as exc:
-            raise QueueError(f"{name} on {self.url} failed: {exc}") from exc
+            raise QueueError(f"{name} on {self.url} failed: {exc}", operation=name) from exc
         except Exception as exc:  # the extended client raises its own kinds
-            raise QueueError(f"{name} on {self.url} failed: {type(exc).__name__}: {exc}") from exc
+            raise QueueError(f"{name} on {self.url} failed: {type(exc).__name__}: {exc}", operation=name) from exc
 
     @property
     def reply_address(self) -> str:
@@ -115,13 +115,13 @@ class SqsQueue:
                     partial(self._client().send_message_batch, QueueUrl=self.url, Entries=entries),
                 )
             except QueueError as exc:
-                raise QueueError(str(exc), earlier) from exc
+                raise QueueError(str(exc), earlier, exc.operation) from exc
             try:
                 _raise_failed("send_message_batch", self.url, response)
             except QueueError as exc:
                 # Say which entries went out, so that a retry sends only the others.
                 sent = frozenset(int(entry["Id"]) for entry in response.get("Successful", []))
-                raise QueueError(str(exc), earlier | sent) from exc
+                raise QueueError(str(exc), earlier | sent, exc.operation) from exc
             by_id = {entry["Id"]: entry["MessageId"] for entry in response.get("Successful", [])}
             message_ids += [by_id[entry["Id"]] for entry in entries]
         return message_ids
@@ -214,4 +214,4 @@ def _raise_failed(call: str, url: str, response: dict[str, Any]) -> None:
     failed = response.get("Failed", [])
     if failed:
         reasons = "; ".join(f"{entry.get('Code')}: {entry.get('Message')}" for entry in failed)
-        raise QueueError(f"{call} on {url}: {len(failed)} entries failed ({reasons})")
+        raise QueueError(f"{call} on {url}: {len(failed)} entries failed ({reasons})", operation=call)

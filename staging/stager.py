@@ -42,6 +42,7 @@ class StagedJob:
     stderr_uri: ObjectUri | None = None
     output_files: list[tuple[Path, ObjectUri]] = field(default_factory=list)
     output_prefixes: list[ObjectUri] = field(default_factory=list)
+    bytes_in: int = 0  # downloaded for the job
 
 
 @dataclass
@@ -113,8 +114,9 @@ class Stager:
         downloads = list({local: (stored, local) for stored, local in downloads}.values())
         self._check_disk(downloads, workspace)
         self._run_all([partial(self.fetch, stored, local) for stored, local in downloads])
+        staged.bytes_in = sum(stored.size for stored, _ in downloads)
         if downloads:
-            log.info("staged in", extra={"objects": len(downloads), "bytes": sum(s.size for s, _ in downloads)})
+            log.info("staged in", extra={"objects": len(downloads), "bytes": staged.bytes_in})
         return staged
 
     def fetch(self, stored: StoredObject, local: Path) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from monitoring.state import STATUS_FILE_NAME
 from queues import open_queue
 from queues.local import LocalQueue
 
@@ -218,6 +219,8 @@ class Worker:
             return []
         found = []
         for entry in self.scratch.iterdir():
+            if entry.name == STATUS_FILE_NAME:
+                continue  # the worker's own, not a job's
             found += list(entry.iterdir()) if entry.name.startswith("job-streams-") else [entry]
         return found
 

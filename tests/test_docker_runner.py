@@ -200,8 +200,11 @@ def test_a_container_left_by_a_killed_worker_is_removed_at_the_next_start(
 ) -> None:
     worker = worker_factory(runner=["docker"]).start()
     worker.submit(docker_job(tool_image, [parameter("--sleep", 120)]))
-    wait_until(lambda: worker.log_records_with("job started"), 20, "the job to start")
-    running = wait_until(lambda: worker_containers(docker_api, worker.scratch), 20, "the job's container")
+    running = wait_until(
+        lambda: [c for c in worker_containers(docker_api, worker.scratch) if c["State"] == "running"],
+        20,
+        "the job's container to run",
+    )
     assert worker.process is not None
     # Everything at once, so no process of the worker gets to clean up.
     supervisor = psutil.Process(worker.process.pid)

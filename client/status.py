@@ -1,0 +1,76 @@
+"""`supervisor.py status`: a running worker's state, from its status file, for a human."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+
+from monitoring.state import WorkerState, read_state
+
+EXIT_HEALTHY = 0
+EXIT_UNHEALTHY = 1
+EXIT_NOT_RUNNING = 3
+
+
+def print_status(path: Path, *, as_json: bool = False) -> int:
+    try:
+        state = read_state(path)
+    except OSError:
+        print(f"not running: no status file at {path}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except ValueError as exc:
+        print(f"not running: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    if as_json:
+        print(msgspec.json.encode(state).decode())
+    if not _alive(state.pid):
+        if not as_json:
+            print(f"not running: process {state.pid} is gone (last seen {_ago(state.updated_at)})")
+        return EXIT_NOT_RUNNING
+    problems = state.problems()
+    if not as_json:
+        print(_describe(state, problems))
+    return EXIT_UNHEALTHY if problems else EXIT_HEALTHY
+
+
+def _describe(state: WorkerState, problems: list[str]) -> str:
+    jobs = ", ".join(f"{count} {status}" for status, count in sorted(state.jobs.items())) or "none yet"
+    lines = [
+        f"api-worker {state.version}, pid {state.pid}, {state.kind} jobs from {state.queue}",
+        f"health:     {'ok' if not problems else 'UNHEALTHY: ' + '; '.join(problems)}",
+        f"up:         {_duration(time.time() - state.started_at)} (state from {_ago(state.updated_at)})",
+        f"slots:      {state.busy} busy, {state.idle} idle, {state.starting} starting, of {state.workers}",
+        f"in flight:  {state.in_flight} messages",
+        f"jobs done:  {jobs}",
+        f"problems:   {state.queue_errors} queue errors, {state.child_restarts} children replaced",
+    ]
+    for job in state.running:
+        lines.append(
+            f"  slot {job.slot}: message {job.message_id}, attempt {job.attempt}, running {_duration(job.running_s)}"
+        )
+    return "\n".join(lines)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def _ago(epoch: float) -> str:
+    return f"{_duration(time.time() - epoch)} ago"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"

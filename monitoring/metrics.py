@@ -1,0 +1,66 @@
+"""Prometheus metrics of the supervisor, in a registry of their own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from monitoring.state import WorkerState
+
+REGISTRY = CollectorRegistry()
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
+BYTES_BUCKETS = tuple(float(2**power) for power in range(10, 41, 3))  # 1 KiB .. 1 TiB
+
+JOBS = Counter("api_worker_jobs", "Jobs finished, by result status", ["status"], registry=REGISTRY)
+JOB_DURATION = Histogram(
+    "api_worker_job_duration_seconds",
+    "Time from a job's start in its child to its result, by status",
+    ["status"],
+    buckets=DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+STAGED_BYTES = Histogram(
+    "api_worker_staged_bytes",
+    "Bytes one job downloaded (in) or uploaded (out)",
+    ["direction"],
+    buckets=BYTES_BUCKETS,
+    registry=REGISTRY,
+)
+SLOTS = Gauge("api_worker_slots", "Pool slots by state: busy, idle or starting", ["state"], registry=REGISTRY)
+IN_FLIGHT = Gauge(
+    "api_worker_messages_in_flight",
+    "Messages received and not yet answered (waiting, running, or their result not yet sent)",
+    registry=REGISTRY,
+)
+QUEUE_ERRORS = Counter("api_worker_queue_errors", "Failed queue calls, by call", ["call"], registry=REGISTRY)
+CHILD_RESTARTS = Counter("api_worker_child_restarts", "Children that died and were replaced", registry=REGISTRY)
+LOOP_LAST_RUN = Gauge(
+    "api_worker_loop_last_run_timestamp_seconds", "When the supervisor loop last ran (epoch)", registry=REGISTRY
+)
+
+
+def record_job(status: str, duration_s: float, bytes_in: int, bytes_out: int) -> None:
+    JOBS.labels(status).inc()
+    JOB_DURATION.labels(status).observe(duration_s)
+    STAGED_BYTES.labels("in").observe(bytes_in)
+    STAGED_BYTES.labels("out").observe(bytes_out)
+
+
+def record_queue_error(call: str) -> None:
+    QUEUE_ERRORS.labels(call).inc()
+
+
+def queue_error_count() -> int:
+    return int(sum(sample.value for metric in QUEUE_ERRORS.collect() for sample in metric.samples
+                   if sample.name.endswith("_total")))  # fmt: skip
+
+
+def record_child_restart() -> None:
+    CHILD_RESTARTS.inc()
+
+
+def publish_gauges(state: WorkerState) -> None:
+    SLOTS.labels("busy").set(state.busy)
+    SLOTS.labels("idle").set(state.idle)
+    SLOTS.labels("starting").set(state.starting)
+    IN_FLIGHT.set(state.in_flight)
+    LOOP_LAST_RUN.set(state.updated_at)

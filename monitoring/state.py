@@ -1,0 +1,78 @@
+"""What a running supervisor is doing, as one snapshot: for /healthz, /status, the `status`
+command, the slot and in-flight gauges and systemd's STATUS line."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import msgspec
+
+# The loop wakes at least once a second; this long without an iteration means it is stuck.
+DEFAULT_STALL_LIMIT_S = 30.0
+STATUS_FILE_NAME = "status.json"
+
+
+class RunningJob(msgspec.Struct, frozen=True):
+    slot: int
+    message_id: str
+    attempt: int
+    running_s: float
+
+
+class WorkerState(msgspec.Struct, frozen=True):
+    pid: int
+    version: str
+    kind: str
+    queue: str
+    workers: int
+    started_at: float  # epoch seconds
+    updated_at: float  # epoch seconds: the loop's last iteration
+    busy: int
+    idle: int
+    starting: int  # slots whose child is not ready yet
+    in_flight: int  # messages received and not yet answered: waiting, running, or their result not yet sent
+    jobs: dict[str, int]  # finished jobs by status
+    queue_errors: int
+    child_restarts: int
+    boot_failures: int  # children that died before they were ready, in a row
+    stopping: bool
+    running: list[RunningJob] = msgspec.field(default_factory=list)
+    stall_limit_s: float = DEFAULT_STALL_LIMIT_S
+
+    def problems(self, now: float | None = None) -> list[str]:
+        """Why the worker is unhealthy; empty when it is healthy."""
+        now = time.time() if now is None else now
+        found = []
+        if now - self.updated_at > self.stall_limit_s:
+            found.append(f"the supervisor loop has not run for {now - self.updated_at:.0f} s")
+        if self.boot_failures:
+            found.append(f"{self.boot_failures} children in a row died while starting")
+        if self.stopping:
+            found.append("stopping")
+        return found
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS and the `status` command."""
+        done = sum(self.jobs.values())
+        return f"{self.busy} of {self.workers} slots busy, {self.in_flight} messages in flight, {done} jobs done"
+
+
+def status_path(scratch_dir: Path) -> Path:
+    return scratch_dir / STATUS_FILE_NAME
+
+
+def write_state(path: Path, state: WorkerState) -> None:
+    """Atomically, so a reader never sees half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_bytes(msgspec.json.encode(state))
+    os.replace(temporary, path)
+
+
+def read_state(path: Path) -> WorkerState:
+    """Raises OSError when there is none, ValueError when it is unreadable."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=WorkerState)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"{path} is not a worker status file: {exc}") from None
