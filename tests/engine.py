@@ -23,6 +23,7 @@ from runners.container_settings import WORKER_LABEL
 IMAGE_DIR = Path(__file__).resolve().parent / "jobs" / "image"
 BASE_IMAGE = "local/api-worker-test-base:1"
 TOOL_IMAGE = "local/api-worker-test-tool:1"
+PYTHON_BASE_IMAGE = "local/python-base:3.11-bookworm"  # made by .ci/make-python-base
 BUSYBOX = "/bin/busybox"
 
 

@@ -1,0 +1,98 @@
+"""What operators install: the systemd unit and the worker's own Docker image."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from docker import APIClient
+
+from tests.engine import PYTHON_BASE_IMAGE
+from tests.support import REPO
+
+UNIT = REPO / "api-worker.service"
+WORKER_IMAGE = "local/api-worker:test"
+
+
+def unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_the_systemd_unit_verifies_cleanly(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        if os.environ.get("CI"):
+            pytest.fail("systemd-analyze is missing")
+        pytest.skip("systemd-analyze is missing")
+    # Verified as installed at this checkout (verify wants ExecStart's program to exist).
+    unit = tmp_path / "api-worker.service"
+    unit.write_text(UNIT.read_text().replace("/opt/api-worker", str(REPO)))
+    completed = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout + completed.stderr == "", "warnings mean ignored settings"
+
+
+def test_the_systemd_unit_stops_gracefully_and_restarts_on_failure() -> None:
+    settings = unit_settings()
+    assert settings["Type"] == ["notify"] and settings["NotifyAccess"] == ["main"]
+    assert settings["KillMode"] == ["mixed"]
+    assert settings["Restart"] == ["on-failure"]
+    assert settings["SupplementaryGroups"] == ["docker"]
+    assert settings["User"] == ["api-worker"]
+    assert any(path.startswith("-/etc/api-worker/") for path in settings["EnvironmentFile"])
+    assert "WatchdogSec" in settings
+    # Longer than the default shutdown grace (60 s) and kill grace (10 s) together.
+    assert int(settings["TimeoutStopSec"][0]) > 60 + 10
+
+
+def test_the_worker_image_builds_on_a_given_base_and_runs_a_native_job(docker_api: APIClient, tmp_path: Path) -> None:
+    if not docker_api.images(name=PYTHON_BASE_IMAGE):
+        message = f"no {PYTHON_BASE_IMAGE} image: .ci/make-python-base makes it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    for event in docker_api.build(
+        path=str(REPO), tag=WORKER_IMAGE, buildargs={"BASE": PYTHON_BASE_IMAGE}, rm=True, decode=True
+    ):
+        assert "error" not in event, event["error"]
+
+    usage = docker_api.create_container(WORKER_IMAGE, ["--help"])["Id"]
+    docker_api.start(usage)
+    assert docker_api.wait(usage, timeout=60)["StatusCode"] == 0
+    assert "usage: supervisor.py" in docker_api.logs(usage).decode()
+    docker_api.remove_container(usage)
+
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o777)  # the image's own user writes its queue and scratch here
+    queue = "local:/data/queue.sqlite3"
+    worker = docker_api.create_container(
+        WORKER_IMAGE,
+        ["--queue", queue, "--scratch-dir", "/data/scratch", "--workers", "1", "native", "--service", "wc", "--", "wc"],
+        host_config=docker_api.create_host_config(binds={str(data): {"bind": "/data", "mode": "rw"}}),
+    )["Id"]
+    try:
+        docker_api.start(worker)
+        submit = docker_api.exec_create(
+            worker,
+            ["/opt/api-worker/.venv/bin/python", "/opt/api-worker/supervisor.py", "--queue", queue,
+             "submit", "--wait", "--timeout", "60", "/opt/api-worker/examples/wordcount.json"],
+        )["Id"]  # fmt: skip
+        output = docker_api.exec_start(submit).decode()
+        assert docker_api.exec_inspect(submit)["ExitCode"] == 0, output
+        assert re.search(r'"status": "succeeded"', output) and '"stdout": "6\\n"' in output, output
+        # SIGTERM reaches the supervisor through the image's init: it stops gracefully.
+        docker_api.stop(worker, timeout=30)
+        assert docker_api.wait(worker, timeout=60)["StatusCode"] == 0
+        logs = docker_api.logs(worker).decode()
+        assert '"message":"supervisor stopped"' in logs, logs
+    finally:
+        docker_api.remove_container(worker, force=True)
