@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from config.cli import _worker_parsers, build_parser
-from config.layers import apply_layers, config_path, read_config_file
-from tests.support import Worker, job
+from config.layers import apply_layers, config_path, env_name, read_config_file, setting_name
+from tests.support import REPO, Worker, job
 
 
 def parse(argv: list[str], environ: dict[str, str] | None = None, file_text: str | None = None,
@@ -94,3 +94,21 @@ def test_a_worker_runs_on_settings_from_its_config_file_and_environment(tmp_path
         assert result["status"] == "timeout", result
     finally:
         worker.stop()
+
+
+def test_the_readme_settings_table_lists_every_worker_option_with_its_variable() -> None:
+    readme = (REPO / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        cells = (
+            [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))] if line.startswith("| `") else []
+        )
+        if len(cells) >= 2 and cells[1].startswith("`API_WORKER_"):
+            flag = cells[0].strip("`").split()
+            rows[flag[1] if flag[0] in ("native", "docker") else flag[0]] = cells[1].strip("`")
+    for parser in _worker_parsers(build_parser()):
+        for action in parser._actions:
+            setting = setting_name(action)
+            if setting is not None:
+                assert rows.get(f"--{setting}") == env_name(setting), f"--{setting} is not in the README's table"
+    assert rows["--config"] == "API_WORKER_CONFIG"
