@@ -21,6 +21,7 @@ NOT_PULLABLE_MARKERS = (
     "repository does not exist",
     "pull access denied",
     "unauthorized",
+    "no basic auth credentials",
     "denied",
     "invalid reference format",
 )

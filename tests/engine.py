@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import io
 import json
@@ -84,10 +85,19 @@ def engine_socket_path() -> str | None:
 
 
 class _NoSuchImage(http.server.BaseHTTPRequestHandler):
-    """A registry's API that knows no image at all: every manifest is unknown."""
+    """A registry's API that knows no image at all: every manifest is unknown. With
+    `server.password` set, it first asks for HTTP basic authentication, as private ones do."""
+
+    server: _RegistryServer
 
     def do_GET(self) -> None:
-        if self.path == "/v2/":
+        self.server.authorizations.append(self.headers.get("Authorization"))
+        if self.server.password is not None and self.headers.get("Authorization") != self.server.password:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="test"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/v2/":
             self._answer(200, {})
         else:
             self._answer(404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]})
@@ -107,13 +117,27 @@ class _NoSuchImage(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class EmptyRegistry:
-    """A registry on loopback (engines trust 127.0.0.0/8 over plain HTTP) that has no images."""
+class _RegistryServer(http.server.ThreadingHTTPServer):
+    password: str | None = None  # the Authorization header it wants
+    authorizations: list[str | None]
 
-    def __init__(self) -> None:
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoSuchImage)
+
+class EmptyRegistry:
+    """A registry on loopback (engines trust 127.0.0.0/8 over plain HTTP) that has no images;
+    with `user` and `password`, one that wants them first."""
+
+    def __init__(self, user: str | None = None, password: str | None = None) -> None:
+        self.server = _RegistryServer(("127.0.0.1", 0), _NoSuchImage)
+        self.server.authorizations = []
+        if user is not None and password is not None:
+            self.server.password = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def authorizations(self) -> list[str | None]:
+        """The Authorization header of every request it got (None: none sent)."""
+        return self.server.authorizations
 
     def stop(self) -> None:
         self.server.shutdown()

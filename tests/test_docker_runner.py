@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 from collections.abc import Callable
@@ -157,6 +159,36 @@ def test_an_image_the_registry_does_not_have_is_rejected_and_a_registry_down_is_
         assert result["status"] == "error", result
         assert result["error"]["type"] == "runner"
         assert "/any/image:1" in result["error"]["message"]
+    finally:
+        registry.stop()
+
+
+def test_registry_credentials_come_from_the_standard_docker_config(
+    worker_factory: WorkerFactory, tool_image: str, tmp_path: Path
+) -> None:
+    registry = EmptyRegistry("alice", "s3cret")
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    auth = base64.b64encode(b"alice:s3cret").decode()
+    (config / "config.json").write_text(json.dumps({"auths": {registry.address: {"auth": auth}}}))
+    try:
+        worker = worker_factory(runner=["docker"], environment={"DOCKER_CONFIG": str(config)}).start()
+        result = worker.result(worker.submit(docker_job(f"{registry.address}/private/tool:1", [])))
+
+        # The registry let the engine in with the worker's credentials, then had no such image.
+        assert result["status"] == "rejected", result
+        assert "manifest unknown" in result["error"]["message"]
+        assert registry.server.password in registry.authorizations
+        assert "s3cret" not in worker.log_path.read_text()
+        worker.stop()
+
+        # Without them, the image cannot be had either: rejected, naming the image.
+        (config / "config.json").write_text("{}")
+        worker = worker_factory(runner=["docker"], environment={"DOCKER_CONFIG": str(config)}).start()
+        result = worker.result(worker.submit(docker_job(f"{registry.address}/private/tool:2", [])))
+        assert result["status"] == "rejected", result
+        assert f"{registry.address}/private/tool:2" in result["error"]["message"]
+        assert "no basic auth credentials" in result["error"]["message"]
     finally:
         registry.stop()
 
