@@ -364,7 +364,7 @@ class Supervisor:
         exit_code = slot.process.exitcode
         if not slot.ready:
             self.boot_failures += 1
-        job_fields = {} if slot.job is None else {"message_id": slot.job.message.message_id}
+        job_fields = {} if slot.job is None else _job_fields(slot.job.message)
         log.error(
             "child died; replacing it",
             extra={"slot": index, "exitcode": exit_code, "had_job": slot.job is not None, **job_fields},
@@ -474,6 +474,17 @@ class Supervisor:
             if seconds is not None:
                 deadlines.append(time.monotonic() + seconds)
         return max(0.0, min([time.monotonic() + 1.0, *deadlines]) - time.monotonic())
+
+
+def _job_fields(message: ReceivedMessage) -> dict[str, object]:
+    """The fields every log line about a job carries (the child adds them to its own lines)."""
+    envelope = peek_envelope(message.body)
+    return {
+        "job_id": envelope.id or message.message_id,
+        "message_id": message.message_id,
+        "attempt": message.receive_count,
+        "service": envelope.service,
+    }
 
 
 def _kill_job_group(slot: Slot) -> None:
