@@ -30,6 +30,7 @@ from urllib3.exceptions import ReadTimeoutError
 from protocol.result import Usage
 from runners.attach import AttachedStreams
 from runners.container_settings import SLOT_LABEL, WORKER_LABEL, ContainerSettings
+from runners.deadline import StopSchedule
 from runners.images import ensure_image
 from runners.process import RunnerFault, RunOutcome, RunSpec
 
@@ -194,6 +195,8 @@ class _Watch:
         self.limit_hit: str | None = None
         self.max_rss_bytes: int | None = None
         self.cpu_seconds: float | None = None
+        # From just before the container starts, as the native runner counts from just before its fork.
+        self.schedule = StopSchedule(time.monotonic(), spec.limits.timeout_s, spec.kill_grace_s)
 
     def until_exit(self) -> RunOutcome:
         spec = self.spec
@@ -217,25 +220,19 @@ class _Watch:
         return self._outcome(int(status["StatusCode"]))
 
     def _loop(self, streams: AttachedStreams) -> dict[str, Any]:
-        limits = self.spec.limits
-        started = time.monotonic()
-        deadline = None if limits.timeout_s is None else started + limits.timeout_s
-        kill_at: float | None = None
-        next_sample = started + STATS_INTERVAL_S
+        next_sample = time.monotonic() + STATS_INTERVAL_S
         while True:
             now = time.monotonic()
-            if self.limit_hit is None and deadline is not None and now >= deadline:
+            stop = self.schedule.due(now)
+            if stop is signal.SIGTERM:
                 self.limit_hit = "timeout"
-                log.info("job timed out; stopping its container", extra={"timeout_s": limits.timeout_s})
-                self._signal(signal.SIGTERM)
-                kill_at = now + self.spec.kill_grace_s
-            elif kill_at is not None and now >= kill_at:
-                self._signal(signal.SIGKILL)
-                kill_at = None
+                log.info("job timed out; stopping its container", extra={"timeout_s": self.spec.limits.timeout_s})
+            if stop is not None:
+                self._signal(stop)
             if now >= next_sample:
                 self._sample()
                 next_sample = now + STATS_INTERVAL_S
-            wake_at = min(t for t in (next_sample, deadline, kill_at) if t is not None)
+            wake_at = min(t for t in (next_sample, self.schedule.next_time()) if t is not None)
             timeout = max(0.01, wake_at - time.monotonic())
             if not streams.finished:
                 streams.pump(timeout)
@@ -277,6 +274,7 @@ class _Watch:
         limit = self.spec.limits.cpu_seconds
         if self.limit_hit is None and limit is not None and self.cpu_seconds is not None and self.cpu_seconds > limit:
             self.limit_hit = "cpu_time"
+            self.schedule.cancel()
             log.info("job exceeded its CPU time; killing its container", extra={"cpu_seconds": self.cpu_seconds})
             self._signal(signal.SIGKILL)
 

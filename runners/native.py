@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from protocol.result import Usage
+from runners.deadline import StopSchedule
 from runners.limits import cores_for
 from runners.process import RunnerFault, RunOutcome, RunSpec
 from runners.tree import ProcessTree
@@ -121,8 +122,7 @@ class _Watch:
 
     def until_exit(self, started: float) -> tuple[int, resource.struct_rusage]:
         limits = self.spec.limits
-        deadline = None if limits.timeout_s is None else started + limits.timeout_s
-        kill_at: float | None = None
+        schedule = StopSchedule(started, limits.timeout_s, self.spec.kill_grace_s)
         while True:
             reaped, status, rusage = os.wait4(self.pid, os.WNOHANG)
             if reaped:
@@ -130,15 +130,15 @@ class _Watch:
             now = time.monotonic()
             if self.limit_hit is None:
                 self._check_resources(discover=self.samples > 0)
-                if self.limit_hit is None and deadline is not None and now >= deadline:
-                    self.limit_hit = "timeout"
-                    log.info("job timed out; stopping it", extra={"pid": self.pid, "timeout_s": limits.timeout_s})
-                    self.tree.kill(signal.SIGTERM)
-                    kill_at = now + self.spec.kill_grace_s
-            elif kill_at is not None and now >= kill_at:
-                self.tree.kill(signal.SIGKILL)
-                kill_at = None
-            wake_at = min(t for t in (now + SAMPLE_INTERVAL_S, deadline, kill_at) if t is not None)
+                if self.limit_hit is not None:
+                    schedule.cancel()
+            stop = schedule.due(now)
+            if stop is signal.SIGTERM:
+                self.limit_hit = "timeout"
+                log.info("job timed out; stopping it", extra={"pid": self.pid, "timeout_s": limits.timeout_s})
+            if stop is not None:
+                self.tree.kill(stop)
+            wake_at = min(t for t in (now + SAMPLE_INTERVAL_S, schedule.next_time()) if t is not None)
             # The pidfd becomes readable the moment the process exits: no polling delay.
             select.select([self.pidfd], [], [], max(0.0, wake_at - time.monotonic()))
 
