@@ -49,13 +49,30 @@ def record_queue_error(call: str) -> None:
     QUEUE_ERRORS.labels(call).inc()
 
 
-def queue_error_count() -> int:
-    return int(sum(sample.value for metric in QUEUE_ERRORS.collect() for sample in metric.samples
-                   if sample.name.endswith("_total")))  # fmt: skip
-
-
 def record_child_restart() -> None:
     CHILD_RESTARTS.inc()
+
+
+def _totals(counter: Counter) -> dict[str, int]:
+    """A counter's totals by the value of its one label ("" for an unlabelled counter)."""
+    return {
+        next(iter(sample.labels.values()), ""): int(sample.value)
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def jobs_by_status() -> dict[str, int]:
+    return _totals(JOBS)
+
+
+def queue_error_count() -> int:
+    return sum(_totals(QUEUE_ERRORS).values())
+
+
+def child_restart_count() -> int:
+    return sum(_totals(CHILD_RESTARTS).values())
 
 
 def publish_gauges(state: WorkerState) -> None:

@@ -7,7 +7,6 @@ sentinels at once.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import logging
@@ -22,7 +21,13 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from monitoring.metrics import queue_error_count, record_child_restart, record_job
+from monitoring.metrics import (
+    child_restart_count,
+    jobs_by_status,
+    queue_error_count,
+    record_child_restart,
+    record_job,
+)
 from monitoring.monitor import Monitor
 from monitoring.state import DEFAULT_STALL_LIMIT_S, RunningJob, WorkerState, status_path
 from pool.assignment import JobAssignment, JobReport
@@ -91,8 +96,6 @@ class Supervisor:
         self.settings = settings
         self.monitor = monitor or Monitor(status_path(settings.child.scratch_dir))
         self.started_at = time.time()
-        self.jobs_done: collections.Counter[str] = collections.Counter()
-        self.child_restarts = 0
         self.job_queue = job_queue
         self.context = multiprocessing.get_context("spawn")
         self.slots: list[Slot] = []
@@ -347,7 +350,6 @@ class Supervisor:
         job, message = slot.job, slot.job.message
         slot.job = None
         log.info("job finished", extra={"slot": slot.index, **report.summary})
-        self.jobs_done[report.status] += 1
         record_job(report.status, report.duration_s, report.bytes_in, report.bytes_out)
         retry_in_s = None if report.final else self._retry_delay(message)
         dead_letter = report.status == Status.REJECTED and self.dead_letter_queue is not None
@@ -377,7 +379,6 @@ class Supervisor:
         if self.stopping:
             slot.ready, slot.job, slot.retired = False, None, True
             return
-        self.child_restarts += 1
         record_child_restart()
         self.slots[index] = self._spawn(index)
 
@@ -397,7 +398,6 @@ class Supervisor:
             final=final,
         )
         log.info("job lost", extra={"slot": slot.index, **result.summary()})
-        self.jobs_done[Status.ERROR] += 1
         record_job(Status.ERROR, 0.0, 0, 0)
         retry_in_s = None if final else 0.0
         self.courier.add(
@@ -432,9 +432,9 @@ class Supervisor:
             idle=sum(1 for slot in live if slot.ready and slot.job is None),
             starting=sum(1 for slot in live if not slot.ready),
             in_flight=len(busy) + len(self.pending) + self.courier.pending_count(),
-            jobs=dict(self.jobs_done),
+            jobs=jobs_by_status(),
             queue_errors=queue_error_count(),
-            child_restarts=self.child_restarts,
+            child_restarts=child_restart_count(),
             boot_failures=self.boot_failures,
             stopping=self.stopping,
             stall_limit_s=self.settings.stall_limit_s,
