@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 import msgspec
+import psutil
 
 from monitoring.state import WorkerState, read_state
 
@@ -27,7 +27,7 @@ def print_status(path: Path, *, as_json: bool = False) -> int:
         return EXIT_NOT_RUNNING
     if as_json:
         print(msgspec.json.encode(state).decode())
-    if not _alive(state.pid):
+    if not psutil.pid_exists(state.pid):
         if not as_json:
             print(f"not running: process {state.pid} is gone (last seen {_ago(state.updated_at)})")
         return EXIT_NOT_RUNNING
@@ -53,16 +53,6 @@ def _describe(state: WorkerState, problems: list[str]) -> str:
             f"  slot {job.slot}: message {job.message_id}, attempt {job.attempt}, running {_duration(job.running_s)}"
         )
     return "\n".join(lines)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    return True
 
 
 def _ago(epoch: float) -> str:

@@ -17,18 +17,15 @@ PUBLISH_INTERVAL_S = 1.0
 
 
 class Monitor:
-    def __init__(self, status_path: Path, metrics_address: str | None = None, metrics_port: int | None = None) -> None:
+    def __init__(self, status_path: Path, metrics_address: str = "127.0.0.1", metrics_port: int | None = None) -> None:
         self.status_path = status_path
         self.systemd = SystemdNotifier()
         self.latest: WorkerState | None = None
         self._published_at = 0.0
         self._status_file_failed = False
         self.server = (
-            None if metrics_port is None else MonitoringServer(metrics_address or "127.0.0.1", metrics_port, self._get)
+            None if metrics_port is None else MonitoringServer(metrics_address, metrics_port, lambda: self.latest)
         )
-
-    def _get(self) -> WorkerState | None:
-        return self.latest
 
     def start(self) -> None:
         if self.server is not None:

@@ -107,19 +107,20 @@ class DockerRunner:
         if self.settings.user is not None:
             _hand_over(spec.workdir, *self.settings.user)
         self._remove_leftovers()
+        has_stdin = spec.stdin_path.stat().st_size > 0  # else the container's stdin stays closed
         try:
             with engine_errors("creating the container"):
-                container = self._create(spec)
+                container = self._create(spec, has_stdin)
         except RunnerFault:
             self._may_have_leftovers = True  # the engine may have made it without telling us
             raise
         try:
             with engine_errors("running the container"):
-                return _Watch(self.api, container, spec).until_exit()
+                return _Watch(self.api, container, spec).until_exit(has_stdin)
         finally:
             self._remove(container)
 
-    def _create(self, spec: RunSpec) -> str:
+    def _create(self, spec: RunSpec, has_stdin: bool) -> str:
         limits = spec.limits
         host_config = self.api.create_host_config(
             mounts=[Mount(target=str(spec.workdir), source=str(spec.workdir), type="bind")],
@@ -147,7 +148,7 @@ class DockerRunner:
                 environment=environment,
                 labels=labels,
                 host_config=host_config,
-                stdin_open=spec.stdin_path.stat().st_size > 0,
+                stdin_open=has_stdin,
             )
             return str(created["Id"])
 
@@ -198,9 +199,8 @@ class _Watch:
         # From just before the container starts, as the native runner counts from just before its fork.
         self.schedule = StopSchedule(time.monotonic(), spec.limits.timeout_s, spec.kill_grace_s)
 
-    def until_exit(self) -> RunOutcome:
+    def until_exit(self, has_stdin: bool) -> RunOutcome:
         spec = self.spec
-        has_stdin = spec.stdin_path.stat().st_size > 0
         attached = self.api.attach_socket(
             self.container, params={"stdin": int(has_stdin), "stdout": 1, "stderr": 1, "stream": 1}
         )
