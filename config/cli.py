@@ -21,6 +21,7 @@ from monitoring.monitor import Monitor
 from monitoring.state import DEFAULT_STALL_LIMIT_S, status_path
 from pool.settings import ChildSettings
 from pool.supervisor import Supervisor, SupervisorSettings
+from protocol.body import DEFAULT_MAX_BODY_BYTES
 from queues import default_queue_spec, default_result_queue, default_state_dir, open_queue
 from queues.base import QueueError
 from queues.sqs import SqsQueue
@@ -215,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_size,
         default=parse_size("1M"),
         help="most bytes of a pipe-mode stdout or stderr put in the result; the rest is cut (noted in 'skipped')",
+    )
+    parser.add_argument(
+        "--max-body-size",
+        type=_size,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="largest message body accepted, after an S3 pointer is resolved; larger ones are rejected",
     )
     parser.add_argument(
         "--metrics-port",
@@ -426,7 +433,7 @@ def _serve(options: argparse.Namespace) -> int:
         if options.service is None:
             log.warning("no --service given: jobs for any service name are accepted")
     bucket = options.large_payload_bucket
-    job_queue = open_queue(options.queue, bucket)
+    job_queue = open_queue(options.queue, bucket, options.max_body_size)
     result_queue = open_queue(options.result_queue, bucket) if options.result_queue else default_result_queue(job_queue)
     dead_letter_queue = open_queue(options.dead_letter_queue, bucket) if options.dead_letter_queue else None
     max_attempts = options.max_attempts
@@ -453,6 +460,7 @@ def _serve(options: argparse.Namespace) -> int:
         transfer_concurrency=options.transfer_concurrency,
         job_disk_bytes=options.job_disk,
         max_inline_output_bytes=options.max_inline_output,
+        max_body_bytes=options.max_body_size,
         ceilings=JobLimits(
             timeout_s=options.job_timeout,
             memory_bytes=options.job_memory,

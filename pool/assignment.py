@@ -5,12 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from queues.base import BodyDefect
+
 
 @dataclass(frozen=True)
 class JobAssignment:
     message_id: str
     body: str
     receive_count: int
+    defect: BodyDefect | None = None
+
+
+@dataclass(frozen=True)
+class JobAccepted:
+    """Sent by the child once it has decoded a body: the job's addressing fields, so the
+    supervisor can log and report the job (should the child die) without reading the body."""
+
+    message_id: str
+    job_id: str
+    service: str | None
+    reply_to: str | None
 
 
 @dataclass(frozen=True)

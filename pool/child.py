@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -10,7 +11,7 @@ from multiprocessing.connection import Connection
 from types import FrameType
 
 from config.logs import configure_logging, job_context
-from pool.assignment import JobAssignment
+from pool.assignment import JobAccepted, JobAssignment
 from pool.job import JobExecutor
 from pool.settings import ChildSettings
 
@@ -41,7 +42,12 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, job_p
     signal.signal(signal.SIGTERM, _exit_on_signal)
     _die_with_parent(settings.supervisor_pid)
     configure_logging(settings.log_format, settings.log_level)
-    executor = JobExecutor(settings, slot, lambda pid: setattr(job_pid, "value", pid))
+
+    def tell_accepted(notice: JobAccepted) -> None:
+        with contextlib.suppress(OSError):  # the supervisor is gone; its death signal follows
+            connection.send(notice)
+
+    executor = JobExecutor(settings, slot, lambda pid: setattr(job_pid, "value", pid), tell_accepted)
     executor.runner.recover()
     connection.send("ready")
     while True:

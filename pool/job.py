@@ -11,9 +11,10 @@ from pathlib import Path
 
 from config.logs import add_job_fields
 from config.sizes import format_size
-from pool.assignment import JobAssignment, JobReport
+from pool.assignment import JobAccepted, JobAssignment, JobReport
 from pool.settings import ChildSettings
-from protocol.request import JobRequest, RequestRejected, parse_request, peek_envelope
+from protocol.body import DecodedBody, Envelope, decode_body
+from protocol.request import JobRequest, RequestRejected
 from protocol.result import ErrorInfo, JobResult, SkippedPath, Status, WorkerIdentity, utc_timestamp
 from queues import check_reply_to
 from runners.argv import build_argv
@@ -30,8 +31,15 @@ log = logging.getLogger(__name__)
 
 
 class JobExecutor:
-    def __init__(self, settings: ChildSettings, slot: int, on_job_start: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: ChildSettings,
+        slot: int,
+        on_job_start: Callable[[int], None] | None = None,
+        on_accepted: Callable[[JobAccepted], None] | None = None,
+    ) -> None:
         self.settings = settings
+        self._on_accepted = on_accepted or (lambda _notice: None)
         self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid)
         self.stager = Stager(
             {"file": LocalFileStore(list(settings.file_roots)), "s3": S3Store(settings.transfer_concurrency)},
@@ -61,16 +69,28 @@ class JobExecutor:
             attempt=assignment.receive_count,
             started_at=utc_timestamp(started),
         )
-        # Read leniently first, so that even a rejection reaches the client's reply queue.
-        envelope = peek_envelope(assignment.body)
+        # The one decode of the body; even a rejection knows its job id and reply queue.
+        defect = assignment.defect
+        decoded = (
+            decode_body(assignment.body, self.settings.max_body_bytes) if defect is None else DecodedBody(Envelope())
+        )
+        envelope = decoded.envelope
         reply_to = self._usable_reply_to(envelope.reply_to)
         result.id = envelope.id or assignment.message_id
         result.service, result.queue = envelope.service, envelope.queue
+        self._on_accepted(JobAccepted(assignment.message_id, result.id, result.service, reply_to))
         add_job_fields(job_id=result.id, service=result.service)
         log.info("job started")
         retryable = True
         try:
-            request = parse_request(assignment.body)
+            if defect is not None and defect.retryable:
+                raise StagingFault(defect.problem)
+            if defect is not None:
+                raise RequestRejected("body", defect.problem)
+            if decoded.rejection is not None:
+                raise decoded.rejection
+            request = decoded.request
+            assert request is not None
             self._check_addressed_to_us(request)
             self._run(request, result)
         except RequestRejected as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from protocol.body import DEFAULT_MAX_BODY_BYTES
 from runners.container_settings import ContainerSettings
 from runners.limits import JobLimits
 
@@ -26,5 +27,6 @@ class ChildSettings:
     transfer_concurrency: int = 8
     job_disk_bytes: int | None = None
     max_inline_output_bytes: int = 1024 * 1024
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     ceilings: JobLimits = field(default_factory=JobLimits)
     docker: ContainerSettings | None = None  # for worker_kind "docker"

@@ -30,14 +30,13 @@ from monitoring.metrics import (
 )
 from monitoring.monitor import Monitor
 from monitoring.state import DEFAULT_STALL_LIMIT_S, RunningJob, WorkerState, status_path
-from pool.assignment import JobAssignment, JobReport
+from pool.assignment import JobAccepted, JobAssignment, JobReport
 from pool.child import child_main
 from pool.courier import ResultCourier, Settlement
 from pool.intake import Intake, PollingIntake
 from pool.outbox import InlineOutbox, ThreadOutbox
 from pool.recovery import clean_up_previous_run
 from pool.settings import ChildSettings
-from protocol.request import peek_envelope
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
 from protocol.version import VERSION
 from queues.base import JobQueue, ReceivedMessage, VisibilityChange
@@ -71,6 +70,7 @@ class InFlight:
     message: ReceivedMessage
     visible_until: float
     started: float = field(default_factory=time.monotonic)
+    accepted: JobAccepted | None = None  # the child's word on the job's id and reply queue
 
 
 @dataclass
@@ -287,7 +287,9 @@ class Supervisor:
                 slot.job = InFlight(message, time.monotonic() + self.settings.visibility_timeout)
                 # If the child just died, _replace_dead reports and releases the job.
                 with contextlib.suppress(OSError):
-                    slot.connection.send(JobAssignment(message.message_id, message.body, message.receive_count))
+                    slot.connection.send(
+                        JobAssignment(message.message_id, message.body, message.receive_count, message.defect)
+                    )
 
     def _wait_for_events(self) -> None:
         events = self.selector.select(timeout=self._seconds_to_next_heartbeat())
@@ -334,6 +336,9 @@ class Supervisor:
             slot.ready = True
             self.boot_failures = 0
             self._announce_when_ready()
+        elif isinstance(message, JobAccepted):
+            if slot.job is not None and slot.job.message.message_id == message.message_id:
+                slot.job.accepted = message
         elif isinstance(message, JobReport):
             self._complete(slot, message)
 
@@ -366,7 +371,7 @@ class Supervisor:
         exit_code = slot.process.exitcode
         if not slot.ready:
             self.boot_failures += 1
-        job_fields = {} if slot.job is None else _job_fields(slot.job.message)
+        job_fields = {} if slot.job is None else _job_fields(slot.job)
         log.error(
             "child died; replacing it",
             extra={"slot": index, "exitcode": exit_code, "had_job": slot.job is not None, **job_fields},
@@ -383,25 +388,32 @@ class Supervisor:
         self.slots[index] = self._spawn(index)
 
     def _report_lost_job(self, slot: Slot, job: InFlight, why: str) -> None:
-        message = job.message
-        final = message.receive_count >= self.settings.child.max_attempts
-        envelope = peek_envelope(message.body)
+        """A job whose child died: retried, until a message that keeps killing children (a
+        fault of ours it triggers) is given up on its last attempt and dead-lettered."""
+        message, accepted = job.message, job.accepted
+        attempts = self.settings.child.max_attempts
+        final = message.receive_count >= attempts
+        if final:
+            why += f"; attempt {message.receive_count} of {attempts}: given up"
         result = JobResult(
-            id=envelope.id or message.message_id,
+            id=accepted.job_id if accepted else message.message_id,
             message_id=message.message_id,
             status=Status.ERROR,
             worker=WorkerIdentity.of_this_host(os.getpid()),
             attempt=message.receive_count,
             started_at=utc_timestamp(),
             finished_at=utc_timestamp(),
+            service=accepted.service if accepted else None,
             error=ErrorInfo("worker", why),
             final=final,
         )
         log.info("job lost", extra={"slot": slot.index, **result.summary()})
         record_job(Status.ERROR, 0.0, 0, 0)
         retry_in_s = None if final else 0.0
+        dead_letter = final and self.dead_letter_queue is not None
+        reply_to = accepted.reply_to if accepted else None
         self.courier.add(
-            Settlement(message, result.to_json(), envelope.reply_to, retry_in_s, give_up_at=job.visible_until)
+            Settlement(message, result.to_json(), reply_to, retry_in_s, dead_letter, give_up_at=job.visible_until)
         )
 
     def _release(self, messages: list[ReceivedMessage], why: str) -> None:
@@ -476,14 +488,14 @@ class Supervisor:
         return max(0.0, min([time.monotonic() + 1.0, *deadlines]) - time.monotonic())
 
 
-def _job_fields(message: ReceivedMessage) -> dict[str, object]:
+def _job_fields(job: InFlight) -> dict[str, object]:
     """The fields every log line about a job carries (the child adds them to its own lines)."""
-    envelope = peek_envelope(message.body)
+    accepted = job.accepted
     return {
-        "job_id": envelope.id or message.message_id,
-        "message_id": message.message_id,
-        "attempt": message.receive_count,
-        "service": envelope.service,
+        "job_id": accepted.job_id if accepted else job.message.message_id,
+        "message_id": job.message.message_id,
+        "attempt": job.message.receive_count,
+        "service": accepted.service if accepted else None,
     }
 
 

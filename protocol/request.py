@@ -1,14 +1,12 @@
-"""The job request message (DESIGN.md section 2): parsing and validation.
+"""The job request message (DESIGN.md section 2): its schema and validation.
 
-A body that fails here is never run; the caller turns `RequestRejected` into a
-`rejected` result whose message names the offending field.
+Bodies are decoded by `protocol.body.decode_body`; one that fails is never run, and the
+`RequestRejected` it gives becomes a `rejected` result whose message names the offending field.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
@@ -23,10 +21,15 @@ Uri = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
+MAX_FIELD_PATH = 200  # a field path echoes the body's own keys: cut them short in messages
+
+
 class RequestRejected(Exception):
     """The message is invalid or not meant for this worker."""
 
     def __init__(self, field: str, problem: str) -> None:
+        if len(field) > MAX_FIELD_PATH:
+            field = field[:MAX_FIELD_PATH] + "..."
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}")
@@ -39,12 +42,19 @@ class FieldProblem(ValueError):
         super().__init__(f"{problem} - at `$.{field}`")
 
 
+def _check_no_nul(field: str, value: str) -> None:
+    """A NUL byte cannot be part of a command-line word, a path or an image name."""
+    if "\0" in value:
+        raise FieldProblem(field, "must not contain a NUL character")
+
+
 def _one_of(field: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise FieldProblem(field, "must be one of " + ", ".join(choices))
 
 
 def _check_uri(field: str, value: str) -> None:
+    _check_no_nul(field, value)
     if not value.startswith(SUPPORTED_URI_SCHEMES):
         raise FieldProblem(field, "must be a URI starting with " + " or ".join(SUPPORTED_URI_SCHEMES))
 
@@ -74,6 +84,10 @@ class Argument(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         _one_of("type", self.type, ARGUMENT_TYPES)
         if isinstance(self.value, bool):
             raise FieldProblem("value", "must be a string or a number")
+        if self.name is not None:
+            _check_no_nul("name", self.name)
+        if isinstance(self.value, str):
+            _check_no_nul("value", self.value)
         if self.type != "parameter":
             if not isinstance(self.value, str):
                 raise FieldProblem("value", f"an {self.type} argument needs a URI")
@@ -116,54 +130,9 @@ class JobRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     def __post_init__(self) -> None:
         _one_of("queue", self.queue, WORKER_KINDS)
+        _check_no_nul("service", self.service)
         if not self.test and self.command is None:
             raise FieldProblem("command", "is required unless test is true")
-
-
-_DECODER = msgspec.json.Decoder(JobRequest)
-
-
-def parse_request(body: str) -> JobRequest:
-    """Parse a raw message body; raise `RequestRejected` naming the first bad field."""
-    try:
-        return _DECODER.decode(body)
-    except msgspec.ValidationError as exc:
-        field, problem = _describe(str(exc))
-        raise RequestRejected(field, problem) from None
-    except msgspec.DecodeError:
-        pass
-    # Not JSON: let the standard library say where, in the words people know.
-    try:
-        json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestRejected("body", f"not valid JSON ({exc})") from None
-    raise RequestRejected("body", "not valid JSON")
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """The addressing fields of a body that may be invalid, read leniently, so that even a
-    rejection names its job and reaches its client's reply queue."""
-
-    id: str | None = None
-    service: str | None = None
-    queue: str | None = None
-    reply_to: str | None = None
-
-
-def peek_envelope(body: str) -> Envelope:
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return Envelope()
-    if not isinstance(data, dict):
-        return Envelope()
-
-    def text(name: str, max_length: int = 256) -> str | None:
-        value = data.get(name)
-        return value if isinstance(value, str) and 0 < len(value) <= max_length else None
-
-    return Envelope(text("id"), text("service"), text("queue"), text("reply_to", 2048))
 
 
 _AT = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -171,7 +140,7 @@ _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "boo
                "array": "a list", "object": "an object", "null": "null"}  # fmt: skip
 
 
-def _describe(error: str) -> tuple[str, str]:
+def describe_validation_error(error: str) -> tuple[str, str]:
     """msgspec's `problem - at `$.a.b[2]`` as ("a.b[2]", a plain problem)."""
     match = _AT.match(error)
     assert match is not None

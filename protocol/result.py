@@ -77,7 +77,12 @@ class JobResult(msgspec.Struct):
     final: bool = True
 
     def to_json(self) -> str:
-        return msgspec.json.encode(self).decode()
+        try:
+            return msgspec.json.encode(self).decode()
+        except UnicodeEncodeError:
+            # Text from the job's side (file names that are not UTF-8, undecodable output)
+            # is escaped rather than allowed to lose the result.
+            return msgspec.json.encode(_escape_surrogates(msgspec.to_builtins(self))).decode()
 
     def summary(self) -> dict[str, Any]:
         """The fields a log line about this result carries (not the captured output)."""
@@ -93,6 +98,16 @@ class JobResult(msgspec.Struct):
             "error": None if self.error is None else f"{self.error.type}: {self.error.message}",
             "final": self.final,
         }
+
+
+def _escape_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_escape_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_escape_surrogates(key): _escape_surrogates(item) for key, item in value.items()}
+    return value
 
 
 def utc_timestamp(moment: datetime | None = None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from protocol.body import DEFAULT_MAX_BODY_BYTES
 from queues.base import JobQueue
 from queues.local import DEFAULT_QUEUE_NAME, RESULTS_QUEUE_NAME, LocalQueue, check_queue_name
 from queues.sqs import SqsQueue, check_sqs_queue_name, is_sqs_url
@@ -20,13 +21,16 @@ def default_queue_spec() -> str:
     return f"local:{default_state_dir() / 'queue.sqlite3'}"
 
 
-def open_queue(spec: str, large_payload_bucket: str | None = None) -> JobQueue:
+def open_queue(
+    spec: str, large_payload_bucket: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> JobQueue:
     """Open a queue from its command-line spec: `local:PATH[#NAME]` or an SQS queue URL.
 
-    `large_payload_bucket`: where SQS messages over the size limit are stored (S3).
+    `large_payload_bucket`: where SQS messages over the size limit are stored (S3);
+    `max_body_bytes`: the largest S3 payload a received pointer may bring in.
     """
     if is_sqs_url(spec):
-        return SqsQueue(spec, large_payload_bucket)
+        return SqsQueue(spec, large_payload_bucket, max_body_bytes)
     if spec.startswith("local:"):
         location, _, name = spec[len("local:") :].partition("#")
         if not location:

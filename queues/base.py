@@ -8,11 +8,24 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class BodyDefect:
+    """Why a received message has no usable body (an S3 pointer that cannot be resolved).
+
+    `retryable`: a fault on the storage side, worth another attempt; else the message is
+    rejected, never run.
+    """
+
+    problem: str
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
 class ReceivedMessage:
     message_id: str
     receipt: str
     body: str
     receive_count: int
+    defect: BodyDefect | None = None  # set: `body` is the raw message as received, not a request
 
 
 @dataclass(frozen=True)

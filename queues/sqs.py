@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from queues.base import QueueError, ReceivedMessage, VisibilityChange
+import msgspec
+
+from protocol.body import DEFAULT_MAX_BODY_BYTES
+from queues.base import BodyDefect, QueueError, ReceivedMessage, VisibilityChange
 
 BATCH = 10  # the most entries one SQS batch call takes
 MAX_VISIBILITY_S = 43200
@@ -25,6 +28,17 @@ T = TypeVar("T")
 
 _clients: dict[str | None, Any] = {}
 _clients_lock = threading.Lock()
+_receive_client: Any = None
+# The message attributes by which the extended clients mark a body that is an S3 pointer.
+POINTER_SIZE_ATTRIBUTES = ("ExtendedPayloadSize", "SQSLargePayloadSize")
+
+
+class _PointerTarget(msgspec.Struct):
+    s3BucketName: str
+    s3Key: str
+
+
+_POINTER = msgspec.json.Decoder(tuple[str, _PointerTarget])
 
 
 def _sqs_client(large_payload_bucket: str | None) -> Any:
@@ -46,6 +60,22 @@ def _sqs_client(large_payload_bucket: str | None) -> Any:
         return _clients[large_payload_bucket]
 
 
+def _plain_sqs_client() -> Any:
+    """A client without the extended client's receive hook, which resolves every pointer of a
+    batch itself and fails the whole batch on one bad or huge payload: receiving goes through
+    this one, and each pointer is resolved apart, within the body size limit."""
+    global _receive_client  # noqa: PLW0603 (one per process, like the others)
+    with _clients_lock:
+        if _receive_client is None:
+            import botocore.session  # noqa: PLC0415
+            from botocore.config import Config  # noqa: PLC0415
+
+            _receive_client = botocore.session.get_session().create_client(
+                "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5})
+            )
+        return _receive_client
+
+
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$")
 
 
@@ -59,9 +89,12 @@ def check_sqs_queue_name(name: str) -> None:
 
 
 class SqsQueue:
-    def __init__(self, url: str, large_payload_bucket: str | None = None) -> None:
+    def __init__(
+        self, url: str, large_payload_bucket: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    ) -> None:
         self.url = url
         self.large_payload_bucket = large_payload_bucket
+        self.max_body_bytes = max_body_bytes  # a pointer to a larger payload is not downloaded
 
     @property
     def spec(self) -> str:
@@ -131,7 +164,7 @@ class SqsQueue:
             return []
         response = self._call(
             "receive_message",
-            lambda: self._client().receive_message(
+            lambda: _plain_sqs_client().receive_message(
                 QueueUrl=self.url,
                 MaxNumberOfMessages=min(BATCH, max_messages),
                 WaitTimeSeconds=min(LONG_POLL_S, int(wait_seconds)),
@@ -140,15 +173,48 @@ class SqsQueue:
                 MessageAttributeNames=["All"],
             ),
         )
-        return [
-            ReceivedMessage(
-                message["MessageId"],
-                message["ReceiptHandle"],
-                message["Body"],
-                int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
-            )
-            for message in response.get("Messages", [])
-        ]
+        return [self._received(message) for message in response.get("Messages", [])]
+
+    def _received(self, message: dict[str, Any]) -> ReceivedMessage:
+        message_id, receipt, body = message["MessageId"], message["ReceiptHandle"], message["Body"]
+        receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+        attributes = message.get("MessageAttributes", {})
+        declared = next((attributes[name] for name in POINTER_SIZE_ATTRIBUTES if name in attributes), None)
+        if declared is None:
+            return ReceivedMessage(message_id, receipt, body, receive_count)
+        try:
+            target = _POINTER.decode(body)[1]
+        except (msgspec.DecodeError, RecursionError) as exc:
+            problem = BodyDefect(f"marked as a large payload, but not an S3 pointer ({exc})")
+            return ReceivedMessage(message_id, receipt, body, receive_count, problem)
+        # Carry the pointer in the receipt, as the extended client does, so the payload goes
+        # with the message.
+        receipt = self._client().embed_s3_pointer_in_receipt_handle({"ReceiptHandle": receipt, "Body": body})
+        payload, defect = self._fetch_payload(target, declared.get("StringValue", ""))
+        return ReceivedMessage(message_id, receipt, payload if defect is None else body, receive_count, defect)
+
+    def _fetch_payload(self, target: _PointerTarget, declared_size: str) -> tuple[str, BodyDefect | None]:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        where = f"s3://{target.s3BucketName}/{target.s3Key}"
+        limit = self.max_body_bytes
+        if not declared_size.isdigit() or int(declared_size) > limit:
+            return "", BodyDefect(f"the payload at {where} is {declared_size} bytes; at most {limit} are accepted")
+        try:
+            response = self._client().s3_client.get_object(Bucket=target.s3BucketName, Key=target.s3Key)
+            data = response["Body"].read(limit + 1)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            gone = code in ("NoSuchKey", "NoSuchBucket", "InvalidBucketName", "404")
+            return "", BodyDefect(f"cannot fetch the payload at {where}: {exc}", retryable=not gone)
+        except (BotoCoreError, ValueError) as exc:
+            return "", BodyDefect(f"cannot fetch the payload at {where}: {exc}", retryable=True)
+        if len(data) > limit:
+            return "", BodyDefect(f"the payload at {where} is over {limit} bytes, more than its pointer said")
+        try:
+            return data.decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            return "", BodyDefect(f"the payload at {where} is not UTF-8 text ({exc})")
 
     def _original_receipt(self, receipt: str) -> str:
         """The SQS receipt inside one the extended client rewrote to carry an S3 pointer.

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from config.sizes import format_size, parse_size
-from protocol.request import RequestRejected, parse_request
+from protocol.body import parse_request
+from protocol.request import RequestRejected
 from runners.limits import JobLimits, cores_for, resolve_limits
 
 CEILINGS = JobLimits(timeout_s=60, memory_bytes=parse_size("1G"), cpus=2, cpu_seconds=100)

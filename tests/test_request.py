@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from protocol.request import Envelope, RequestRejected, parse_request, peek_envelope
+from protocol.body import Envelope, decode_body, parse_request
+from protocol.request import RequestRejected
 
 SEED: dict[str, Any] = {
     "test": False,
@@ -133,6 +134,6 @@ def test_bodies_that_are_not_json_objects(body: str, expected: str) -> None:
 
 
 def test_envelope_is_read_leniently_from_invalid_messages() -> None:
-    assert peek_envelope('{"id": "a", "queue": 5, "reply_to": "r"}') == Envelope(id="a", reply_to="r")
-    assert peek_envelope("not json") == Envelope()
-    assert peek_envelope("[1]") == Envelope()
+    assert decode_body('{"id": "a", "queue": 5, "reply_to": "r"}').envelope == Envelope(id="a", reply_to="r")
+    assert decode_body("not json").envelope == Envelope()
+    assert decode_body("[1]").envelope == Envelope()
