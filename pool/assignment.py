@@ -17,17 +17,6 @@ class JobAssignment:
 
 
 @dataclass(frozen=True)
-class JobAccepted:
-    """Sent by the child once it has decoded a body: the job's addressing fields, so the
-    supervisor can log and report the job (should the child die) without reading the body."""
-
-    message_id: str
-    job_id: str
-    service: str | None
-    reply_to: str | None
-
-
-@dataclass(frozen=True)
 class JobReport:
     message_id: str
     result_json: str

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import os
 import signal
+from functools import partial
 from multiprocessing.connection import Connection
 from types import FrameType
 
 from config.logs import configure_logging, job_context
-from pool.assignment import JobAccepted, JobAssignment
+from pool.assignment import JobAssignment
 from pool.job import JobExecutor
+from pool.notice import post
 from pool.settings import ChildSettings
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,16 @@ def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def child_main(settings: ChildSettings, connection: Connection, slot: int, job_pid: ctypes.c_int) -> None:
-    """Run jobs until told to stop. `job_pid` is shared memory: the running job's pid (0: none),
-    so the supervisor can kill the job should this child die."""
+def child_main(
+    settings: ChildSettings,
+    connection: Connection,
+    slot: int,
+    job_pid: ctypes.c_int,
+    notice_board: ctypes.Array[ctypes.c_char],
+) -> None:
+    """Run jobs until told to stop. `job_pid` and `notice_board` are shared memory: the running
+    job's pid (0: none) and its addressing fields, so that should this child die the supervisor
+    can kill the job and report it."""
     # Ctrl-C reaches the whole foreground process group; only the supervisor acts on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # SIGTERM from the supervisor unwinds the job, so its process group is killed and its
@@ -43,11 +51,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, job_p
     _die_with_parent(settings.supervisor_pid)
     configure_logging(settings.log_format, settings.log_level)
 
-    def tell_accepted(notice: JobAccepted) -> None:
-        with contextlib.suppress(OSError):  # the supervisor is gone; its death signal follows
-            connection.send(notice)
-
-    executor = JobExecutor(settings, slot, lambda pid: setattr(job_pid, "value", pid), tell_accepted)
+    executor = JobExecutor(settings, slot, lambda pid: setattr(job_pid, "value", pid), partial(post, notice_board))
     executor.runner.recover()
     connection.send("ready")
     while True:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from config.logs import add_job_fields
 from config.sizes import format_size
-from pool.assignment import JobAccepted, JobAssignment, JobReport
+from pool.assignment import JobAssignment, JobReport
+from pool.notice import JobAccepted
 from pool.settings import ChildSettings
 from protocol.body import DecodedBody, Envelope, decode_body
 from protocol.request import JobRequest, RequestRejected

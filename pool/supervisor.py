@@ -30,10 +30,11 @@ from monitoring.metrics import (
 )
 from monitoring.monitor import Monitor
 from monitoring.state import DEFAULT_STALL_LIMIT_S, RunningJob, WorkerState, status_path
-from pool.assignment import JobAccepted, JobAssignment, JobReport
+from pool.assignment import JobAssignment, JobReport
 from pool.child import child_main
 from pool.courier import ResultCourier, Settlement
 from pool.intake import Intake, PollingIntake
+from pool.notice import JobAccepted, new_notice_board, read
 from pool.outbox import InlineOutbox, ThreadOutbox
 from pool.recovery import clean_up_previous_run
 from pool.settings import ChildSettings
@@ -70,7 +71,6 @@ class InFlight:
     message: ReceivedMessage
     visible_until: float
     started: float = field(default_factory=time.monotonic)
-    accepted: JobAccepted | None = None  # the child's word on the job's id and reply queue
 
 
 @dataclass
@@ -79,6 +79,7 @@ class Slot:
     process: BaseProcess
     connection: Connection
     job_pid: ctypes.c_int  # shared with the child: its running job's pid, 0 when idle
+    notice_board: ctypes.Array[ctypes.c_char]  # shared with the child: its job's id and reply queue
     ready: bool = False
     job: InFlight | None = None
     retired: bool = False  # died during shutdown and not replaced
@@ -203,15 +204,16 @@ class Supervisor:
     def _spawn(self, index: int) -> Slot:
         parent_end, child_end = self.context.Pipe()
         job_pid = self.context.RawValue(ctypes.c_int, 0)
+        notice_board = new_notice_board(self.context)
         process = self.context.Process(
             target=child_main,
-            args=(self.settings.child, child_end, index, job_pid),
+            args=(self.settings.child, child_end, index, job_pid, notice_board),
             name=f"api-worker-{index}",
             daemon=False,
         )
         process.start()
         child_end.close()
-        slot = Slot(index, process, parent_end, job_pid)
+        slot = Slot(index, process, parent_end, job_pid, notice_board)
         self._watch(slot)
         return slot
 
@@ -336,9 +338,6 @@ class Supervisor:
             slot.ready = True
             self.boot_failures = 0
             self._announce_when_ready()
-        elif isinstance(message, JobAccepted):
-            if slot.job is not None and slot.job.message.message_id == message.message_id:
-                slot.job.accepted = message
         elif isinstance(message, JobReport):
             self._complete(slot, message)
 
@@ -371,14 +370,15 @@ class Supervisor:
         exit_code = slot.process.exitcode
         if not slot.ready:
             self.boot_failures += 1
-        job_fields = {} if slot.job is None else _job_fields(slot.job)
+        accepted = None if slot.job is None else read(slot.notice_board, slot.job.message.message_id)
+        job_fields = {} if slot.job is None else _job_fields(slot.job, accepted)
         log.error(
             "child died; replacing it",
             extra={"slot": index, "exitcode": exit_code, "had_job": slot.job is not None, **job_fields},
         )
         if slot.job is not None:
             _kill_job_group(slot)
-            self._report_lost_job(slot, slot.job, f"the worker child died (exit code {exit_code})")
+            self._report_lost_job(slot, slot.job, accepted, f"the worker child died (exit code {exit_code})")
         self._unwatch(slot)
         slot.connection.close()
         if self.stopping:
@@ -387,10 +387,11 @@ class Supervisor:
         record_child_restart()
         self.slots[index] = self._spawn(index)
 
-    def _report_lost_job(self, slot: Slot, job: InFlight, why: str) -> None:
+    def _report_lost_job(self, slot: Slot, job: InFlight, accepted: JobAccepted | None, why: str) -> None:
         """A job whose child died: retried, until a message that keeps killing children (a
-        fault of ours it triggers) is given up on its last attempt and dead-lettered."""
-        message, accepted = job.message, job.accepted
+        fault of ours it triggers) is given up on its last attempt and dead-lettered.
+        `accepted`: what the child said of the job before it died, if it got that far."""
+        message = job.message
         attempts = self.settings.child.max_attempts
         final = message.receive_count >= attempts
         if final:
@@ -488,9 +489,8 @@ class Supervisor:
         return max(0.0, min([time.monotonic() + 1.0, *deadlines]) - time.monotonic())
 
 
-def _job_fields(job: InFlight) -> dict[str, object]:
+def _job_fields(job: InFlight, accepted: JobAccepted | None) -> dict[str, object]:
     """The fields every log line about a job carries (the child adds them to its own lines)."""
-    accepted = job.accepted
     return {
         "job_id": accepted.job_id if accepted else job.message.message_id,
         "message_id": job.message.message_id,
