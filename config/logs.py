@@ -89,7 +89,20 @@ class JsonFormatter(MsgspecFormatter):
         )
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        try:
+            return redact(super().format(record))
+        except UnicodeEncodeError:
+            # Text that is not valid Unicode (a job's file name in no UTF-8) is escaped, never
+            # allowed to lose the line.
+            _escape_surrogates(record)
+            return redact(super().format(record))
+
+
+def _escape_surrogates(record: logging.LogRecord) -> None:
+    record.msg, record.args = record.getMessage(), None
+    for key, value in list(vars(record).items()):
+        if isinstance(value, str):
+            setattr(record, key, value.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 class TextFormatter(logging.Formatter):

@@ -38,6 +38,15 @@ def test_redact(text: str, kept: list[str], gone: list[str]) -> None:
         assert piece not in cleaned
 
 
+def test_text_that_is_not_unicode_is_escaped_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging("json")
+    logging.getLogger("test").warning("cannot upload %s", "out/\udcff.txt", extra={"path": "a\udc80"})
+    line = json.loads(stream.getvalue())
+    assert (line["message"], line["path"]) == ("cannot upload out/\\udcff.txt", "a\\udc80")
+
+
 def test_json_lines_carry_the_job_fields_and_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
