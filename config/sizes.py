@@ -17,12 +17,16 @@ def parse_size(text: str | int) -> int:
         if text <= 0:
             raise ValueError("must be a positive number of bytes")
         return text
+    shown = repr(str(text)[:40] + ("..." if len(str(text)) > 40 else ""))
     match = _SIZE.match(str(text))
     if not match:
-        raise ValueError(f"{text!r} is not a size: use bytes or a number with K, M, G or T (e.g. 512M)")
-    size = int(float(match.group(1)) * _FACTORS[match.group(2).lower()])
+        raise ValueError(f"{shown} is not a size: use bytes or a number with K, M, G or T (e.g. 512M)")
+    try:
+        size = int(float(match.group(1)) * _FACTORS[match.group(2).lower()])
+    except OverflowError:
+        raise ValueError(f"{shown} is too large a size") from None
     if size <= 0:
-        raise ValueError(f"{text!r} must be more than 0 bytes")
+        raise ValueError(f"{shown} must be more than 0 bytes")
     return size
 
 

@@ -13,8 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.body import DecodedBody, decode_body
+from protocol.request import RequestRejected
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity
 from runners.argv import build_argv
+from runners.limits import JobLimits, resolve_limits
 from tests.test_request import SEED as DESIGN_SEED
 
 # The design's seed message with every optional field and a numeric parameter added.
@@ -26,10 +28,12 @@ SEED: dict[str, Any] = copy.deepcopy(DESIGN_SEED) | {
 }
 SEED["command"]["arguments"].append({"type": "parameter", "value": 3.5})
 
+CEILINGS = JobLimits(timeout_s=3600, memory_bytes=2**34, cpus=2, cpu_seconds=3600)
+
 # Text as hostile as JSON can carry: lone surrogates (category Cs), NUL, controls, any plane.
-odd_text = st.text(st.characters(codec=None, categories=None), max_size=40) | st.sampled_from(
-    ["", "\udc80", "a\ud800b", "\x00", "s3://", "file:///../../etc/passwd", "..", "x" * 5000, "1e999"]
-)
+ODD_STRINGS = ["", "\udc80", "a\ud800b", "\x00", "s3://", "file:///../../etc/passwd", "..", "x" * 5000]
+ODD_SIZES = ["1e999", "9" * 400 + "G", "0.5", "-1G", "1" * 20 + "T"]
+odd_text = st.text(st.characters(codec=None, categories=None), max_size=40) | st.sampled_from(ODD_STRINGS + ODD_SIZES)
 odd_numbers = (
     st.integers()
     | st.integers(min_value=10**30, max_value=10**60)
@@ -76,6 +80,25 @@ def mutated_seeds(draw: st.DrawFn) -> str:
     return json.dumps(message, ensure_ascii=draw(st.booleans()))
 
 
+# Sizes as text, from ordinary to more digits than a float holds.
+size_texts = (
+    st.tuples(st.integers(1, 500), st.sampled_from(["", "K", "M", "G", "T", "GiB"])).map(lambda n: "9" * n[0] + n[1])
+    | st.sampled_from(ODD_SIZES)
+    | odd_text
+)
+
+
+@st.composite
+def odd_limits(draw: st.DrawFn) -> str:
+    """The seed asking for limits written in every odd way: sizes, huge and tiny numbers."""
+    message = copy.deepcopy(SEED)
+    numbers = st.floats(min_value=1e-3, max_value=1e300) | odd_numbers
+    resources = {"memory": size_texts | odd_numbers, "cpus": numbers, "cpu_seconds": numbers}
+    message["resources"] = draw(st.fixed_dictionaries({}, optional=resources))
+    message["timeout"] = draw(numbers)
+    return json.dumps(message)
+
+
 @st.composite
 def nested(draw: st.DrawFn) -> str:
     depth = draw(st.integers(0, 3000))
@@ -94,6 +117,7 @@ def duplicate_keys(draw: st.DrawFn) -> str:
 
 hostile_bodies = (
     mutated_seeds()
+    | odd_limits()
     | nested()
     | duplicate_keys()
     | json_values.map(json.dumps)
@@ -124,6 +148,13 @@ def _check_one_outcome(decoded: DecodedBody) -> None:
     )
     msgspec.json.decode(result.to_json().encode("utf-8"))  # strictly encoded, and read back
     request = decoded.request
+    if request is not None:
+        # What the child does next with an accepted request rejects, never raises otherwise.
+        try:
+            resolve_limits(request, CEILINGS)
+        except RequestRejected as exc:
+            str(exc).encode("utf-8")
+            assert len(str(exc)) < 1000
     if request is not None and request.command is not None:
         arguments = request.command.arguments
         values = [a.text if a.type == "parameter" else f"/job/in/{i}" for i, a in enumerate(arguments)]
@@ -142,6 +173,12 @@ def test_every_hostile_body_ends_in_exactly_one_outcome(body: str) -> None:
 @given(mutated_seeds())
 def test_mutated_seeds_within_a_small_size_limit(body: str) -> None:
     _check_one_outcome(decode_body(body, max_bytes=300))
+
+
+@settings(max_examples=300, deadline=None)
+@given(odd_limits())
+def test_limits_written_oddly(body: str) -> None:
+    _check_one_outcome(decode_body(body))
 
 
 def test_the_unmutated_seed_is_accepted() -> None:

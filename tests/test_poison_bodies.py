@@ -8,7 +8,9 @@ import msgspec
 import pytest
 
 from protocol.body import MAX_NESTING_DEPTH, Envelope, decode_body, nesting_depth
+from protocol.request import RequestRejected
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity
+from runners.limits import JobLimits, resolve_limits
 
 VALID = {"service": "tool", "queue": "native", "command": {"arguments": []}}
 
@@ -84,6 +86,13 @@ def test_body_over_the_size_limit_is_rejected_before_parsing() -> None:
 )
 def test_odd_values_are_rejected_with_a_clear_message(body: str, expected: str) -> None:
     assert _rejection(body) == expected
+
+
+def test_a_memory_size_too_large_for_a_number_is_rejected() -> None:
+    decoded = decode_body(json.dumps({**VALID, "resources": {"memory": "9" * 400 + "G"}}))
+    assert decoded.request is not None
+    with pytest.raises(RequestRejected, match=r"^resources.memory: '9{40}\.\.\.' is too large a size$"):
+        resolve_limits(decoded.request, JobLimits())
 
 
 def test_nesting_depth_ignores_brackets_inside_strings() -> None:
