@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from staging.errors import StagingRejected
 
+MAX_NAME_BYTES = 255  # the longest file name Linux filesystems take
 _BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 
 
@@ -43,7 +44,10 @@ class ObjectUri:
 
 def parse_uri(text: str, *, prefix: bool = False) -> ObjectUri:
     """Parse and check a URI; `prefix` allows a trailing `/` or an empty key."""
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # e.g. an unclosed '[' read as an IPv6 host
+        raise StagingRejected(f"{text}: not a valid URI ({exc})") from None
     if parts.query or parts.fragment:
         raise StagingRejected(f"{text}: query strings and fragments are not supported")
     if parts.scheme == "s3":
@@ -72,6 +76,8 @@ def _check_key(text: str, key: str, *, prefix: bool) -> None:
         return
     if not segments or any(segment in ("", ".", "..") for segment in segments):
         raise StagingRejected(f"{text}: key has an empty, '.' or '..' segment")
+    if any(len(segment.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for segment in segments):
+        raise StagingRejected(f"{text}: a key segment is longer than {MAX_NAME_BYTES} bytes, too long for a file name")
 
 
 def mirror_path(root: Path, uri: ObjectUri) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -13,10 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.body import DecodedBody, decode_body
-from protocol.request import RequestRejected
+from protocol.request import Command, RequestRejected
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity
 from runners.argv import build_argv
 from runners.limits import JobLimits, resolve_limits
+from staging.errors import StagingRejected
+from staging.uris import mirror_path, parse_uri
 from tests.test_request import SEED as DESIGN_SEED
 
 # The design's seed message with every optional field and a numeric parameter added.
@@ -28,10 +31,12 @@ SEED: dict[str, Any] = copy.deepcopy(DESIGN_SEED) | {
 }
 SEED["command"]["arguments"].append({"type": "parameter", "value": 3.5})
 
+JOB_ROOT = Path("/scratch/job-1/in")
 CEILINGS = JobLimits(timeout_s=3600, memory_bytes=2**34, cpus=2, cpu_seconds=3600)
 
 # Text as hostile as JSON can carry: lone surrogates (category Cs), NUL, controls, any plane.
-ODD_STRINGS = ["", "\udc80", "a\ud800b", "\x00", "s3://", "file:///../../etc/passwd", "..", "x" * 5000]
+ODD_URIS = ["s3://[bucket/key", "s3://b/" + "k" * 300, "file:///%2e%2e/etc", "s3://b/a/../../x", "s3://", "file:///"]
+ODD_STRINGS = [*ODD_URIS, "", "\udc80", "a\ud800b", "\x00", "s3://", "file:///../../etc/passwd", "..", "x" * 5000]
 ODD_SIZES = ["1e999", "9" * 400 + "G", "0.5", "-1G", "1" * 20 + "T"]
 odd_text = st.text(st.characters(codec=None, categories=None), max_size=40) | st.sampled_from(ODD_STRINGS + ODD_SIZES)
 odd_numbers = (
@@ -99,6 +104,24 @@ def odd_limits(draw: st.DrawFn) -> str:
     return json.dumps(message)
 
 
+uri_texts = st.sampled_from(ODD_URIS) | st.builds(
+    "{}://{}/{}".format, st.sampled_from(["s3", "file"]), odd_text, odd_text
+)
+
+
+@st.composite
+def odd_uris(draw: st.DrawFn) -> str:
+    """The seed with its input, output and stream URIs written in every odd way."""
+    message = copy.deepcopy(SEED)
+    command = message["command"]
+    for argument in command["arguments"]:
+        if argument["type"] != "parameter":
+            argument["value"] = draw(uri_texts)
+    command["input"], command["output"] = draw(st.lists(uri_texts, max_size=2)), draw(st.lists(uri_texts, max_size=2))
+    command["stderr"]["value"] = draw(uri_texts)
+    return json.dumps(message)
+
+
 @st.composite
 def nested(draw: st.DrawFn) -> str:
     depth = draw(st.integers(0, 3000))
@@ -156,11 +179,27 @@ def _check_one_outcome(decoded: DecodedBody) -> None:
             str(exc).encode("utf-8")
             assert len(str(exc)) < 1000
     if request is not None and request.command is not None:
+        _check_uris(request.command)
         arguments = request.command.arguments
         values = [a.text if a.type == "parameter" else f"/job/in/{i}" for i, a in enumerate(arguments)]
         for word in build_argv(("tool",), arguments, values):
             word.encode("utf-8")
             assert "\0" not in word
+
+
+def _check_uris(command: Command) -> None:
+    """Every URI an accepted request names maps inside the job directory or is rejected."""
+    uris = [(a.text, False) for a in command.arguments if a.type != "parameter"]
+    uris += [(uri, True) for uri in [*command.input, *command.output]]
+    streams = (command.stdin, command.stdout, command.stderr)
+    uris += [(s.value, False) for s in streams if s and s.type == "uri" and s.value]
+    for text, prefix in uris:
+        try:
+            path = mirror_path(JOB_ROOT, parse_uri(text, prefix=prefix))
+        except StagingRejected as exc:
+            str(exc).encode("utf-8", "surrogateescape")
+            continue
+        assert path.is_relative_to(JOB_ROOT) and path != JOB_ROOT
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -178,6 +217,12 @@ def test_mutated_seeds_within_a_small_size_limit(body: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(odd_limits())
 def test_limits_written_oddly(body: str) -> None:
+    _check_one_outcome(decode_body(body))
+
+
+@settings(max_examples=300, deadline=None)
+@given(odd_uris())
+def test_uris_written_oddly(body: str) -> None:
     _check_one_outcome(decode_body(body))
 
 

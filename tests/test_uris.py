@@ -55,3 +55,17 @@ def test_escaping_or_unsupported_uris_are_refused(uri: str) -> None:
 def test_mirror_path_never_leaves_the_root(tmp_path: Path) -> None:
     with pytest.raises(StagingRejected, match="leave the job directory"):
         mirror_path(tmp_path, ObjectUri("s3", "..", "x"))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("s3://[bucket/key", "not a valid URI (Invalid IPv6 URL)"),
+        ("s3://b/" + "k" * 256, "a key segment is longer than 255 bytes, too long for a file name"),
+        ("s3://b/" + "\u00e9" * 128 + "/x", "a key segment is longer than 255 bytes"),
+    ],
+)
+def test_uris_no_file_system_can_hold_are_rejected(text: str, problem: str) -> None:
+    with pytest.raises(StagingRejected, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        parse_uri(text)
+    parse_uri("s3://b/" + "k" * 255)  # the longest name that fits
