@@ -50,7 +50,6 @@ def child_main(
     signal.signal(signal.SIGTERM, _exit_on_signal)
     _die_with_parent(settings.supervisor_pid)
     configure_logging(settings.log_format, settings.log_level)
-
     executor = JobExecutor(settings, slot, lambda pid: setattr(job_pid, "value", pid), partial(post, notice_board))
     executor.runner.recover()
     connection.send("ready")

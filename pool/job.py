@@ -71,10 +71,7 @@ class JobExecutor:
             started_at=utc_timestamp(started),
         )
         # The one decode of the body; even a rejection knows its job id and reply queue.
-        defect = assignment.defect
-        decoded = (
-            decode_body(assignment.body, self.settings.max_body_bytes) if defect is None else DecodedBody(Envelope())
-        )
+        decoded = self._decode(assignment)
         envelope = decoded.envelope
         reply_to = self._usable_reply_to(envelope.reply_to)
         result.id = envelope.id or assignment.message_id
@@ -84,10 +81,8 @@ class JobExecutor:
         log.info("job started")
         retryable = True
         try:
-            if defect is not None and defect.retryable:
-                raise StagingFault(defect.problem)
-            if defect is not None:
-                raise RequestRejected("body", defect.problem)
+            if assignment.defect is not None and assignment.defect.retryable:
+                raise StagingFault(assignment.defect.problem)
             if decoded.rejection is not None:
                 raise decoded.rejection
             request = decoded.request
@@ -126,6 +121,14 @@ class JobExecutor:
             bytes_in=self._bytes_in,
             bytes_out=sum(output.bytes for output in result.outputs),
         )
+
+    def _decode(self, assignment: JobAssignment) -> DecodedBody:
+        """The request; or, for a body the queue could not fetch, a rejection or nothing to read."""
+        defect = assignment.defect
+        if defect is None:
+            return decode_body(assignment.body, self.settings.max_body_bytes)
+        rejection = None if defect.retryable else RequestRejected("body", defect.problem)
+        return DecodedBody(Envelope(), rejection=rejection)
 
     def _inline_stream(self, name: str, path: Path, result: JobResult) -> str:
         """A `pipe` stream for the result, cut at --max-inline-output (say so in `skipped`)."""

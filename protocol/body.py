@@ -130,10 +130,9 @@ def _first_unencodable(data: Any, path: str) -> tuple[str, str] | None:
                 return found
     if isinstance(data, dict):
         for key, value in data.items():
-            name = key if _encodable(key) else ascii(key)
             if not _encodable(key):
-                return (f"{path}.{name}".removeprefix("."), key)
-            found = _first_unencodable(value, f"{path}.{name}".removeprefix("."))
+                return (f"{path}.{key!a}".removeprefix("."), key)
+            found = _first_unencodable(value, f"{path}.{key}".removeprefix("."))
             if found:
                 return found
     return None

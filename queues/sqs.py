@@ -26,6 +26,7 @@ MAX_VISIBILITY_S = 43200
 LONG_POLL_S = 20
 T = TypeVar("T")
 
+_RETRIES = {"mode": "standard", "max_attempts": 5}
 _clients: dict[str | None, Any] = {}
 _clients_lock = threading.Lock()
 _receive_client: Any = None
@@ -49,9 +50,7 @@ def _sqs_client(large_payload_bucket: str | None) -> Any:
             import sqs_extended_client  # noqa: F401, PLC0415 (adds large-payload support to boto3's SQS client)
             from botocore.config import Config  # noqa: PLC0415
 
-            client = boto3.session.Session().client(
-                "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5})
-            )
+            client = boto3.session.Session().client("sqs", config=Config(retries=_RETRIES))
             # A request's S3 payload goes with its message, whether or not we send large ones.
             client.delete_payload_from_s3 = True
             if large_payload_bucket:
@@ -70,9 +69,7 @@ def _plain_sqs_client() -> Any:
             import botocore.session  # noqa: PLC0415
             from botocore.config import Config  # noqa: PLC0415
 
-            _receive_client = botocore.session.get_session().create_client(
-                "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5})
-            )
+            _receive_client = botocore.session.get_session().create_client("sqs", config=Config(retries=_RETRIES))
         return _receive_client
 
 
