@@ -21,6 +21,7 @@ RUN python3 -m venv .venv \
 COPY supervisor.py ./
 COPY client ./client
 COPY config ./config
+COPY journal ./journal
 COPY monitoring ./monitoring
 COPY pool ./pool
 COPY protocol ./protocol

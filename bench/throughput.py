@@ -52,7 +52,8 @@ class Supervisor:
         self.log_path = directory / "worker.log"
         command = [
             sys.executable, str(REPO / "supervisor.py"), "--queue", f"local:{self.queue_path}",
-            "--scratch-dir", str(directory / "scratch"), "--workers", str(workers), *(options or []),
+            "--scratch-dir", str(directory / "scratch"), "--journal", str(directory / "journal.sqlite3"),
+            "--workers", str(workers), *(options or []),
             *(runner or ["native", "--service", "bench", "--", *program]),
         ]  # fmt: skip
         with self.log_path.open("wb") as log:

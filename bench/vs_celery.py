@@ -83,7 +83,8 @@ def run_ours(root: Path, sqs: Any, moto: MotoServer, moto_log: Path, jobs: int) 
     before = request_count(moto_log)
     command = [
         sys.executable, str(REPO / "supervisor.py"), "--workers", "2", "--queue", queue, "--result-queue", results,
-        "--scratch-dir", str(root / "scratch"), "native", "--service", "bench", "--", "true",
+        "--scratch-dir", str(root / "scratch"), "--journal", str(root / "journal.sqlite3"),
+        "native", "--service", "bench", "--", "true",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         worker = subprocess.Popen(command, stdout=log, stderr=log)

@@ -14,17 +14,20 @@ from pathlib import Path
 
 from client.status import print_status
 from client.submit import submit
+from config.durations import parse_duration
 from config.layers import ENV_PREFIX, ReplacingAppend, apply_layers, config_path, read_config_file
 from config.logs import LOG_FORMATS, configure_logging
 from config.sizes import parse_size
+from journal.base import JournalUnusable
+from journal.sqlite import SqliteJournal
 from monitoring.monitor import Monitor
 from monitoring.state import DEFAULT_STALL_LIMIT_S, status_path
+from pool.outcomes import OutcomePolicy
 from pool.settings import ChildSettings
 from pool.supervisor import Supervisor, SupervisorSettings
 from protocol.body import DEFAULT_MAX_BODY_BYTES
 from queues import default_queue_spec, default_result_queue, default_state_dir, open_queue
 from queues.base import QueueError
-from queues.sqs import SqsQueue
 from runners.container_settings import ContainerSettings, parse_user
 from runners.image_policy import PULL_POLICIES, ImagePolicy
 from runners.limits import JobLimits
@@ -86,6 +89,13 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _container_user(text: str) -> tuple[int, int]:
     try:
         return parse_user(text)
@@ -138,6 +148,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--scratch-dir", type=Path, default=state / "scratch", help="parent of the per-job directories; one per worker"
+    )
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        default=state / "journal.sqlite3",
+        metavar="PATH",
+        help="file of the jobs this worker finished (SQLite), so that none runs twice; one per worker",
+    )
+    parser.add_argument(
+        "--journal-retention",
+        type=_duration,
+        default=parse_duration("4d"),
+        metavar="DURATION",
+        help="how long a finished job is remembered after its result went out, e.g. 4d or 12h "
+        "(at least the queue's message retention)",
+    )
+    parser.add_argument(
+        "--dedupe",
+        choices=["message-id", "job-id"],
+        default="message-id",
+        help="what makes a delivery a repeat of a finished job: its message id, or also the request's id "
+        "(a producer resending a job under the same id gets the stored outcome)",
     )
     parser.add_argument(
         "--log-format",
@@ -390,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(options)
     except ValueError as exc:
         parser.error(str(exc))
+    except JournalUnusable as exc:
+        log.critical(str(exc))
+        return EXIT_USAGE
     except QueueError as exc:
         log.critical("the queue cannot be used", extra={"error": str(exc)})
         return EXIT_QUEUE_UNUSABLE
@@ -436,10 +471,12 @@ def _serve(options: argparse.Namespace) -> int:
     job_queue = open_queue(options.queue, bucket, options.max_body_size)
     result_queue = open_queue(options.result_queue, bucket) if options.result_queue else default_result_queue(job_queue)
     dead_letter_queue = open_queue(options.dead_letter_queue, bucket) if options.dead_letter_queue else None
-    max_attempts = options.max_attempts
-    if isinstance(job_queue, SqsQueue):
-        # The queue's redrive policy decides when SQS gives a message up: its last attempt is ours.
-        max_attempts = job_queue.max_receive_count() or max_attempts
+    journal = SqliteJournal(options.journal.expanduser().absolute())
+    outcomes = OutcomePolicy(
+        max_attempts=job_queue.attempts_limit(options.max_attempts),
+        retry_delay_s=options.retry_delay,
+        dead_letter=dead_letter_queue is not None,
+    )
     if result_queue is None:
         log.info("no --result-queue given: results go to the log only")
     if not options.file_root:
@@ -451,7 +488,7 @@ def _serve(options: argparse.Namespace) -> int:
         scratch_dir=scratch_dir,
         queue_spec=job_queue.spec,
         supervisor_pid=os.getpid(),
-        max_attempts=max_attempts,
+        outcomes=outcomes,
         log_format=options.log_format,
         log_level=options.log_level,
         file_roots=tuple(root.absolute() for root in options.file_root),
@@ -468,14 +505,15 @@ def _serve(options: argparse.Namespace) -> int:
             cpu_seconds=options.job_cpu_time,
         ),
         docker=docker,
+        journal_path=journal.path if options.dedupe == "job-id" else None,
     )
     settings = SupervisorSettings(
         workers=options.workers,
         visibility_timeout=options.visibility_timeout,
         poll_wait_s=20.0,  # long polling, for queues received from by a thread
-        retry_delay_s=options.retry_delay,
         shutdown_grace_s=options.shutdown_grace,
         child=child,
+        journal_retention_s=options.journal_retention,
         stall_limit_s=options.health_stall_limit,
     )
     # Jobs report an unusable scratch directory themselves (a mount may yet appear): not fatal here.
@@ -487,4 +525,9 @@ def _serve(options: argparse.Namespace) -> int:
         raise ValueError(
             f"cannot serve metrics on {options.metrics_address}:{options.metrics_port}: {exc.strerror or exc}"
         ) from None
-    return Supervisor(settings, job_queue, result_queue, dead_letter_queue, monitor).run()
+    try:
+        return Supervisor(
+            settings, job_queue, result_queue, journal, dead_letter_queue=dead_letter_queue, monitor=monitor
+        ).run()
+    finally:
+        journal.close()

@@ -32,6 +32,11 @@ IN_FLIGHT = Gauge(
     registry=REGISTRY,
 )
 QUEUE_ERRORS = Counter("api_worker_queue_errors", "Failed queue calls, by call", ["call"], registry=REGISTRY)
+DUPLICATE_DELIVERIES = Counter(
+    "api_worker_duplicate_deliveries",
+    "Messages received again after their job had finished: deleted from the journal's record, not run",
+    registry=REGISTRY,
+)
 CHILD_RESTARTS = Counter("api_worker_child_restarts", "Children that died and were replaced", registry=REGISTRY)
 LOOP_LAST_RUN = Gauge(
     "api_worker_loop_last_run_timestamp_seconds", "When the supervisor loop last ran (epoch)", registry=REGISTRY
@@ -47,6 +52,10 @@ def record_job(status: str, duration_s: float, bytes_in: int, bytes_out: int) ->
 
 def record_queue_error(call: str) -> None:
     QUEUE_ERRORS.labels(call).inc()
+
+
+def record_duplicate_delivery() -> None:
+    DUPLICATE_DELIVERIES.inc()
 
 
 def record_child_restart() -> None:

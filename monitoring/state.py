@@ -40,6 +40,7 @@ class WorkerState(msgspec.Struct, frozen=True):
     stopping: bool
     running: list[RunningJob] = msgspec.field(default_factory=list)
     stall_limit_s: float = DEFAULT_STALL_LIMIT_S
+    journal_problem: str | None = None  # why the journal's last write failed, until one succeeds
 
     def problems(self, now: float | None = None) -> list[str]:
         """Why the worker is unhealthy; empty when it is healthy."""
@@ -51,6 +52,8 @@ class WorkerState(msgspec.Struct, frozen=True):
             found.append(f"{self.boot_failures} children in a row died while starting")
         if self.stopping:
             found.append("stopping")
+        if self.journal_problem:
+            found.append(self.journal_problem)
         return found
 
     def summary(self) -> str:

@@ -19,6 +19,7 @@ class JobAssignment:
 @dataclass(frozen=True)
 class JobReport:
     message_id: str
+    job_id: str
     result_json: str
     status: str
     reply_to: str | None
@@ -27,3 +28,4 @@ class JobReport:
     duration_s: float = 0.0
     bytes_in: int = 0  # staged in
     bytes_out: int = 0  # uploaded
+    duplicate_of: str | None = None  # not run: the journal has this job as finished under that message

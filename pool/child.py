@@ -11,6 +11,7 @@ from multiprocessing.connection import Connection
 from types import FrameType
 
 from config.logs import configure_logging, job_context
+from journal.sqlite import SqliteJournal
 from pool.assignment import JobAssignment
 from pool.job import JobExecutor
 from pool.notice import post
@@ -50,7 +51,10 @@ def child_main(
     signal.signal(signal.SIGTERM, _exit_on_signal)
     _die_with_parent(settings.supervisor_pid)
     configure_logging(settings.log_format, settings.log_level)
-    executor = JobExecutor(settings, slot, lambda pid: setattr(job_pid, "value", pid), partial(post, notice_board))
+    journal = None if settings.journal_path is None else SqliteJournal(settings.journal_path, writer=False)
+    executor = JobExecutor(
+        settings, slot, lambda pid: setattr(job_pid, "value", pid), partial(post, notice_board), journal
+    )
     executor.runner.recover()
     connection.send("ready")
     while True:

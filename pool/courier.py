@@ -1,97 +1,199 @@
-"""Delivers results and settles their messages, in batches: results first, then deletes.
+"""Delivers outcomes from the journal: results, dead-letter copies, then deletes or retries.
 
-A message is deleted (or put back for a retry) only after its result was sent; if the send
-keeps failing until the message's visibility lapses, the message is left alone and comes
-back. A rejected message goes to the dead-letter queue, when one is configured, before it is
-deleted.
+An outcome is in the journal before the courier sees it (unless the journal cannot be
+written: then it is delivered all the same). Its result is sent until it goes out, however
+long the queue is down, and marked sent; then its message is deleted (or hidden for a retry)
+and the outcome marked settled. A delete that fails once the message's visibility has lapsed
+is given up: the message comes back and the journal answers it without a rerun.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from journal.base import JobJournal, JournalError, Outcome
+from journal.health import JournalHealth
+from pool.destinations import Destinations
 from pool.outbox import InlineOutbox, ThreadOutbox
-from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
-from queues.local import LocalQueue
+from queues.base import JobQueue, QueueError, VisibilityChange
 
 log = logging.getLogger(__name__)
 BATCH = 10  # what one SQS batch call takes
 REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its call
+NEVER = float("inf")
 
 
-@dataclass(frozen=True)
-class Settlement:
-    message: ReceivedMessage
-    result_json: str
-    reply_to: str | None
-    # None: delete the message once the result is out; else hide it this long for a retry.
-    retry_in_s: float | None = None
-    dead_letter: bool = False  # copy the message to the dead-letter queue before deleting it
-    give_up_at: float = float("inf")  # monotonic time after which the message is visible again
+@dataclass(eq=False)
+class Parcel:
+    """What is left to do for one received message."""
+
+    receipt: str
+    give_up_at: float  # monotonic time its receipt's visibility lapses: then deleting it no longer matters
+    outcome: Outcome | None = None  # None: a duplicate delivery, only to be deleted
+    journaled: bool = True
+    sent: bool = False  # its result went out
+    dead_lettered: bool = False
+
+    @property
+    def deletes(self) -> bool:
+        return self.outcome is None or self.outcome.retry_in_s is None
 
 
 class _Delivery:
-    """Results for one destination, then their messages settled: retried as a whole, but a
-    result that went out is never sent again."""
+    """One batch of parcels, retried as a whole by the outbox; a step that went through is
+    never repeated."""
 
-    def __init__(self, courier: ResultCourier, queue: JobQueue | None, settlements: list[Settlement]) -> None:
+    def __init__(self, courier: ResultCourier, parcels: list[Parcel]) -> None:
         self.courier = courier
-        self.queue = queue
-        self.settlements = settlements
-        self.sent = queue is None  # no result queue: the log is the only record
-        self._delivered: set[Settlement] = set()  # results that went out in a partly failed batch
-        self.dead_lettered = False
+        self.parcels = parcels
+        self.began = False
 
     def __call__(self) -> None:
-        if not self.sent:
-            assert self.queue is not None
-            unsent = [s for s in self.settlements if s not in self._delivered]
-            try:
-                self.queue.send_batch([settlement.result_json for settlement in unsent])
-            except QueueError as exc:
-                self._delivered.update(unsent[index] for index in exc.done)
+        if not self.began:
+            self.began = True
+            if self._settle_at_once():
+                return
+        self._send_results()
+        self._send_dead_letters()
+        self._mark("sent", [p for p in self.parcels if p.outcome is not None])
+        self._settle_messages()
+
+    def _results_by_destination(self) -> dict[int, tuple[JobQueue | None, list[Parcel]]]:
+        groups: dict[int, tuple[JobQueue | None, list[Parcel]]] = {}
+        for parcel in self.parcels:
+            if parcel.outcome is None or parcel.sent:
+                continue
+            if not parcel.outcome.result_json:  # sent before a restart
+                parcel.sent = True
+                continue
+            queue = self.courier.destinations.resolve(parcel.outcome.reply_to)
+            groups.setdefault(id(queue), (queue, []))[1].append(parcel)
+        return groups
+
+    def _dead_letters(self) -> list[Parcel]:
+        return [p for p in self.parcels if p.outcome and p.outcome.dead_letter_body is not None and not p.dead_lettered]
+
+    def _settle_at_once(self) -> bool:
+        """The embedded queue sends and deletes in one transaction, when it can."""
+        job_queue = self.courier.job_queue
+        if not job_queue.is_local:
+            return False
+        sends = [
+            (queue, [p.outcome.result_json for p in group if p.outcome])
+            for queue, group in self._results_by_destination().values()
+            if queue is not None
+        ]
+        dead = self._dead_letters()
+        if dead:
+            if self.courier.dead_letter_queue is None:
+                return False
+            sends.append(
+                (self.courier.dead_letter_queue, [p.outcome.dead_letter_body or "" for p in dead if p.outcome])
+            )
+        settled = job_queue.settle(sends, *self._deletes_and_retries())
+        if settled:
+            self._mark("settled", self.parcels)
+        return settled
+
+    def _send_results(self) -> None:
+        for queue, group in self._results_by_destination().values():
+            if queue is None:  # no result queue: the log is the only record
+                for parcel in group:
+                    parcel.sent = True
+            else:
+                _send(queue, group, lambda p: p.outcome.result_json if p.outcome else "", "sent")
+
+    def _send_dead_letters(self) -> None:
+        dead = self._dead_letters()
+        queue = self.courier.dead_letter_queue
+        if dead and queue is not None:
+            _send(queue, dead, lambda p: p.outcome.dead_letter_body or "" if p.outcome else "", "dead_lettered")
+
+    def _deletes_and_retries(self) -> tuple[list[str], list[VisibilityChange]]:
+        deletes = [p.receipt for p in self.parcels if p.deletes and p.receipt]
+        retries = [
+            VisibilityChange(p.receipt, p.outcome.retry_in_s)
+            for p in self.parcels
+            if p.outcome is not None and p.outcome.retry_in_s is not None and p.receipt
+        ]
+        return deletes, retries
+
+    def _settle_messages(self) -> None:
+        deletes, retries = self._deletes_and_retries()
+        job_queue = self.courier.job_queue
+        try:
+            job_queue.delete(deletes)
+            job_queue.change_visibility(retries)
+        except QueueError as exc:
+            if time.monotonic() < min(p.give_up_at for p in self.parcels):
                 raise
-            self.sent = True
-        dead = [s.message.body for s in self.settlements if s.dead_letter]
-        if dead and self.courier.dead_letter_queue is not None and not self.dead_lettered:
-            self.courier.dead_letter_queue.send_batch(dead)
-            self.dead_lettered = True
-        self.courier.job_queue.delete([s.message.receipt for s in self.settlements if s.retry_in_s is None])
-        self.courier.job_queue.change_visibility(
-            [VisibilityChange(s.message.receipt, s.retry_in_s) for s in self.settlements if s.retry_in_s is not None]
-        )
+            log.warning(
+                "messages not settled before their visibility lapsed; the journal answers them when they come back",
+                extra={"count": len(self.parcels), "error": str(exc)},
+            )
+        self._mark("settled", self.parcels)
+
+    def _mark(self, step: str, parcels: list[Parcel]) -> None:
+        keys = [p.outcome.key for p in parcels if p.outcome is not None and p.journaled]
+        if not keys:
+            return
+        journal = self.courier.journal
+        try:
+            journal.mark_settled(keys) if step == "settled" else journal.mark_sent(keys)
+        except JournalError as exc:
+            self.courier.health.failed(str(exc), f"{len(keys)} outcomes may be delivered again after a restart")
+            return
+        self.courier.health.succeeded()
+
+
+def _send(queue: JobQueue, parcels: list[Parcel], body: Callable[[Parcel], str], done_flag: str) -> None:
+    """Send one body per parcel in batch calls, setting `done_flag` on each parcel that went
+    out, also when the call failed part-way (so a retry sends only the others)."""
+    try:
+        queue.send_batch([body(parcel) for parcel in parcels])
+    except QueueError as exc:
+        for index in exc.done:
+            setattr(parcels[index], done_flag, True)
+        raise
+    for parcel in parcels:
+        setattr(parcel, done_flag, True)
 
 
 class ResultCourier:
     def __init__(
         self,
         job_queue: JobQueue,
-        result_queue: JobQueue | None,
+        destinations: Destinations,
         outbox: InlineOutbox | ThreadOutbox,
+        *,
+        journal: JobJournal,
+        health: JournalHealth,
         dead_letter_queue: JobQueue | None = None,
     ) -> None:
         self.job_queue = job_queue
-        self.result_queue = result_queue
+        self.destinations = destinations
         self.outbox = outbox
+        self.journal = journal
+        self.health = health
         self.dead_letter_queue = dead_letter_queue
-        self._reply_queues: dict[str, JobQueue] = {}
-        self._pending: list[Settlement] = []
+        self._pending: list[Parcel] = []
         self._oldest = 0.0
-        self._batches_over_time = isinstance(outbox, ThreadOutbox)
+        self._batches_over_time = not job_queue.is_local
 
-    def add(self, settlement: Settlement) -> None:
+    def add(self, parcel: Parcel) -> None:
         if not self._pending:
             self._oldest = time.monotonic()
-        self._pending.append(settlement)
+        self._pending.append(parcel)
 
     def pending_count(self) -> int:
-        """Results waiting for their batch to go out."""
+        """Parcels waiting for their batch to go out."""
         return len(self._pending)
 
     def seconds_to_flush(self) -> float | None:
-        """When the pending results must go out (None: nothing pending)."""
+        """When the pending parcels must go out (None: nothing pending)."""
         if not self._pending:
             return None
         if self._batches_over_time:
@@ -99,51 +201,12 @@ class ResultCourier:
         return 0.0
 
     def flush(self, *, force: bool = False) -> None:
-        """Send what is pending; for a remote queue, only once a batch is full or has waited
-        REMOTE_BATCH_DELAY_S, so that a busy worker makes one call per ten results."""
+        """Hand what is pending to the outbox; for a remote queue, only once a batch is full or
+        has waited REMOTE_BATCH_DELAY_S, so that a busy worker makes one call per ten results."""
         due = self.seconds_to_flush()
         if due is None or (due > 0 and len(self._pending) < BATCH and not force):
             return
         pending, self._pending = self._pending, []
-        if self._settle_locally(pending):
-            return
-        groups: dict[int, tuple[JobQueue | None, list[Settlement]]] = {}
-        for settlement in pending:
-            queue = self._destination(settlement.reply_to)
-            groups.setdefault(id(queue), (queue, []))[1].append(settlement)
-        for queue, group in groups.values():
-            name = f"deliver {len(group)} results to {queue.spec if queue else 'the log'}"
-            self.outbox.submit(name, _Delivery(self, queue, group), min(s.give_up_at for s in group))
-
-    def _settle_locally(self, pending: list[Settlement]) -> bool:
-        """On the embedded queue, with every result bound for the same file: one transaction."""
-        if not isinstance(self.job_queue, LocalQueue) or self.dead_letter_queue is not None:
-            return False
-        destinations = [(settlement, self._destination(settlement.reply_to)) for settlement in pending]
-        if not all(isinstance(q, LocalQueue) and q.path == self.job_queue.path for _, q in destinations):
-            return False
-        job_queue = self.job_queue
-        self.outbox.submit(
-            "settle finished jobs",
-            lambda: job_queue.settle(
-                [(q, s.result_json) for s, q in destinations if isinstance(q, LocalQueue)],
-                [s.message.receipt for s in pending if s.retry_in_s is None],
-                [VisibilityChange(s.message.receipt, s.retry_in_s) for s in pending if s.retry_in_s is not None],
-            ),
-            min(s.give_up_at for s in pending),
-        )
-        return True
-
-    def _destination(self, reply_to: str | None) -> JobQueue | None:
-        if reply_to is None:
-            return self.result_queue
-        if reply_to not in self._reply_queues:
-            try:
-                self._reply_queues[reply_to] = self.job_queue.sibling(reply_to)
-            except (ValueError, QueueError) as exc:
-                log.warning(
-                    "unusable reply_to; result sent to the result queue",
-                    extra={"reply_to": reply_to, "error": str(exc)},
-                )
-                return self.result_queue
-        return self._reply_queues[reply_to]
+        for start in range(0, len(pending), BATCH):
+            batch = pending[start : start + BATCH]
+            self.outbox.submit(f"deliver {len(batch)} outcomes", _Delivery(self, batch), NEVER)

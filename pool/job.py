@@ -11,8 +11,10 @@ from pathlib import Path
 
 from config.logs import add_job_fields
 from config.sizes import format_size
+from journal.base import JobJournal, JournalError
 from pool.assignment import JobAssignment, JobReport
 from pool.notice import JobAccepted
+from pool.outcomes import new_result
 from pool.settings import ChildSettings
 from protocol.body import DecodedBody, Envelope, decode_body
 from protocol.request import JobRequest, RequestRejected
@@ -38,8 +40,11 @@ class JobExecutor:
         slot: int,
         on_job_start: Callable[[int], None] | None = None,
         on_accepted: Callable[[JobAccepted], None] | None = None,
+        journal: JobJournal | None = None,
     ) -> None:
+        """`journal`: where to look up job ids already finished (deduplication by job id)."""
         self.settings = settings
+        self.journal = journal
         self._on_accepted = on_accepted or (lambda _notice: None)
         self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid)
         self.stager = Stager(
@@ -62,14 +67,7 @@ class JobExecutor:
         started = datetime.now(UTC)
         self._bytes_in = 0
         clock = time.monotonic()
-        result = JobResult(
-            id=assignment.message_id,
-            message_id=assignment.message_id,
-            status=Status.ERROR,
-            worker=self.identity,
-            attempt=assignment.receive_count,
-            started_at=utc_timestamp(started),
-        )
+        result = new_result(assignment.message_id, assignment.receive_count, self.identity, started)
         # The one decode of the body; even a rejection knows its job id and reply queue.
         decoded = self._decode(assignment)
         envelope = decoded.envelope
@@ -78,6 +76,9 @@ class JobExecutor:
         result.service, result.queue = envelope.service, envelope.queue
         self._on_accepted(JobAccepted(assignment.message_id, result.id, result.service, reply_to))
         add_job_fields(job_id=result.id, service=result.service)
+        duplicate = self._finished_before(assignment, decoded, result.id)
+        if duplicate is not None:
+            return duplicate
         log.info("job started")
         retryable = True
         try:
@@ -107,11 +108,10 @@ class JobExecutor:
             _fail(result, Status.ERROR, "internal", f"{type(exc).__name__}: {exc}")
         result.finished_at = utc_timestamp()
         result.duration_s = round(time.monotonic() - clock, 3)
-        result.final = (
-            result.status != Status.ERROR or not retryable or assignment.receive_count >= self.settings.max_attempts
-        )
+        result.final = self.settings.outcomes.is_final(result.status, retryable, assignment.receive_count)
         return JobReport(
             assignment.message_id,
+            result.id,
             result.to_json(),
             str(result.status),
             reply_to,
@@ -120,6 +120,29 @@ class JobExecutor:
             duration_s=result.duration_s or 0.0,
             bytes_in=self._bytes_in,
             bytes_out=sum(output.bytes for output in result.outputs),
+        )
+
+    def _finished_before(self, assignment: JobAssignment, decoded: DecodedBody, job_id: str) -> JobReport | None:
+        """With deduplication by job id: a job the journal has as finished under another
+        message is not run again (the supervisor deletes this message)."""
+        if self.journal is None or decoded.request is None or decoded.envelope.id is None:
+            return None
+        try:
+            finished = self.journal.finished_job(job_id)
+        except JournalError as exc:
+            log.error("cannot look the job up in the journal; running it", extra={"error": str(exc)})
+            return None
+        if finished is None or finished.message_id == assignment.message_id:
+            return None
+        return JobReport(
+            assignment.message_id,
+            job_id,
+            "",
+            str(finished.status),
+            None,
+            True,
+            {"job_id": job_id, "message_id": assignment.message_id, "finished_as": finished.message_id},
+            duplicate_of=finished.message_id,
         )
 
     def _decode(self, assignment: JobAssignment) -> DecodedBody:

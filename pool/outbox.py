@@ -1,9 +1,9 @@
-"""Queue calls the supervisor's loop hands off: results, deletes, visibility changes.
+"""Queue calls the supervisor's loop hands off: deliveries, visibility changes, releases.
 
-For a remote queue (SQS) they run on a thread, so the loop never waits on the network, and a
-call that fails is retried with exponential backoff and jitter until its deadline (after
-which the message's visibility has lapsed anyway and it will come back). For the embedded
-queue they run at once, in the loop: a local transaction is quicker than a hand-off.
+For a remote queue (SQS) they run on a thread, so the loop never waits on the network; for
+the embedded queue they run at once, in the loop: a local transaction is quicker than a
+hand-off. Either way a call that fails is retried with exponential backoff and jitter until
+its deadline (a heartbeat's is the message's visibility; a delivery has none).
 """
 
 from __future__ import annotations
@@ -35,21 +35,67 @@ class _Call:
     failures: int = field(default=0, compare=False)
 
 
+def _retry_delay(failures: int) -> float:
+    delay: float = min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** (failures - 1))
+    return delay * random.uniform(0.5, 1.0)  # noqa: S311
+
+
+def _attempt(item: _Call) -> bool:
+    """Make the call; False: it failed and is due again at `item.due` (True: done or given up)."""
+    try:
+        item.call()
+        if item.failures:
+            log.info("queue call went through after retries", extra={"call": item.name, "retries": item.failures})
+        return True
+    except QueueError as exc:
+        record_queue_error(exc.operation)
+        error = str(exc)
+    item.failures += 1
+    delay = _retry_delay(item.failures)
+    if time.monotonic() + delay > item.deadline:
+        log.error("queue call given up", extra={"call": item.name, "error": error, "attempts": item.failures})
+        return True
+    log.warning("queue call failed; retrying", extra={"call": item.name, "error": error, "retry_in_s": delay})
+    item.due = time.monotonic() + delay
+    return False
+
+
 class InlineOutbox:
-    """Runs each call at once; a failure is logged (the message comes back after its visibility)."""
+    """Runs each call at once, in the loop; a call that fails is run again, with backoff, when
+    the loop next asks (`run_due`), until its deadline."""
+
+    def __init__(self) -> None:
+        self._failed: list[_Call] = []
+        self._order = itertools.count()
 
     def start(self) -> None:
         pass
 
     def submit(self, name: str, call: Callable[[], None], deadline: float) -> None:
-        try:
-            call()
-        except QueueError as exc:
-            record_queue_error(exc.operation)
-            log.error("queue call failed", extra={"call": name, "error": str(exc)})
+        self._run(_Call(time.monotonic(), next(self._order), name, call, deadline))
+
+    def run_due(self) -> None:
+        now = time.monotonic()
+        due = [item for item in self._failed if item.due <= now]
+        self._failed = [item for item in self._failed if item.due > now]
+        for item in due:
+            self._run(item)
+
+    def seconds_to_due(self) -> float | None:
+        if not self._failed:
+            return None
+        return max(0.0, min(item.due for item in self._failed) - time.monotonic())
+
+    def pending(self) -> int:
+        return len(self._failed)
+
+    def _run(self, item: _Call) -> None:
+        if not _attempt(item):
+            self._failed.append(item)
 
     def stop(self, timeout: float) -> None:
-        pass
+        if self._failed:
+            log.warning("queue calls left undone at exit", extra={"calls": [c.name for c in self._failed]})
 
 
 class ThreadOutbox(threading.Thread):
@@ -64,6 +110,16 @@ class ThreadOutbox(threading.Thread):
         with self._condition:
             heapq.heappush(self._calls, _Call(time.monotonic(), next(self._order), name, call, deadline))
             self._condition.notify()
+
+    def run_due(self) -> None:
+        pass  # the thread runs calls when they are due
+
+    def seconds_to_due(self) -> float | None:
+        return None
+
+    def pending(self) -> int:
+        with self._condition:
+            return len(self._calls)
 
     def stop(self, timeout: float) -> None:
         """Finish what is queued, for at most `timeout` seconds."""
@@ -89,20 +145,6 @@ class ThreadOutbox(threading.Thread):
             self._run(item)
 
     def _run(self, item: _Call) -> None:
-        try:
-            item.call()
-            if item.failures:
-                log.info("queue call went through after retries", extra={"call": item.name, "retries": item.failures})
-            return
-        except QueueError as exc:
-            record_queue_error(exc.operation)
-            error = str(exc)
-        item.failures += 1
-        delay = min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** (item.failures - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
-        if time.monotonic() + delay > item.deadline:
-            log.error("queue call given up", extra={"call": item.name, "error": error, "attempts": item.failures})
-            return
-        log.warning("queue call failed; retrying", extra={"call": item.name, "error": error, "retry_in_s": delay})
-        item.due = time.monotonic() + delay
-        with self._condition:
-            heapq.heappush(self._calls, item)
+        if not _attempt(item):
+            with self._condition:
+                heapq.heappush(self._calls, item)

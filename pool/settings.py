@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pool.outcomes import OutcomePolicy
 from protocol.body import DEFAULT_MAX_BODY_BYTES
 from runners.container_settings import ContainerSettings
 from runners.limits import JobLimits
@@ -18,7 +19,7 @@ class ChildSettings:
     scratch_dir: Path
     queue_spec: str
     supervisor_pid: int
-    max_attempts: int
+    outcomes: OutcomePolicy
     log_format: str
     log_level: str
     file_roots: tuple[Path, ...] = ()
@@ -30,3 +31,4 @@ class ChildSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     ceilings: JobLimits = field(default_factory=JobLimits)
     docker: ContainerSettings | None = None  # for worker_kind "docker"
+    journal_path: Path | None = None  # set: a job whose id the journal has as finished is not run again

@@ -21,34 +21,36 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from journal.base import JobJournal, JournalError, Outcome
+from journal.health import JournalHealth
+from journal.pruner import JournalPruner
 from monitoring.metrics import (
     child_restart_count,
     jobs_by_status,
     queue_error_count,
     record_child_restart,
+    record_duplicate_delivery,
     record_job,
 )
 from monitoring.monitor import Monitor
 from monitoring.state import DEFAULT_STALL_LIMIT_S, RunningJob, WorkerState, status_path
 from pool.assignment import JobAssignment, JobReport
 from pool.child import child_main
-from pool.courier import ResultCourier, Settlement
+from pool.courier import Parcel, ResultCourier
+from pool.destinations import Destinations
 from pool.intake import Intake, PollingIntake
 from pool.notice import JobAccepted, new_notice_board, read
 from pool.outbox import InlineOutbox, ThreadOutbox
 from pool.recovery import clean_up_previous_run
 from pool.settings import ChildSettings
-from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
 from protocol.version import VERSION
 from queues.base import JobQueue, ReceivedMessage, VisibilityChange
-from queues.local import LocalQueue
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_BOOT_FAILURE = 3
 MAX_BOOT_FAILURES = 5
-MAX_RETRY_DELAY_S = 900.0
 CHILD_EXIT_TIMEOUT_S = 30.0
 LOCAL_POLL_INTERVAL_S = 0.02  # how often an idle worker looks at the embedded queue
 INTAKE_JOIN_TIMEOUT_S = 1.0
@@ -60,9 +62,9 @@ class SupervisorSettings:
     workers: int
     visibility_timeout: float
     poll_wait_s: float
-    retry_delay_s: float
     shutdown_grace_s: float
     child: ChildSettings
+    journal_retention_s: float
     stall_limit_s: float = DEFAULT_STALL_LIMIT_S  # a loop this long without an iteration is unhealthy
 
 
@@ -91,10 +93,17 @@ class Supervisor:
         settings: SupervisorSettings,
         job_queue: JobQueue,
         result_queue: JobQueue | None,
+        journal: JobJournal,
+        *,
         dead_letter_queue: JobQueue | None = None,
         monitor: Monitor | None = None,
     ) -> None:
         self.settings = settings
+        self.policy = settings.child.outcomes
+        self.journal = journal
+        self.journal_health = JournalHealth(journal.location)
+        self.pruner = JournalPruner(journal, settings.journal_retention_s, self.journal_health)
+        self.finished: list[tuple[Outcome, float]] = []  # outcomes to record, with their visibility's end
         self.monitor = monitor or Monitor(status_path(settings.child.scratch_dir))
         self.started_at = time.time()
         self.job_queue = job_queue
@@ -113,7 +122,7 @@ class Supervisor:
         self.selector.register(self.wake_read, selectors.EVENT_READ, None)
         self.intake: Intake | PollingIntake
         self.outbox: InlineOutbox | ThreadOutbox
-        if isinstance(job_queue, LocalQueue):
+        if job_queue.is_local:
             self.intake = PollingIntake(
                 job_queue, visibility_timeout=settings.visibility_timeout, poll_interval_s=LOCAL_POLL_INTERVAL_S
             )
@@ -126,8 +135,14 @@ class Supervisor:
                 wake=self._wake,
             )
             self.outbox = ThreadOutbox()
-        self.dead_letter_queue = dead_letter_queue
-        self.courier = ResultCourier(job_queue, result_queue, self.outbox, dead_letter_queue)
+        self.courier = ResultCourier(
+            job_queue,
+            Destinations(job_queue, result_queue),
+            self.outbox,
+            journal=journal,
+            health=self.journal_health,
+            dead_letter_queue=dead_letter_queue,
+        )
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -137,8 +152,10 @@ class Supervisor:
         self.monitor.start()
         for index in range(self.settings.workers):
             self.slots.append(self._spawn(index))
-        self.intake.start()
         self.outbox.start()
+        self._resume_deliveries()
+        self.intake.start()
+        self.pruner.start()
         log.info(
             "supervisor started",
             extra={
@@ -158,10 +175,12 @@ class Supervisor:
                 continue
             if not self.stopping:
                 self.intake.offer(self._free_slots_without_work())
-            self.pending.extend(self.intake.take())
+            self.pending.extend(self._screen(self.intake.take()))
             self._dispatch()
             # Results go out after the next jobs went in, so a child never waits on them.
+            self._record_finished()
             self.courier.flush()
+            self.outbox.run_due()
             self._extend_visibility()
             self._wait_for_events()
             if self.monitor.due():
@@ -178,16 +197,19 @@ class Supervisor:
         return exit_code
 
     def _finish(self) -> None:
+        self._record_finished()
         self.courier.flush(force=True)
+        self.pruner.stop()
         self.intake.stop()
         self.intake.join(timeout=INTAKE_JOIN_TIMEOUT_S)
         if isinstance(self.intake, Intake) and self.intake.is_alive():
             # Not worth holding the exit for: whatever that poll returns is hidden for one
             # visibility timeout and then delivered again, to this worker or another.
             log.info("leaving a long poll open at exit", extra={"queue": self.job_queue.spec})
-        self.pending.extend(self.intake.take())
+        self.pending.extend(self._screen(self.intake.take()))
         self._release(self.pending, "shutting down")
         self.pending.clear()
+        self.courier.flush(force=True)
         self.outbox.stop(timeout=OUTBOX_DRAIN_TIMEOUT_S)
         self.monitor.publish(self.state())
         self.monitor.stop()
@@ -250,7 +272,7 @@ class Supervisor:
         self.stopping = True
         self.monitor.systemd.stopping()
         self.intake.stop()
-        self.pending.extend(self.intake.take())
+        self.pending.extend(self._screen(self.intake.take()))
         self._release(self.pending, "shutting down")
         self.pending.clear()
 
@@ -353,16 +375,92 @@ class Supervisor:
         assert slot.job is not None
         job, message = slot.job, slot.job.message
         slot.job = None
+        if report.duplicate_of is not None:
+            self._answer_duplicate(message, report.job_id, report.status, report.duplicate_of, job.visible_until)
+            return
         log.info("job finished", extra={"slot": slot.index, **report.summary})
         record_job(report.status, report.duration_s, report.bytes_in, report.bytes_out)
-        retry_in_s = None if report.final else self._retry_delay(message)
-        dead_letter = report.status == Status.REJECTED and self.dead_letter_queue is not None
-        self.courier.add(
-            Settlement(message, report.result_json, report.reply_to, retry_in_s, dead_letter, job.visible_until)
-        )
+        self.finished.append((self.policy.of_report(message, report), job.visible_until))
 
-    def _retry_delay(self, message: ReceivedMessage) -> float:
-        return min(MAX_RETRY_DELAY_S, self.settings.retry_delay_s * 2.0 ** (message.receive_count - 1))
+    def _record_finished(self) -> None:
+        """Outcomes go into the journal, in one transaction, before anything of them is sent."""
+        if not self.finished:
+            return
+        finished, self.finished = self.finished, []
+        journaled = True
+        try:
+            self.journal.record([outcome for outcome, _ in finished])
+            self.journal_health.succeeded()
+        except JournalError as exc:
+            journaled = False
+            self.journal_health.failed(str(exc), f"{len(finished)} outcomes delivered without a journal entry")
+        for outcome, visible_until in finished:
+            self.courier.add(Parcel(outcome.receipt, visible_until, outcome, journaled))
+
+    def _resume_deliveries(self) -> None:
+        """What a previous run left undelivered goes out before new work comes in. Its receipts
+        may be dead: a delete is tried once, and the message, should it come back, is
+        answered from the journal."""
+        try:
+            left = self.journal.unsettled()
+        except JournalError as exc:
+            self.journal_health.failed(str(exc), "outcomes left by the previous run are not delivered")
+            return
+        if not left:
+            return
+        unsent = sum(1 for outcome in left if outcome.result_json)
+        log.info("delivering what the previous run left", extra={"outcomes": len(left), "unsent_results": unsent})
+        now = time.monotonic()
+        for outcome in left:
+            self.courier.add(Parcel(outcome.receipt, now, outcome))
+        self.courier.flush(force=True)
+
+    def _screen(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """Keep the messages to run: not those the journal has as finished (deleted, not run
+        again), nor a redelivery of one running here (its job takes the new receipt)."""
+        if not messages:
+            return messages
+        try:
+            finished = self.journal.finished([message.message_id for message in messages])
+        except JournalError as exc:
+            self.journal_health.failed(str(exc), "received messages are run without a journal check")
+            finished = {}
+        running = {slot.job.message.message_id: slot.job for slot in self.slots if slot.job is not None}
+        fresh = []
+        for message in messages:
+            done = finished.get(message.message_id)
+            job = running.get(message.message_id)
+            if done is not None:
+                visible_until = time.monotonic() + self.settings.visibility_timeout
+                self._answer_duplicate(message, done.job_id, done.status, done.message_id, visible_until)
+            elif job is not None:
+                log.warning(
+                    "message redelivered while its job runs here; the job takes the new receipt",
+                    extra=_job_fields(job, None),
+                )
+                job.message = message
+                job.visible_until = time.monotonic() + self.settings.visibility_timeout
+            else:
+                fresh.append(message)
+        return fresh
+
+    def _answer_duplicate(
+        self, message: ReceivedMessage, job_id: str, status: str, finished_as: str, visible_until: float
+    ) -> None:
+        """A message whose job is finished: deleted, never run again; its stored result goes
+        out from the journal if it has not yet."""
+        log.info(
+            "duplicate delivery of a finished job",
+            extra={
+                "job_id": job_id,
+                "message_id": message.message_id,
+                "attempt": message.receive_count,
+                "status": status,
+                "finished_as": finished_as,
+            },
+        )
+        record_duplicate_delivery()
+        self.courier.add(Parcel(message.receipt, visible_until))
 
     def _replace_dead(self, index: int) -> None:
         slot = self.slots[index]
@@ -388,34 +486,10 @@ class Supervisor:
         self.slots[index] = self._spawn(index)
 
     def _report_lost_job(self, slot: Slot, job: InFlight, accepted: JobAccepted | None, why: str) -> None:
-        """A job whose child died: retried, until a message that keeps killing children (a
-        fault of ours it triggers) is given up on its last attempt and dead-lettered.
-        `accepted`: what the child said of the job before it died, if it got that far."""
-        message = job.message
-        attempts = self.settings.child.max_attempts
-        final = message.receive_count >= attempts
-        if final:
-            why += f"; attempt {message.receive_count} of {attempts}: given up"
-        result = JobResult(
-            id=accepted.job_id if accepted else message.message_id,
-            message_id=message.message_id,
-            status=Status.ERROR,
-            worker=WorkerIdentity.of_this_host(os.getpid()),
-            attempt=message.receive_count,
-            started_at=utc_timestamp(),
-            finished_at=utc_timestamp(),
-            service=accepted.service if accepted else None,
-            error=ErrorInfo("worker", why),
-            final=final,
-        )
+        outcome, result = self.policy.of_lost_job(job.message, accepted, why)
         log.info("job lost", extra={"slot": slot.index, **result.summary()})
-        record_job(Status.ERROR, 0.0, 0, 0)
-        retry_in_s = None if final else 0.0
-        dead_letter = final and self.dead_letter_queue is not None
-        reply_to = accepted.reply_to if accepted else None
-        self.courier.add(
-            Settlement(message, result.to_json(), reply_to, retry_in_s, dead_letter, give_up_at=job.visible_until)
-        )
+        record_job(outcome.status, 0.0, 0, 0)
+        self.finished.append((outcome, job.visible_until))
 
     def _release(self, messages: list[ReceivedMessage], why: str) -> None:
         if not messages:
@@ -450,6 +524,7 @@ class Supervisor:
             child_restarts=child_restart_count(),
             boot_failures=self.boot_failures,
             stopping=self.stopping,
+            journal_problem=self.journal_health.problem,
             stall_limit_s=self.settings.stall_limit_s,
             running=[
                 RunningJob(
@@ -483,7 +558,12 @@ class Supervisor:
         deadlines = [slot.job.visible_until - margin for slot in self.slots if slot.job is not None]
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
-        for seconds in (self.intake.seconds_to_next_poll(), self.courier.seconds_to_flush()):
+        for seconds in (
+            self.intake.seconds_to_next_poll(),
+            self.courier.seconds_to_flush(),
+            self.outbox.seconds_to_due(),
+            0.0 if self.finished else None,
+        ):
             if seconds is not None:
                 deadlines.append(time.monotonic() + seconds)
         return max(0.0, min([time.monotonic() + 1.0, *deadlines]) - time.monotonic())

@@ -53,6 +53,27 @@ class JobQueue(Protocol):
         """The queue's address as given on the command line."""
         ...
 
+    @property
+    def is_local(self) -> bool:
+        """Calls are local transactions, quicker made at once than handed to a thread (so the
+        supervisor's loop receives and settles itself); else they go over the network."""
+        ...
+
+    def attempts_limit(self, default: int) -> int:
+        """The attempt after which the queue itself gives a message up (e.g. SQS's redrive
+        policy), else `default`."""
+        ...
+
+    def settle(
+        self,
+        sends: Sequence[tuple[JobQueue, Sequence[str]]],
+        deletes: Sequence[str],
+        retries: Sequence[VisibilityChange],
+    ) -> bool:
+        """Send bodies to queues and delete or hide this queue's messages in one atomic step,
+        if this backend can for these queues; return False, having done nothing, if not."""
+        ...
+
     def send(self, body: str) -> str:
         """Enqueue a message; return its message id."""
         ...
@@ -85,6 +106,7 @@ class JobQueue(Protocol):
     def sibling(self, name: str) -> JobQueue:
         """Another queue of the same backend, e.g. the one a message's `reply_to` names.
 
-        Raise ValueError naming the problem when `name` is not acceptable to this backend.
+        Raise ValueError naming the problem when `name` is not acceptable to this backend or
+        names no queue; QueueError when the backend cannot be asked.
         """
         ...

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from queues.base import QueueError, ReceivedMessage, VisibilityChange
+from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
 DEFAULT_QUEUE_NAME = "jobs"
 RESULTS_QUEUE_NAME = "results"
@@ -142,14 +142,26 @@ class LocalQueue:
                 db.execute("ROLLBACK")
             raise QueueError(f"receive from {self.spec} failed: {exc}", operation="receive") from exc
 
+    @property
+    def is_local(self) -> bool:
+        return True
+
+    def attempts_limit(self, default: int) -> int:
+        return default
+
     def settle(
         self,
-        results: Sequence[tuple[LocalQueue, str]],
+        sends: Sequence[tuple[JobQueue, Sequence[str]]],
         deletes: Sequence[str],
         retries: Sequence[VisibilityChange],
-    ) -> None:
+    ) -> bool:
         """Send results (to queues in this file) and delete or hide their messages, atomically:
         a message is never gone without its result, nor a result sent twice for one receive."""
+        results: list[tuple[LocalQueue, str]] = []
+        for queue, bodies in sends:
+            if not isinstance(queue, LocalQueue) or queue.path != self.path:
+                return False
+            results += [(queue, body) for body in bodies]
         now = time.time()
         db = self._db()
         try:
@@ -171,6 +183,7 @@ class LocalQueue:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise QueueError(f"settling messages on {self.spec} failed: {exc}", operation="settle") from exc
+        return True
 
     def delete(self, receipts: Sequence[str]) -> None:
         self._execute_many(

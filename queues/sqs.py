@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocol.body import DEFAULT_MAX_BODY_BYTES
-from queues.base import BodyDefect, QueueError, ReceivedMessage, VisibilityChange
+from queues.base import BodyDefect, JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
 BATCH = 10  # the most entries one SQS batch call takes
 MAX_VISIBILITY_S = 43200
@@ -114,6 +114,23 @@ class SqsQueue:
     def reply_address(self) -> str:
         return self.url
 
+    @property
+    def is_local(self) -> bool:
+        return False
+
+    def attempts_limit(self, default: int) -> int:
+        """The redrive policy's maxReceiveCount: SQS moves the message on after that attempt,
+        so that attempt is the last one."""
+        return self.max_receive_count() or default
+
+    def settle(
+        self,
+        sends: Sequence[tuple[JobQueue, Sequence[str]]],
+        deletes: Sequence[str],
+        retries: Sequence[VisibilityChange],
+    ) -> bool:
+        return False  # SQS has no transaction across calls: the courier goes step by step
+
     def private_reply_queue(self) -> SqsQueue:
         name = f"api-worker-reply-{uuid.uuid4().hex}"
         url = self._call("create_queue", lambda: self._client().create_queue(QueueName=name)["QueueUrl"])
@@ -126,7 +143,13 @@ class SqsQueue:
         """A reply queue: a full queue URL, or a queue name looked up in this queue's account."""
         if is_sqs_url(name):
             return SqsQueue(name, self.large_payload_bucket)
-        url = self._call("get_queue_url", lambda: self._client().get_queue_url(QueueName=name)["QueueUrl"])
+        check_sqs_queue_name(name)
+        try:
+            url = self._call("get_queue_url", lambda: self._client().get_queue_url(QueueName=name)["QueueUrl"])
+        except QueueError as exc:
+            if _names_no_queue(exc):
+                raise ValueError(f"there is no SQS queue named {name!r}") from None
+            raise
         return SqsQueue(str(url), self.large_payload_bucket)
 
     def send(self, body: str) -> str:
@@ -262,6 +285,14 @@ class SqsQueue:
         ).get("Attributes", {})
         policy = attributes.get("RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None
+
+
+def _names_no_queue(exc: QueueError) -> bool:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    cause = exc.__cause__
+    code = cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
+    return code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 
 
 def _seconds(value: float) -> int:

@@ -118,6 +118,7 @@ class Worker:
         self.queue_path = directory / "queue.sqlite3"
         self.scratch = directory / "scratch"
         self.log_path = directory / "worker.log"
+        self.journal_path = directory / "journal.sqlite3"
         self.queue_spec = queue or f"local:{self.queue_path}"
         self.jobs: Any = open_queue(self.queue_spec)
         self.results: Any = open_queue(result_queue) if result_queue else LocalQueue(self.queue_path, "results")
@@ -138,6 +139,8 @@ class Worker:
             *(["--result-queue", self.results.spec] if self.queue_spec != f"local:{self.queue_path}" else []),
             "--scratch-dir",
             str(self.scratch),
+            "--journal",
+            str(self.journal_path),
             "--workers",
             str(self.workers),
             "--log-format",

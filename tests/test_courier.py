@@ -1,14 +1,20 @@
-"""Result delivery: a result that went out is never sent again when its batch is retried."""
+"""Result delivery from the journal: a result that went out is never sent again when its batch
+is retried, a message is never deleted before its result is out, and the journal is told."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
-from pool.courier import ResultCourier, Settlement
-from pool.outbox import InlineOutbox
-from queues.base import QueueError, ReceivedMessage, VisibilityChange
+from journal.base import Outcome
+from journal.health import JournalHealth
+from journal.sqlite import SqliteJournal
+from pool.courier import NEVER, Parcel, ResultCourier
+from pool.destinations import Destinations
+from pool.outbox import InlineOutbox, ThreadOutbox
+from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
 
 class FlakyQueue:
@@ -16,6 +22,7 @@ class FlakyQueue:
 
     spec = "flaky"
     reply_address = "flaky"
+    is_local = False
 
     def __init__(self) -> None:
         self.sent: list[str] = []
@@ -51,13 +58,36 @@ class FlakyQueue:
     def drop(self) -> None:
         pass
 
+    def attempts_limit(self, default: int) -> int:
+        return default
 
-def test_a_partly_sent_batch_is_completed_without_duplicates() -> None:
+    def settle(
+        self,
+        sends: Sequence[tuple[JobQueue, Sequence[str]]],
+        deletes: Sequence[str],
+        retries: Sequence[VisibilityChange],
+    ) -> bool:
+        return False
+
+
+def _courier(queue: FlakyQueue, journal: SqliteJournal, outbox: InlineOutbox | ThreadOutbox) -> ResultCourier:
+    return ResultCourier(
+        queue, Destinations(queue, queue), outbox, journal=journal, health=JournalHealth(journal.location)
+    )
+
+
+def _parcels(journal: SqliteJournal, count: int) -> list[Parcel]:
+    outcomes = [Outcome(f"m{i}", f"m{i}", 1, "succeeded", True, f"r{i}", f"result {i}") for i in range(count)]
+    journal.record(outcomes)
+    return [Parcel(outcome.receipt, NEVER, outcome) for outcome in outcomes]
+
+
+def test_a_partly_sent_batch_is_completed_without_duplicates(tmp_path: Path) -> None:
     queue = FlakyQueue()
-    courier = ResultCourier(queue, queue, InlineOutbox())
-    settlements = [Settlement(ReceivedMessage(f"m{i}", f"r{i}", "{}", 1), f"result {i}", None) for i in range(3)]
-    for settlement in settlements:
-        courier.add(settlement)
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    courier = _courier(queue, journal, InlineOutbox())
+    for parcel in _parcels(journal, 3):
+        courier.add(parcel)
     delivery_attempts = []
 
     class RetryingOutbox(InlineOutbox):
@@ -75,28 +105,60 @@ def test_a_partly_sent_batch_is_completed_without_duplicates() -> None:
     assert delivery_attempts == ["failed", "ok"]
     assert queue.sent == ["result 0", "result 1", "result 2"]
     assert queue.deleted == ["r0", "r1", "r2"]
+    assert journal.unsettled() == []
+    assert all(job.delivered for job in journal.finished(["m0", "m1", "m2"]).values())
 
 
-def test_nothing_is_deleted_while_its_result_is_not_out() -> None:
+def test_nothing_is_deleted_while_its_result_is_not_out(tmp_path: Path) -> None:
     queue = FlakyQueue()
     queue.failures_left = 10**6
-    courier = ResultCourier(queue, queue, InlineOutbox())
-    courier.add(Settlement(ReceivedMessage("m", "r", "{}", 1), "result", None))
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    outbox = InlineOutbox()
+    courier = _courier(queue, journal, outbox)
+    courier.add(_parcels(journal, 1)[0])
     courier.flush(force=True)
     assert queue.deleted == []
+    assert outbox.pending() == 1  # retried later, never given up
+    assert [o.message_id for o in journal.unsettled()] == ["m0"]
 
 
 @pytest.mark.parametrize("force", [False, True])
-def test_remote_results_wait_to_share_a_call(force: bool) -> None:
-    from pool.outbox import ThreadOutbox
-
+def test_remote_results_wait_to_share_a_call(force: bool, tmp_path: Path) -> None:
     queue = FlakyQueue()
     queue.failures_left = 0
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
     outbox = ThreadOutbox()
     outbox.start()
-    courier = ResultCourier(queue, queue, outbox)
-    courier.add(Settlement(ReceivedMessage("m", "r", "{}", 1), "result", None))
+    courier = _courier(queue, journal, outbox)
+    courier.add(_parcels(journal, 1)[0])
     courier.flush(force=force)
     outbox.stop(timeout=5)
-    assert queue.sent == (["result"] if force else [])
+    assert queue.sent == (["result 0"] if force else [])
     assert courier.seconds_to_flush() == (None if force else pytest.approx(0.5, abs=0.1))
+
+
+def test_a_duplicate_delivery_is_only_deleted(tmp_path: Path) -> None:
+    queue = FlakyQueue()
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    courier = _courier(queue, journal, InlineOutbox())
+    courier.add(Parcel("new receipt", NEVER))
+    courier.flush(force=True)
+    assert (queue.sent, queue.deleted) == ([], ["new receipt"])
+
+
+def test_a_delete_given_up_after_the_visibility_lapsed_still_settles_the_journal(tmp_path: Path) -> None:
+    class NoDeletes(FlakyQueue):
+        def delete(self, receipts: Sequence[str]) -> None:
+            raise QueueError("delete_message_batch on flaky: receipt handle is invalid")
+
+    queue = NoDeletes()
+    queue.failures_left = 0
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    courier = _courier(queue, journal, InlineOutbox())
+    parcel = _parcels(journal, 1)[0]
+    parcel.give_up_at = 0.0  # its receipt is dead: the message comes back and the journal answers it
+    courier.add(parcel)
+    courier.flush(force=True)
+    assert queue.sent == ["result 0"]
+    assert journal.unsettled() == []
+    assert journal.finished(["m0"])["m0"].delivered

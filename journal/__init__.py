@@ -1,0 +1,1 @@
+"""The job journal: what this worker finished, kept durably so that it is never run again."""
