@@ -11,7 +11,7 @@ import pytest
 from docker import APIClient
 
 from tests.engine import build_test_images, reach_engine
-from tests.support import MotoServer, Worker
+from tests.support import MotoServer, Worker, new_queue
 
 
 @pytest.fixture
@@ -51,6 +51,33 @@ def bucket(moto: MotoServer) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def sqs(moto: MotoServer) -> Any:
+    return boto3.client("sqs")
+
+
+@pytest.fixture
+def sqs_worker(tmp_path: Path, sqs: Any) -> Iterator[Callable[..., Worker]]:
+    """Workers on new SQS jobs and results queues (unless given) on the session's moto server."""
+    started: list[Worker] = []
+
+    def make(options: list[str] | None = None, environment: dict[str, str] | None = None, **kwargs: Any) -> Worker:
+        worker = Worker(
+            tmp_path,
+            queue=kwargs.pop("queue", None) or new_queue(sqs, "jobs"),
+            result_queue=kwargs.pop("result_queue", None) or new_queue(sqs, "results"),
+            options=options,
+            environment=environment,
+            **kwargs,
+        )
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -257,6 +258,11 @@ def process_exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def new_queue(sqs: Any, prefix: str, **attributes: str) -> str:
+    """A new SQS queue (on whatever endpoint the `sqs` client uses); its URL."""
+    return str(sqs.create_queue(QueueName=f"{prefix}-{uuid.uuid4().hex[:8]}", Attributes=attributes)["QueueUrl"])
 
 
 def free_port() -> int:

@@ -11,17 +11,12 @@ import pytest
 
 from queues.base import QueueError, VisibilityChange
 from queues.sqs import SqsQueue
-from tests.support import MotoServer
-
-
-@pytest.fixture
-def sqs(moto: MotoServer) -> Any:
-    return boto3.client("sqs")
+from tests.support import MotoServer, new_queue
 
 
 @pytest.fixture
 def queue_url(sqs: Any) -> str:
-    return str(sqs.create_queue(QueueName=f"jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+    return new_queue(sqs, "jobs")
 
 
 def test_send_receive_hide_release_delete(queue_url: str) -> None:

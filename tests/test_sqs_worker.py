@@ -6,45 +6,12 @@ import json
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
 
-from tests.support import REPO, SUPERVISOR, MotoServer, TcpProxy, Worker, job, wait_until
-
-
-@pytest.fixture
-def sqs(moto: MotoServer) -> Any:
-    return boto3.client("sqs")
-
-
-def new_queue(sqs: Any, prefix: str, **attributes: str) -> str:
-    return str(sqs.create_queue(QueueName=f"{prefix}-{uuid.uuid4().hex[:8]}", Attributes=attributes)["QueueUrl"])
-
-
-@pytest.fixture
-def sqs_worker(tmp_path: Path, sqs: Any) -> Iterator[Any]:
-    started: list[Worker] = []
-
-    def make(options: list[str] | None = None, environment: dict[str, str] | None = None, **kwargs: Any) -> Worker:
-        worker = Worker(
-            tmp_path,
-            queue=kwargs.pop("queue", None) or new_queue(sqs, "jobs"),
-            result_queue=kwargs.pop("result_queue", None) or new_queue(sqs, "results"),
-            options=options,
-            environment=environment,
-            **kwargs,
-        )
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        worker.stop()
+from tests.support import REPO, SUPERVISOR, MotoServer, TcpProxy, Worker, job, new_queue, wait_until
 
 
 def test_jobs_and_test_messages_run_through_sqs(sqs_worker: Any) -> None:

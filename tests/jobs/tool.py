@@ -17,6 +17,7 @@ parser.add_argument("--exit", type=int, default=0)
 parser.add_argument("--print-env", action="store_true")
 parser.add_argument("--symlink", nargs=2, metavar=("TARGET", "LINK"))
 parser.add_argument("--child-allocate", type=int, metavar="MB", help="start a child that holds MB of memory")
+parser.add_argument("--record-run", metavar="FILE", help="append a line to FILE, to count runs")
 parser.add_argument("--spawn-sleeper", metavar="PIDFILE", help="start a long-sleeping child, write its pid")
 options = parser.parse_args()
 
@@ -40,6 +41,9 @@ if options.child_allocate:
 if options.spawn_sleeper:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     Path(options.spawn_sleeper).write_text(str(sleeper.pid))
+if options.record_run:
+    with open(options.record_run, "a") as runs:
+        runs.write(f"{os.getpid()}\n")
 if options.started:
     Path(options.started).write_text(str(os.getpid()))
 time.sleep(options.sleep)
