@@ -3,6 +3,7 @@
 Measured in one run, each against its baseline:
 - trivial native jobs (`true`) through `supervisor.py --workers 2` vs the bare rate of spawning
   `true` from a 2-thread pool (target: >= 0.33x);
+- the journal's bytes on disk per finished job once results are delivered (target: < 300);
 - time from enqueue to job start, p50 and p99, one job at a time;
 - RSS of the supervisor plus 8 idle children (target: < 250 MB in total);
 - how long the memory limit takes to kill a job that exceeds it (target: < 1 s).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -175,6 +177,16 @@ def memory_kill_delays(directory: Path, runs: int) -> list[float]:
     return delays
 
 
+def journal_bytes_per_job(journal: Path, jobs: int) -> float:
+    """The journal's size on disk per finished job, once its write-ahead log is folded in."""
+    connection = sqlite3.connect(journal)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+    return journal.stat().st_size / jobs
+
+
 def _rounded(values: list[float]) -> list[int]:
     return [round(value) for value in values]
 
@@ -212,6 +224,9 @@ def main() -> None:
             f"  ratio: {statistics.median(ratios):.2f}x bare, median of the rounds' ratios "
             f"{[round(r, 2) for r in ratios]} (target >= 0.33x)"
         )
+
+        per_job = journal_bytes_per_job(directory / "throughput-0" / "journal.sqlite3", options.jobs)
+        print(f"journal after a round, results delivered: {per_job:6.0f} bytes per finished job (target < 300)")
 
         latencies = start_latencies(directory / "latency", options.latency_jobs)
         print(

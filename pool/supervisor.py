@@ -21,24 +21,23 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from journal.base import JobJournal, JournalError, Outcome
+from journal.base import JobJournal
 from journal.health import JournalHealth
-from journal.pruner import JournalPruner
 from monitoring.metrics import (
     child_restart_count,
     jobs_by_status,
     queue_error_count,
     record_child_restart,
-    record_duplicate_delivery,
     record_job,
 )
 from monitoring.monitor import Monitor
 from monitoring.state import DEFAULT_STALL_LIMIT_S, RunningJob, WorkerState, status_path
 from pool.assignment import JobAssignment, JobReport
 from pool.child import child_main
-from pool.courier import Parcel, ResultCourier
+from pool.courier import ResultCourier
 from pool.destinations import Destinations
 from pool.intake import Intake, PollingIntake
+from pool.ledger import Ledger
 from pool.notice import JobAccepted, new_notice_board, read
 from pool.outbox import InlineOutbox, ThreadOutbox
 from pool.recovery import clean_up_previous_run
@@ -100,10 +99,7 @@ class Supervisor:
     ) -> None:
         self.settings = settings
         self.policy = settings.child.outcomes
-        self.journal = journal
         self.journal_health = JournalHealth(journal.location)
-        self.pruner = JournalPruner(journal, settings.journal_retention_s, self.journal_health)
-        self.finished: list[tuple[Outcome, float]] = []  # outcomes to record, with their visibility's end
         self.monitor = monitor or Monitor(status_path(settings.child.scratch_dir))
         self.started_at = time.time()
         self.job_queue = job_queue
@@ -143,6 +139,7 @@ class Supervisor:
             health=self.journal_health,
             dead_letter_queue=dead_letter_queue,
         )
+        self.ledger = Ledger(journal, self.journal_health, self.courier, retention_s=settings.journal_retention_s)
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -153,9 +150,8 @@ class Supervisor:
         for index in range(self.settings.workers):
             self.slots.append(self._spawn(index))
         self.outbox.start()
-        self._resume_deliveries()
+        self.ledger.start()
         self.intake.start()
-        self.pruner.start()
         log.info(
             "supervisor started",
             extra={
@@ -178,7 +174,7 @@ class Supervisor:
             self.pending.extend(self._screen(self.intake.take()))
             self._dispatch()
             # Results go out after the next jobs went in, so a child never waits on them.
-            self._record_finished()
+            self.ledger.record()
             self.courier.flush()
             self.outbox.run_due()
             self._extend_visibility()
@@ -197,9 +193,8 @@ class Supervisor:
         return exit_code
 
     def _finish(self) -> None:
-        self._record_finished()
+        self.ledger.stop()
         self.courier.flush(force=True)
-        self.pruner.stop()
         self.intake.stop()
         self.intake.join(timeout=INTAKE_JOIN_TIMEOUT_S)
         if isinstance(self.intake, Intake) and self.intake.is_alive():
@@ -376,55 +371,16 @@ class Supervisor:
         job, message = slot.job, slot.job.message
         slot.job = None
         if report.duplicate_of is not None:
-            self._answer_duplicate(message, report.job_id, report.status, report.duplicate_of, job.visible_until)
+            self.ledger.answer_duplicate(message, report.job_id, report.status, report.duplicate_of, job.visible_until)
             return
         log.info("job finished", extra={"slot": slot.index, **report.summary})
         record_job(report.status, report.duration_s, report.bytes_in, report.bytes_out)
-        self.finished.append((self.policy.of_report(message, report), job.visible_until))
-
-    def _record_finished(self) -> None:
-        """Outcomes go into the journal, in one transaction, before anything of them is sent."""
-        if not self.finished:
-            return
-        finished, self.finished = self.finished, []
-        journaled = True
-        try:
-            self.journal.record([outcome for outcome, _ in finished])
-            self.journal_health.succeeded()
-        except JournalError as exc:
-            journaled = False
-            self.journal_health.failed(str(exc), f"{len(finished)} outcomes delivered without a journal entry")
-        for outcome, visible_until in finished:
-            self.courier.add(Parcel(outcome.receipt, visible_until, outcome, journaled))
-
-    def _resume_deliveries(self) -> None:
-        """What a previous run left undelivered goes out before new work comes in. Its receipts
-        may be dead: a delete is tried once, and the message, should it come back, is
-        answered from the journal."""
-        try:
-            left = self.journal.unsettled()
-        except JournalError as exc:
-            self.journal_health.failed(str(exc), "outcomes left by the previous run are not delivered")
-            return
-        if not left:
-            return
-        unsent = sum(1 for outcome in left if outcome.result_json)
-        log.info("delivering what the previous run left", extra={"outcomes": len(left), "unsent_results": unsent})
-        now = time.monotonic()
-        for outcome in left:
-            self.courier.add(Parcel(outcome.receipt, now, outcome))
-        self.courier.flush(force=True)
+        self.ledger.add(self.policy.of_report(message, report), job.visible_until)
 
     def _screen(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """Keep the messages to run: not those the journal has as finished (deleted, not run
         again), nor a redelivery of one running here (its job takes the new receipt)."""
-        if not messages:
-            return messages
-        try:
-            finished = self.journal.finished([message.message_id for message in messages])
-        except JournalError as exc:
-            self.journal_health.failed(str(exc), "received messages are run without a journal check")
-            finished = {}
+        finished = self.ledger.finished_among(messages)
         running = {slot.job.message.message_id: slot.job for slot in self.slots if slot.job is not None}
         fresh = []
         for message in messages:
@@ -432,7 +388,7 @@ class Supervisor:
             job = running.get(message.message_id)
             if done is not None:
                 visible_until = time.monotonic() + self.settings.visibility_timeout
-                self._answer_duplicate(message, done.job_id, done.status, done.message_id, visible_until)
+                self.ledger.answer_duplicate(message, done.job_id, done.status, done.message_id, visible_until)
             elif job is not None:
                 log.warning(
                     "message redelivered while its job runs here; the job takes the new receipt",
@@ -443,24 +399,6 @@ class Supervisor:
             else:
                 fresh.append(message)
         return fresh
-
-    def _answer_duplicate(
-        self, message: ReceivedMessage, job_id: str, status: str, finished_as: str, visible_until: float
-    ) -> None:
-        """A message whose job is finished: deleted, never run again; its stored result goes
-        out from the journal if it has not yet."""
-        log.info(
-            "duplicate delivery of a finished job",
-            extra={
-                "job_id": job_id,
-                "message_id": message.message_id,
-                "attempt": message.receive_count,
-                "status": status,
-                "finished_as": finished_as,
-            },
-        )
-        record_duplicate_delivery()
-        self.courier.add(Parcel(message.receipt, visible_until))
 
     def _replace_dead(self, index: int) -> None:
         slot = self.slots[index]
@@ -489,7 +427,7 @@ class Supervisor:
         outcome, result = self.policy.of_lost_job(job.message, accepted, why)
         log.info("job lost", extra={"slot": slot.index, **result.summary()})
         record_job(outcome.status, 0.0, 0, 0)
-        self.finished.append((outcome, job.visible_until))
+        self.ledger.add(outcome, job.visible_until)
 
     def _release(self, messages: list[ReceivedMessage], why: str) -> None:
         if not messages:
@@ -562,7 +500,7 @@ class Supervisor:
             self.intake.seconds_to_next_poll(),
             self.courier.seconds_to_flush(),
             self.outbox.seconds_to_due(),
-            0.0 if self.finished else None,
+            0.0 if self.ledger.has_unrecorded() else None,
         ):
             if seconds is not None:
                 deadlines.append(time.monotonic() + seconds)

@@ -1,0 +1,104 @@
+"""The supervisor's side of the journal: outcomes written before they are handed to the
+courier, finished jobs recognised when their messages come back, and what a previous run
+left undelivered sent again at start-up."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from journal.base import FinishedJob, JobJournal, JournalError, Outcome
+from journal.health import JournalHealth
+from journal.pruner import JournalPruner
+from monitoring.metrics import record_duplicate_delivery
+from pool.courier import Parcel, ResultCourier
+from queues.base import ReceivedMessage
+
+log = logging.getLogger(__name__)
+
+
+class Ledger:
+    def __init__(
+        self, journal: JobJournal, health: JournalHealth, courier: ResultCourier, *, retention_s: float
+    ) -> None:
+        self.journal = journal
+        self.health = health
+        self.courier = courier
+        self.pruner = JournalPruner(journal, retention_s, health)
+        self._finished: list[tuple[Outcome, float]] = []  # to record, with their receipts' visibility end
+
+    def start(self) -> None:
+        self.resume()
+        self.pruner.start()
+
+    def stop(self) -> None:
+        self.record()
+        self.pruner.stop()
+
+    def add(self, outcome: Outcome, visible_until: float) -> None:
+        self._finished.append((outcome, visible_until))
+
+    def has_unrecorded(self) -> bool:
+        return bool(self._finished)
+
+    def record(self) -> None:
+        """Outcomes go into the journal, in one transaction, before anything of them is sent;
+        if the journal cannot take them, they are delivered all the same."""
+        if not self._finished:
+            return
+        finished, self._finished = self._finished, []
+        journaled = True
+        try:
+            self.journal.record([outcome for outcome, _ in finished])
+            self.health.succeeded()
+        except JournalError as exc:
+            journaled = False
+            self.health.failed(str(exc), f"{len(finished)} outcomes delivered without a journal entry")
+        for outcome, visible_until in finished:
+            self.courier.add(Parcel(outcome.receipt, visible_until, outcome, journaled))
+
+    def resume(self) -> None:
+        """What a previous run left undelivered goes out before new work comes in. Its receipts
+        may be dead: a delete is tried once, and the message, should it come back, is
+        answered from the journal."""
+        try:
+            left = self.journal.unsettled()
+        except JournalError as exc:
+            self.health.failed(str(exc), "outcomes left by the previous run are not delivered")
+            return
+        if not left:
+            return
+        unsent = sum(1 for outcome in left if outcome.result_json)
+        log.info("delivering what the previous run left", extra={"outcomes": len(left), "unsent_results": unsent})
+        now = time.monotonic()
+        for outcome in left:
+            self.courier.add(Parcel(outcome.receipt, now, outcome))
+        self.courier.flush(force=True)
+
+    def finished_among(self, messages: list[ReceivedMessage]) -> dict[str, FinishedJob]:
+        """The jobs of these messages that the journal has as finished, by message id."""
+        if not messages:
+            return {}
+        try:
+            return self.journal.finished([message.message_id for message in messages])
+        except JournalError as exc:
+            self.health.failed(str(exc), "received messages are run without a journal check")
+            return {}
+
+    def answer_duplicate(
+        self, message: ReceivedMessage, job_id: str, status: str, finished_as: str, visible_until: float
+    ) -> None:
+        """A message whose job is finished: deleted, never run again; its stored result goes
+        out from the journal if it has not yet."""
+        log.info(
+            "duplicate delivery of a finished job",
+            extra={
+                "job_id": job_id,
+                "message_id": message.message_id,
+                "attempt": message.receive_count,
+                "status": status,
+                "finished_as": finished_as,
+            },
+        )
+        record_duplicate_delivery()
+        self.courier.add(Parcel(message.receipt, visible_until))
