@@ -3,6 +3,7 @@ is retried, a message is never deleted before its result is out, and the journal
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from journal.base import Outcome
 from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
 from pool.courier import NEVER, Parcel, ResultCourier
-from pool.destinations import Destinations
+from pool.destinations import UNUSABLE_TTL_S, Destinations
 from pool.outbox import InlineOutbox, ThreadOutbox
 from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
@@ -162,3 +163,29 @@ def test_a_delete_given_up_after_the_visibility_lapsed_still_settles_the_journal
     assert queue.sent == ["result 0"]
     assert journal.unsettled() == []
     assert journal.finished(["m0"])["m0"].delivered
+
+
+def test_reply_queues_are_looked_up_once_and_unusable_ones_fall_back_for_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Lookups(FlakyQueue):
+        def __init__(self) -> None:
+            super().__init__()
+            self.asked: list[str] = []
+
+        def sibling(self, name: str) -> FlakyQueue:
+            self.asked.append(name)
+            if name == "gone":
+                raise ValueError("there is no SQS queue named 'gone'")
+            return FlakyQueue()
+
+    jobs, results = Lookups(), FlakyQueue()
+    destinations = Destinations(jobs, results)
+    replies = destinations.resolve("replies")
+    assert destinations.resolve("replies") is replies and destinations.resolve(None) is results
+    assert destinations.resolve("gone") is results and destinations.resolve("gone") is results
+    assert jobs.asked == ["replies", "gone"]  # each asked once; the failure is remembered too
+    later = time.monotonic() + UNUSABLE_TTL_S + 1
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert destinations.resolve("gone") is results
+    assert jobs.asked == ["replies", "gone", "gone"]  # asked again once the failure is old

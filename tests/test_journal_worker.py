@@ -263,3 +263,14 @@ def test_a_journal_that_cannot_be_written_loses_no_result(worker_factory: Worker
     assert worker.result(worker.submit(job()))["status"] == "succeeded"
     worker.wait_for_log("journal writes go through again")
     wait_until(lambda: _health(port)[0] == 200, 20, "healthy again")
+
+
+def test_finished_jobs_are_forgotten_after_the_retention(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(options=["--journal-retention", "2s"]).start()
+    message_id = worker.submit(job())
+    assert worker.result(message_id)["status"] == "succeeded"
+    reader = SqliteJournal(worker.journal_path, writer=False)
+    assert message_id in reader.finished([message_id])
+    (pruned,) = worker.wait_for_log("pruned finished jobs past the retention", timeout=30)
+    assert pruned["jobs"] == 1
+    assert reader.finished([message_id]) == {}
