@@ -4,7 +4,8 @@
 #   docker run -d -e AWS_DEFAULT_REGION=eu-west-1 -e API_WORKER_QUEUE=https://sqs... \
 #     --user "$(id -u):$(id -g)" --group-add "$(stat -c %g /var/run/docker.sock)" \
 #     -v /var/run/docker.sock:/var/run/docker.sock -v "$HOME:$HOME" \
-#     api-worker --scratch-dir "$HOME/api-worker/scratch" --workers 8 docker
+#     api-worker --scratch-dir "$HOME/api-worker/scratch" --journal "$HOME/api-worker/journal.sqlite3" \
+#     --workers 8 docker
 #
 # BASE: any image with Python 3.11 or later and `python3 -m venv` (a mirror of python:3.11-slim,
 # or one made locally); pip in it installs the pinned requirements from its configured index.
