@@ -37,6 +37,12 @@ DUPLICATE_DELIVERIES = Counter(
     "Messages received again after their job had finished: deleted from the journal's record, not run",
     registry=REGISTRY,
 )
+THREAD_FAILURES = Counter(
+    "api_worker_thread_failures",
+    "Unexpected exceptions in a helper thread of the supervisor (intake, outbox), which then restarts",
+    ["thread"],
+    registry=REGISTRY,
+)
 CHILD_RESTARTS = Counter("api_worker_child_restarts", "Children that died and were replaced", registry=REGISTRY)
 LOOP_LAST_RUN = Gauge(
     "api_worker_loop_last_run_timestamp_seconds", "When the supervisor loop last ran (epoch)", registry=REGISTRY
@@ -56,6 +62,10 @@ def record_queue_error(call: str) -> None:
 
 def record_duplicate_delivery() -> None:
     DUPLICATE_DELIVERIES.inc()
+
+
+def record_thread_failure(thread: str) -> None:
+    THREAD_FAILURES.labels(thread).inc()
 
 
 def record_child_restart() -> None:

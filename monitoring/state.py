@@ -41,6 +41,7 @@ class WorkerState(msgspec.Struct, frozen=True):
     running: list[RunningJob] = msgspec.field(default_factory=list)
     stall_limit_s: float = DEFAULT_STALL_LIMIT_S
     journal_problem: str | None = None  # why the journal's last write failed, until one succeeds
+    thread_problems: list[str] = msgspec.field(default_factory=list)  # helper threads dead or failing
 
     def problems(self, now: float | None = None) -> list[str]:
         """Why the worker is unhealthy; empty when it is healthy."""
@@ -54,6 +55,7 @@ class WorkerState(msgspec.Struct, frozen=True):
             found.append("stopping")
         if self.journal_problem:
             found.append(self.journal_problem)
+        found += self.thread_problems
         return found
 
     def summary(self) -> str:

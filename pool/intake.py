@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 
 from monitoring.metrics import record_queue_error
+from pool import faults
+from pool.thread_health import ThreadHealth
 from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class Intake(threading.Thread):
         self._free_slots = 0
         self._undelivered: list[ReceivedMessage] = []
         self._stopping = False
+        self.health = ThreadHealth("intake")
 
     def offer(self, free_slots: int) -> None:
         """Tell the intake how many slots are free and have no message waiting for them."""
@@ -79,27 +82,46 @@ class Intake(threading.Thread):
     def _wanted(self) -> int:
         return min(MAX_BATCH, self._free_slots - len(self._undelivered))
 
+    def problem(self) -> str | None:
+        return self.health.problem(alive=self.is_alive() or self.ident is None or self._stopping)
+
     def run(self) -> None:
+        """Survives anything: an unexpected exception is logged and the receive loop runs again
+        after a growing delay, shown meanwhile in the worker's health."""
         backoff = _ReceiveBackoff(self.queue)
         while True:
-            with self._condition:
-                self._condition.wait_for(lambda: self._stopping or self._wanted() > 0)
-                if self._stopping:
-                    return
-                wanted = self._wanted()
             try:
-                messages = self.queue.receive(wanted, self.wait_seconds, self.visibility_timeout)
-                backoff.succeeded()
-            except QueueError as exc:
-                time.sleep(backoff.failed(exc))
-                continue
-            with self._condition:
-                if self._stopping:
-                    self._release(messages)
+                if not self._receive_once(backoff):
                     return
-                self._undelivered.extend(messages)
-            if messages:
-                self._wake()
+            except Exception as exc:
+                delay = self.health.failed(exc)
+                log.exception("intake failed unexpectedly; restarting it", extra={"retry_in_s": delay})
+                with self._condition:
+                    self._condition.wait_for(lambda: self._stopping, timeout=delay)
+
+    def _receive_once(self, backoff: _ReceiveBackoff) -> bool:
+        """One receive for the free slots; False once stopping."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._stopping or self._wanted() > 0)
+            if self._stopping:
+                return False
+            wanted = self._wanted()
+        faults.check("intake")
+        try:
+            messages = self.queue.receive(wanted, self.wait_seconds, self.visibility_timeout)
+            backoff.succeeded()
+        except QueueError as exc:
+            time.sleep(backoff.failed(exc))
+            return True
+        self.health.succeeded()
+        with self._condition:
+            if self._stopping:
+                self._release(messages)
+                return False
+            self._undelivered.extend(messages)
+        if messages:
+            self._wake()
+        return True
 
     def _release(self, messages: list[ReceivedMessage]) -> None:
         try:
@@ -128,6 +150,9 @@ class PollingIntake:
 
     def join(self, timeout: float | None = None) -> None:
         pass
+
+    def problem(self) -> str | None:
+        return None  # no thread: the loop receives itself
 
     def stop(self) -> None:
         self._stopping = True

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from monitoring.metrics import record_queue_error
+from pool import faults
+from pool.thread_health import ThreadHealth
 from queues.base import QueueError
 
 log = logging.getLogger(__name__)
@@ -40,16 +42,24 @@ def _retry_delay(failures: int) -> float:
     return delay * random.uniform(0.5, 1.0)  # noqa: S311
 
 
-def _attempt(item: _Call) -> bool:
-    """Make the call; False: it failed and is due again at `item.due` (True: done or given up)."""
+def _attempt(item: _Call, health: ThreadHealth) -> bool:
+    """Make the call; False: it failed and is due again at `item.due` (True: done or given up).
+    An unexpected exception (a bug) is retried like a queue error, never lost, and shows in
+    the worker's health until a call goes through."""
     try:
+        faults.check("outbox")
         item.call()
+        health.succeeded()
         if item.failures:
             log.info("queue call went through after retries", extra={"call": item.name, "retries": item.failures})
         return True
     except QueueError as exc:
         record_queue_error(exc.operation)
         error = str(exc)
+    except Exception as exc:
+        health.failed(exc)
+        log.exception("queue call failed unexpectedly", extra={"call": item.name})
+        error = f"{type(exc).__name__}: {exc}"
     item.failures += 1
     delay = _retry_delay(item.failures)
     if time.monotonic() + delay > item.deadline:
@@ -67,6 +77,7 @@ class InlineOutbox:
     def __init__(self) -> None:
         self._failed: list[_Call] = []
         self._order = itertools.count()
+        self.health = ThreadHealth("outbox")
 
     def start(self) -> None:
         pass
@@ -89,8 +100,11 @@ class InlineOutbox:
     def pending(self) -> int:
         return len(self._failed)
 
+    def problem(self) -> str | None:
+        return self.health.problem()
+
     def _run(self, item: _Call) -> None:
-        if not _attempt(item):
+        if not _attempt(item, self.health):
             self._failed.append(item)
 
     def stop(self, timeout: float) -> None:
@@ -105,6 +119,7 @@ class ThreadOutbox(threading.Thread):
         self._calls: list[_Call] = []
         self._order = itertools.count()
         self._stopping = False
+        self.health = ThreadHealth("outbox")
 
     def submit(self, name: str, call: Callable[[], None], deadline: float) -> None:
         with self._condition:
@@ -144,7 +159,10 @@ class ThreadOutbox(threading.Thread):
                     self._condition.wait(wait)
             self._run(item)
 
+    def problem(self) -> str | None:
+        return self.health.problem(alive=self.is_alive() or self.ident is None or self._stopping)
+
     def _run(self, item: _Call) -> None:
-        if not _attempt(item):
+        if not _attempt(item, self.health):
             with self._condition:
                 heapq.heappush(self._calls, item)

@@ -32,6 +32,7 @@ from monitoring.metrics import (
 )
 from monitoring.monitor import Monitor
 from monitoring.state import DEFAULT_STALL_LIMIT_S, RunningJob, WorkerState, status_path
+from pool import faults
 from pool.assignment import JobAssignment, JobReport
 from pool.child import child_main
 from pool.courier import ResultCourier
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_BOOT_FAILURE = 3
+EXIT_LOOP_FAILURE = 4
 MAX_BOOT_FAILURES = 5
 CHILD_EXIT_TIMEOUT_S = 30.0
 LOCAL_POLL_INTERVAL_S = 0.02  # how often an idle worker looks at the embedded queue
@@ -160,6 +162,20 @@ class Supervisor:
                 "kind": self.settings.child.worker_kind,
             },
         )
+        try:
+            exit_code = self._loop()
+        except Exception:
+            exit_code = EXIT_LOOP_FAILURE
+            log.critical("the supervisor loop failed; stopping (the service manager restarts it)", exc_info=True)
+            self._stop_after_failure()
+        try:
+            self._finish()
+        except Exception:
+            log.exception("stopping the supervisor failed")
+            exit_code = exit_code or EXIT_LOOP_FAILURE
+        return exit_code
+
+    def _loop(self) -> int:
         exit_code = EXIT_OK
         while not (self.stopping and not self._busy_slots()):
             self._handle_signals()
@@ -189,8 +205,23 @@ class Supervisor:
                 self._begin_stop()
                 self._force_stop()
                 exit_code = EXIT_BOOT_FAILURE
-        self._finish()
         return exit_code
+
+    def _stop_after_failure(self) -> None:
+        """What `_begin_stop` and `_force_stop` do, each step on its own, so that one more
+        failure does not keep the others from running."""
+        self.stopping = True
+        steps = (self.monitor.systemd.stopping, self.intake.stop, self._release_pending, self._force_stop)
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("a shutdown step failed", extra={"step": step.__name__})
+
+    def _release_pending(self) -> None:
+        self.pending.extend(self._screen(self.intake.take()))
+        self._release(self.pending, "shutting down")
+        self.pending.clear()
 
     def _finish(self) -> None:
         self.ledger.stop()
@@ -267,9 +298,7 @@ class Supervisor:
         self.stopping = True
         self.monitor.systemd.stopping()
         self.intake.stop()
-        self.pending.extend(self._screen(self.intake.take()))
-        self._release(self.pending, "shutting down")
-        self.pending.clear()
+        self._release_pending()
 
     def _force_stop(self) -> None:
         """Interrupt every running job (its child kills the job's tree on SIGTERM) and release it."""
@@ -298,6 +327,8 @@ class Supervisor:
         return idle - len(self.pending)
 
     def _dispatch(self) -> None:
+        if self.pending:
+            faults.check("dispatch")
         for slot in self.slots:
             if not self.pending:
                 return
@@ -463,6 +494,7 @@ class Supervisor:
             boot_failures=self.boot_failures,
             stopping=self.stopping,
             journal_problem=self.journal_health.problem,
+            thread_problems=[p for p in (self.intake.problem(), self.outbox.problem()) if p],
             stall_limit_s=self.settings.stall_limit_s,
             running=[
                 RunningJob(

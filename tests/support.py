@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -263,6 +264,15 @@ def process_exists(pid: int) -> bool:
 def new_queue(sqs: Any, prefix: str, **attributes: str) -> str:
     """A new SQS queue (on whatever endpoint the `sqs` client uses); its URL."""
     return str(sqs.create_queue(QueueName=f"{prefix}-{uuid.uuid4().hex[:8]}", Attributes=attributes)["QueueUrl"])
+
+
+def health(port: int) -> tuple[int, dict[str, Any]]:
+    """A worker's /healthz answer on its metrics port: (HTTP status, body)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ import pytest
 from journal.base import Outcome
 from journal.sqlite import FORMAT_VERSION, SqliteJournal
 from pool.courier import BATCH
-from tests.support import MotoServer, TcpProxy, Worker, free_port, job, wait_until
+from tests.support import MotoServer, TcpProxy, Worker, free_port, health, job, wait_until
 
 WorkerFactory = Callable[..., Worker]
 
@@ -236,14 +236,6 @@ def test_a_bad_journal_stops_the_worker_with_one_line(
     assert worker.journal_path.read_bytes() == before  # never rewritten
 
 
-def _health(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def test_a_journal_that_cannot_be_written_loses_no_result(worker_factory: WorkerFactory, tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("making the journal unwritable (chattr +i) needs root")
@@ -256,13 +248,13 @@ def test_a_journal_that_cannot_be_written_loses_no_result(worker_factory: Worker
         assert worker.result(worker.submit(job()))["status"] == "succeeded"
         (failure,) = worker.wait_for_log("journal write failed")[:1]
         assert "delivered without a journal entry" in failure["consequence"]
-        body = wait_until(lambda: _health(port)[1] if _health(port)[0] == 503 else None, 20, "an unhealthy report")
+        body = wait_until(lambda: health(port)[1] if health(port)[0] == 503 else None, 20, "an unhealthy report")
         assert any(f"journal {worker.journal_path} cannot be written" in problem for problem in body["problems"])
     finally:
         subprocess.run(["chattr", "-i", str(wal)], check=True)
     assert worker.result(worker.submit(job()))["status"] == "succeeded"
     worker.wait_for_log("journal writes go through again")
-    wait_until(lambda: _health(port)[0] == 200, 20, "healthy again")
+    wait_until(lambda: health(port)[0] == 200, 20, "healthy again")
 
 
 def test_finished_jobs_are_forgotten_after_the_retention(worker_factory: WorkerFactory) -> None:

@@ -1,0 +1,41 @@
+"""How a helper thread of the supervisor is doing, for /healthz, the status command and a metric."""
+
+from __future__ import annotations
+
+import threading
+
+from monitoring.metrics import record_thread_failure
+
+RESTART_DELAYS_S = (0.5, 1, 2, 5, 10, 30)
+
+
+class ThreadHealth:
+    """A thread's body catches every exception, reports it here, and runs again after the
+    returned delay; the thread counts as failing until an iteration goes through."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._failures_in_row = 0
+        self._last_error = ""
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failure; how long to wait before running the body again."""
+        record_thread_failure(self.name)
+        with self._lock:
+            self._failures_in_row += 1
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            return RESTART_DELAYS_S[min(self._failures_in_row, len(RESTART_DELAYS_S)) - 1]
+
+    def succeeded(self) -> None:
+        if self._failures_in_row:
+            with self._lock:
+                self._failures_in_row = 0
+
+    def problem(self, alive: bool = True) -> str | None:
+        if not alive:
+            return f"the {self.name} thread is dead"
+        with self._lock:
+            if self._failures_in_row:
+                return f"the {self.name} thread is failing ({self._failures_in_row} in a row; {self._last_error})"
+        return None
