@@ -6,6 +6,7 @@ import ctypes
 import logging
 import os
 import signal
+from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
 from types import FrameType
@@ -34,16 +35,18 @@ def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def child_main(
-    settings: ChildSettings,
-    connection: Connection,
-    slot: int,
-    job_pid: ctypes.c_int,
-    notice_board: ctypes.Array[ctypes.c_char],
-) -> None:
-    """Run jobs until told to stop. `job_pid` and `notice_board` are shared memory: the running
-    job's pid (0: none) and its addressing fields, so that should this child die the supervisor
-    can kill the job and report it."""
+@dataclass(frozen=True)
+class SharedWithChild:
+    """Memory a child shares with the supervisor."""
+
+    job_pid: ctypes.c_int  # its running job's pid (0: none), so a dead child's job can be killed
+    notice_board: ctypes.Array[ctypes.c_char]  # its job's addressing fields, to report a dead child's job
+    taken: ctypes.c_int  # assignments taken: a child that does not take its job in time is replaced
+
+
+def child_main(settings: ChildSettings, connection: Connection, slot: int, shared: SharedWithChild) -> None:
+    """Run jobs until told to stop."""
+    job_pid, notice_board, taken = shared.job_pid, shared.notice_board, shared.taken
     # Ctrl-C reaches the whole foreground process group; only the supervisor acts on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # SIGTERM from the supervisor unwinds the job, so its process group is killed and its
@@ -65,6 +68,7 @@ def child_main(
         if assignment is None:
             return
         assert isinstance(assignment, JobAssignment)
+        taken.value += 1  # the supervisor replaces a child that does not take its job in time
         with job_context(slot=slot, message_id=assignment.message_id, attempt=assignment.receive_count):
             report = executor.execute(assignment)
         job_pid.value = 0

@@ -34,9 +34,10 @@ from monitoring.monitor import Monitor
 from monitoring.state import DEFAULT_STALL_LIMIT_S, RunningJob, WorkerState, status_path
 from pool import faults
 from pool.assignment import JobAssignment, JobReport
-from pool.child import child_main
+from pool.child import SharedWithChild, child_main
 from pool.courier import ResultCourier
 from pool.destinations import Destinations
+from pool.handoff import hand_over
 from pool.intake import Intake, PollingIntake
 from pool.ledger import Ledger
 from pool.notice import JobAccepted, new_notice_board, read
@@ -53,6 +54,7 @@ EXIT_BOOT_FAILURE = 3
 EXIT_LOOP_FAILURE = 4
 MAX_BOOT_FAILURES = 5
 CHILD_EXIT_TIMEOUT_S = 30.0
+CONFIRM_TIMEOUT_S = 5.0  # how long a child may take to say it took a job
 LOCAL_POLL_INTERVAL_S = 0.02  # how often an idle worker looks at the embedded queue
 INTAKE_JOIN_TIMEOUT_S = 1.0
 OUTBOX_DRAIN_TIMEOUT_S = 30.0  # at exit, how long results and deletes still being retried may take
@@ -74,6 +76,7 @@ class InFlight:
     message: ReceivedMessage
     visible_until: float
     started: float = field(default_factory=time.monotonic)
+    confirmed: bool = False  # the child said it took the job
 
 
 @dataclass
@@ -83,6 +86,8 @@ class Slot:
     connection: Connection
     job_pid: ctypes.c_int  # shared with the child: its running job's pid, 0 when idle
     notice_board: ctypes.Array[ctypes.c_char]  # shared with the child: its job's id and reply queue
+    taken: ctypes.c_int  # shared with the child: how many assignments it took
+    handed: int = 0  # how many assignments it was given
     ready: bool = False
     job: InFlight | None = None
     retired: bool = False  # died during shutdown and not replaced
@@ -194,6 +199,7 @@ class Supervisor:
             self.courier.flush()
             self.outbox.run_due()
             self._extend_visibility()
+            self._replace_unresponsive()
             self._wait_for_events()
             if self.monitor.due():
                 self.monitor.publish(self.state())
@@ -253,15 +259,16 @@ class Supervisor:
         parent_end, child_end = self.context.Pipe()
         job_pid = self.context.RawValue(ctypes.c_int, 0)
         notice_board = new_notice_board(self.context)
+        taken = self.context.RawValue(ctypes.c_int, 0)
         process = self.context.Process(
             target=child_main,
-            args=(self.settings.child, child_end, index, job_pid, notice_board),
+            args=(self.settings.child, child_end, index, SharedWithChild(job_pid, notice_board, taken)),
             name=f"api-worker-{index}",
             daemon=False,
         )
         process.start()
         child_end.close()
-        slot = Slot(index, process, parent_end, job_pid, notice_board)
+        slot = Slot(index, process, parent_end, job_pid, notice_board, taken)
         self._watch(slot)
         return slot
 
@@ -335,11 +342,32 @@ class Supervisor:
             if slot.ready and slot.job is None:
                 message = self.pending.pop(0)
                 slot.job = InFlight(message, time.monotonic() + self.settings.visibility_timeout)
+                slot.handed += 1
                 # If the child just died, _replace_dead reports and releases the job.
-                with contextlib.suppress(OSError):
-                    slot.connection.send(
-                        JobAssignment(message.message_id, message.body, message.receive_count, message.defect)
-                    )
+                hand_over(
+                    slot.connection,
+                    JobAssignment(message.message_id, message.body, message.receive_count, message.defect),
+                )
+
+    def _replace_unresponsive(self) -> None:
+        """A child that has not taken its job within CONFIRM_TIMEOUT_S (stopped, hung, swapping)
+        is killed and replaced; the job goes to another slot at once, costing no attempt.
+        Asked once per job, and only of jobs that old: a quick job is never asked."""
+        now = time.monotonic()
+        for slot in self.slots:
+            job = slot.job
+            if job is None or job.confirmed or now - job.started < CONFIRM_TIMEOUT_S:
+                continue
+            if slot.taken.value >= slot.handed:
+                job.confirmed = True
+                continue
+            log.error(
+                "child did not take its job; replacing it and handing the job on",
+                extra={"slot": slot.index, "pid": slot.process.pid, **_job_fields(job, None)},
+            )
+            self.pending.insert(0, job.message)
+            slot.job = None
+            slot.process.kill()  # its exit brings _replace_dead, which respawns the slot
 
     def _wait_for_events(self) -> None:
         events = self.selector.select(timeout=self._seconds_to_next_heartbeat())
@@ -526,6 +554,9 @@ class Supervisor:
     def _seconds_to_next_heartbeat(self) -> float:
         margin = self.settings.visibility_timeout / 2
         deadlines = [slot.job.visible_until - margin for slot in self.slots if slot.job is not None]
+        deadlines += [
+            s.job.started + CONFIRM_TIMEOUT_S for s in self.slots if s.job is not None and not s.job.confirmed
+        ]
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
         for seconds in (

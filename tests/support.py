@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
+
 from monitoring.state import STATUS_FILE_NAME
 from queues import open_queue
 from queues.local import LocalQueue
@@ -251,6 +253,13 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def pool_children(worker: Worker) -> list[int]:
+    """The pids of the worker's pool children (not multiprocessing's resource tracker)."""
+    assert worker.process is not None
+    children = psutil.Process(worker.process.pid).children()
+    return [child.pid for child in children if "spawn_main" in " ".join(child.cmdline())]
 
 
 def process_exists(pid: int) -> bool:

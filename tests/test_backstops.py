@@ -3,7 +3,10 @@ survive unexpected exceptions, show in /healthz while they fail, and the work go
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -12,7 +15,7 @@ from typing import Any
 from monitoring.state import STATUS_FILE_NAME
 from pool.faults import ENVIRONMENT_VARIABLE
 from pool.supervisor import EXIT_LOOP_FAILURE
-from tests.support import Worker, free_port, health, job, wait_until
+from tests.support import Worker, free_port, health, job, pool_children, wait_until
 
 WorkerFactory = Callable[..., Worker]
 
@@ -66,3 +69,26 @@ def test_an_outbox_that_fails_loses_no_result_and_shows_in_health(sqs_worker: An
     wait_until(lambda: health(port)[0] == 200, 20, "healthy again")
     assert 'api_worker_thread_failures_total{thread="outbox"} 4.0' in metrics(port)
     assert len(worker.results_for(message_id)) == 1
+
+
+def test_a_stopped_child_is_replaced_and_its_job_handed_on(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(workers=2).start()
+    worker.wait_for_log("pool ready")
+    stopped = pool_children(worker)[0]
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        big = "x" * (200 * 1024)  # over the pipe's capacity: handing it over must not block the loop
+        sent = [
+            worker.submit(job(command={"stdin": {"type": "pipe", "value": big if index % 2 else "small"}}))
+            for index in range(6)
+        ]
+        results = [worker.result(message_id, timeout=60) for message_id in sent]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stopped, signal.SIGCONT)
+    assert all(result["status"] == "succeeded" for result in results)
+    assert all(result["attempt"] == 1 for result in results)  # handing a job on costs no attempt
+    assert {len(result["stdout"]) for result in results} == {len("small"), len(big)}
+    (replaced,) = worker.log_records_with("child did not take its job; replacing it and handing the job on")
+    assert replaced["pid"] == stopped
+    assert stopped not in pool_children(worker) and len(pool_children(worker)) == 2

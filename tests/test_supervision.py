@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.support import REPO, Worker, job, process_exists, wait_until
+from tests.support import REPO, Worker, job, pool_children, process_exists, wait_until
 
 WorkerFactory = Callable[..., Worker]
 
@@ -111,7 +111,7 @@ def test_sigkill_of_the_supervisor_leaves_no_job_running(tmp_path: Path) -> None
     message_id = worker.submit_and_await_start(tmp_path / "started", 60)
     job_pid = int((tmp_path / "started").read_text())
     assert worker.process is not None
-    children = _pool_children(worker)
+    children = pool_children(worker)
     assert len(children) == 2
     worker.signal(signal.SIGKILL)
     worker.wait_exit()
@@ -142,7 +142,7 @@ def test_sigkill_of_a_child_kills_its_job_and_refills_the_slot(worker_factory: W
     # The slot is refilled and the released job runs again in it.
     (tmp_path / "started").unlink()
     wait_until((tmp_path / "started").exists, 30, "the job to run again")
-    assert len(_pool_children(worker)) == 1
+    assert len(pool_children(worker)) == 1
 
 
 def test_children_failing_at_start_make_the_supervisor_give_up(tmp_path: Path) -> None:
@@ -165,13 +165,6 @@ def test_children_failing_at_start_make_the_supervisor_give_up(tmp_path: Path) -
     )
     assert completed.returncode == 3
     assert "children keep failing to start; giving up" in completed.stderr
-
-
-def _pool_children(worker: Worker) -> list[int]:
-    """The pids of the worker's pool children (not multiprocessing's resource tracker)."""
-    assert worker.process is not None
-    children = psutil.Process(worker.process.pid).children()
-    return [child.pid for child in children if "spawn_main" in " ".join(child.cmdline())]
 
 
 def _alive(pid: int) -> bool:

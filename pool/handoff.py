@@ -1,0 +1,32 @@
+"""Handing a job to a child without ever blocking the supervisor's loop.
+
+Whenever a slot is idle its pipe is empty (the child took its last assignment before it
+reported), so an assignment smaller than the pipe's capacity is written at once, whatever
+state the child is in. A larger one (a big body) is written by a short-lived thread, which
+waits for the child to read it, or fails once a hung child is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
+
+from pool.assignment import JobAssignment
+
+DIRECT_BYTES = 32 * 1024  # well under Linux's 64 KiB pipe capacity
+
+
+def hand_over(connection: Connection, assignment: JobAssignment) -> None:
+    data = bytes(ForkingPickler.dumps(assignment))
+    if len(data) <= DIRECT_BYTES:
+        with contextlib.suppress(OSError):  # the child just died: _replace_dead hands the job on
+            connection.send_bytes(data)
+        return
+    threading.Thread(target=_send, args=(connection, data), name="hand-over", daemon=True).start()
+
+
+def _send(connection: Connection, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # the child died or was replaced meanwhile
+        connection.send_bytes(data)
