@@ -149,28 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scratch-dir", type=Path, default=state / "scratch", help="parent of the per-job directories; one per worker"
     )
-    parser.add_argument(
-        "--journal",
-        type=Path,
-        default=state / "journal.sqlite3",
-        metavar="PATH",
-        help="file of the jobs this worker finished (SQLite), so that none runs twice; one per worker",
-    )
-    parser.add_argument(
-        "--journal-retention",
-        type=_duration,
-        default=parse_duration("4d"),
-        metavar="DURATION",
-        help="how long a finished job is remembered after its result went out, e.g. 4d or 12h "
-        "(at least the queue's message retention)",
-    )
-    parser.add_argument(
-        "--dedupe",
-        choices=["message-id", "job-id"],
-        default="message-id",
-        help="what makes a delivery a repeat of a finished job: its message id, or also the request's id "
-        "(a producer resending a job under the same id gets the stored outcome)",
-    )
+    _add_journal_options(parser, state)
     parser.add_argument(
         "--log-format",
         choices=LOG_FORMATS,
@@ -236,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_size,
         default=None,
         help="most input bytes one job may download, e.g. 20G (default: only the scratch filesystem's free space)",
+    )
+    parser.add_argument(
+        "--transfer-timeout",
+        type=_positive_float,
+        default=3600.0,
+        help="seconds one job's whole stage-in may take, and apart its whole stage-out; over it the job ends "
+        "in a retryable error naming what was in transfer (a message's transfer_timeout may only ask for less)",
     )
     parser.add_argument(
         "--transfer-concurrency",
@@ -374,6 +360,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_journal_options(parser: argparse.ArgumentParser, state: Path) -> None:
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        default=state / "journal.sqlite3",
+        metavar="PATH",
+        help="file of the jobs this worker finished (SQLite), so that none runs twice; one per worker",
+    )
+    parser.add_argument(
+        "--journal-retention",
+        type=_duration,
+        default=parse_duration("4d"),
+        metavar="DURATION",
+        help="how long a finished job is remembered after its result went out, e.g. 4d or 12h "
+        "(at least the queue's message retention)",
+    )
+    parser.add_argument(
+        "--dedupe",
+        choices=["message-id", "job-id"],
+        default="message-id",
+        help="what makes a delivery a repeat of a finished job: its message id, or also the request's id "
+        "(a producer resending a job under the same id gets the stored outcome)",
+    )
+
+
 def parse_program(words: Sequence[str]) -> list[str]:
     """`-- CMD ARG...` or the seed's single JSON list `'["python", "x.py"]'`."""
     words = list(words)
@@ -503,6 +514,7 @@ def _serve(options: argparse.Namespace) -> int:
             memory_bytes=options.job_memory,
             cpus=options.job_cpus,
             cpu_seconds=options.job_cpu_time,
+            transfer_timeout_s=options.transfer_timeout,
         ),
         docker=docker,
         journal_path=journal.path if options.dedupe == "job-id" else None,

@@ -46,7 +46,7 @@ class SharedWithChild:
 
 def child_main(settings: ChildSettings, connection: Connection, slot: int, shared: SharedWithChild) -> None:
     """Run jobs until told to stop."""
-    job_pid, notice_board, taken = shared.job_pid, shared.notice_board, shared.taken
+    job_pid, notice_board = shared.job_pid, shared.notice_board
     # Ctrl-C reaches the whole foreground process group; only the supervisor acts on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # SIGTERM from the supervisor unwinds the job, so its process group is killed and its
@@ -60,6 +60,16 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     )
     executor.runner.recover()
     connection.send("ready")
+    try:
+        _serve(executor, connection, slot, shared)
+    except SystemExit as stop:
+        # SIGTERM: the job has unwound (its processes killed, its directory removed). Leave now:
+        # a transfer thread still blocked on the network must not hold the exit up.
+        logging.shutdown()
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
+
+
+def _serve(executor: JobExecutor, connection: Connection, slot: int, shared: SharedWithChild) -> None:
     while True:
         try:
             assignment = connection.recv()
@@ -68,10 +78,10 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
         if assignment is None:
             return
         assert isinstance(assignment, JobAssignment)
-        taken.value += 1  # the supervisor replaces a child that does not take its job in time
+        shared.taken.value += 1  # the supervisor replaces a child that does not take its job in time
         with job_context(slot=slot, message_id=assignment.message_id, attempt=assignment.receive_count):
             report = executor.execute(assignment)
-        job_pid.value = 0
+        shared.job_pid.value = 0
         try:
             connection.send(report)
         except OSError:

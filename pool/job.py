@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from config.logs import add_job_fields
 from config.sizes import format_size
@@ -28,9 +30,11 @@ from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
 from staging.s3_store import S3Store
 from staging.stager import Stager
+from staging.watch import TransferWatch
 from staging.workspace import Workspace, read_stream
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JobExecutor:
@@ -191,7 +195,10 @@ class JobExecutor:
         self.runner.prepare(request.service)
         workspace = Workspace.create(self.settings.scratch_dir, self.slot)
         try:
-            staged = self.stager.stage_in(request.command, workspace)
+            command = request.command
+            staged = _bounded(
+                "stage-in", limits.transfer_timeout_s, lambda w: self.stager.stage_in(command, workspace, w)
+            )
             self._bytes_in = staged.bytes_in
             argv = build_argv(self.settings.base_command, request.command.arguments, staged.argument_values)
             outcome = self.runner.run(
@@ -220,7 +227,9 @@ class JobExecutor:
             else:
                 how = f"exit code {outcome.exit_code}" if outcome.signal is None else f"signal {outcome.signal}"
                 _fail(result, Status.FAILED, "exit", f"the command ended with {how}")
-            report = self.stager.stage_out(staged, workspace)
+            report = _bounded(
+                "stage-out", limits.transfer_timeout_s, lambda w: self.stager.stage_out(staged, workspace, w)
+            )
             result.outputs, result.skipped = report.uploaded, report.skipped
             if staged.stdout_uri is None:
                 result.stdout = self._inline_stream("stdout", staged.stdout_path, result)
@@ -228,6 +237,32 @@ class JobExecutor:
                 result.stderr = self._inline_stream("stderr", staged.stderr_path, result)
         finally:
             workspace.remove()
+
+
+def _bounded(direction: str, limit_s: float | None, transfer: Callable[[TransferWatch], T]) -> T:
+    """Run a stage-in or stage-out within the transfer timeout. It runs on a thread of its own,
+    so that once over time it is abandoned (nothing more starts; what hangs is left behind, its
+    files removed with the job directory) and the job goes on to its result; a SIGTERM waiting
+    here ends the job at once."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+    watch = TransferWatch()
+
+    def run() -> None:
+        try:
+            outcome.append(transfer(watch))
+        except BaseException as exc:  # handed to the job's thread, which reports it
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=direction, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    if thread.is_alive():
+        watch.abandon()
+        raise StagingFault(f"{direction} took longer than the transfer timeout of {limit_s:g} s ({watch.describe()})")
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def _check(action: Callable[[], object], field: str) -> None:

@@ -126,6 +126,7 @@ class JobRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     reply_to: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
     timeout: Positive | None = None
+    transfer_timeout: Positive | None = None
     resources: Resources | None = None
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ class JobLimits:
     memory_bytes: int | None = None
     cpus: float | None = None
     cpu_seconds: float | None = None
+    transfer_timeout_s: float | None = None  # the whole stage-in, and apart the whole stage-out
 
 
 def resolve_limits(request: JobRequest, ceilings: JobLimits) -> JobLimits:
@@ -31,6 +32,7 @@ def resolve_limits(request: JobRequest, ceilings: JobLimits) -> JobLimits:
             raise RequestRejected("resources.memory", str(exc)) from None
     return JobLimits(
         timeout_s=_within("timeout", request.timeout, ceilings.timeout_s, "s"),
+        transfer_timeout_s=_within("transfer_timeout", request.transfer_timeout, ceilings.transfer_timeout_s, "s"),
         memory_bytes=_within_size("resources.memory", memory, ceilings.memory_bytes),
         cpus=_within("resources.cpus", resources.cpus if resources else None, ceilings.cpus, " CPUs"),
         cpu_seconds=_within(

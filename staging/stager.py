@@ -24,6 +24,7 @@ from protocol.result import SkippedPath, UploadedObject
 from staging.errors import StagingFault, StagingRejected
 from staging.stores import ObjectStore, StoredObject
 from staging.uris import ObjectUri, mirror_path, parse_uri
+from staging.watch import TransferWatch
 from staging.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ class Stager:
             raise StagingRejected(f"{uri}: {uri.scheme}:// is not enabled on this worker")
         return store
 
-    def stage_in(self, command: Command, workspace: Workspace) -> StagedJob:
+    def stage_in(self, command: Command, workspace: Workspace, watch: TransferWatch | None = None) -> StagedJob:
+        """`watch`: shows what is in transfer, and stops new transfers once abandoned."""
+        watch = watch or TransferWatch()
         downloads: list[tuple[StoredObject, Path]] = []
         staged = StagedJob(
             argument_values=[],
@@ -79,7 +82,8 @@ class Stager:
                 staged.argument_values.append(argument.text)
             elif argument.type == "input":
                 uri = _parse(where, argument.text)
-                stored = _ask(where, self._store(uri).stat, uri)
+                with watch.moving(str(uri)):
+                    stored = _ask(where, self._store(uri).stat, uri)
                 local = _mirror(where, workspace.inputs, uri)
                 downloads.append((stored, local))
                 staged.argument_values.append(str(local))
@@ -94,7 +98,8 @@ class Stager:
         for index, text in enumerate(command.input):
             where = f"command.input[{index}]"
             prefix = _parse(where, text, prefix=True)
-            found = _ask(where, self._store(prefix).list_prefix, prefix)
+            with watch.moving(str(prefix)):
+                found = _ask(where, self._store(prefix).list_prefix, prefix)
             if not found:
                 raise StagingRejected(f"{where}: no objects match the prefix {text}")
             downloads.extend((stored, _mirror(where, workspace.inputs, stored.uri)) for stored in found)
@@ -108,20 +113,25 @@ class Stager:
 
         staged.stdout_uri = self._stream_destination("command.stdout.value", command.stdout)
         staged.stderr_uri = self._stream_destination("command.stderr.value", command.stderr)
-        self._stage_stdin(command.stdin, staged.stdin_path, downloads)
+        with watch.moving("command.stdin"):
+            self._stage_stdin(command.stdin, staged.stdin_path, downloads)
 
         # An input argument may also be matched by an input prefix: fetch each file once.
         downloads = list({local: (stored, local) for stored, local in downloads}.values())
         self._check_disk(downloads, workspace)
-        self._run_all([partial(self.fetch, stored, local) for stored, local in downloads])
+        self._run_all([partial(self.fetch, stored, local, watch) for stored, local in downloads])
         staged.bytes_in = sum(stored.size for stored, _ in downloads)
         if downloads:
             log.info("staged in", extra={"objects": len(downloads), "bytes": staged.bytes_in})
         return staged
 
-    def fetch(self, stored: StoredObject, local: Path) -> None:
+    def fetch(self, stored: StoredObject, local: Path, watch: TransferWatch | None = None) -> None:
         """Download one object under a temporary name, and rename it into place only once
         complete and of the size its listing gave: the command never sees a partial file."""
+        with (watch or TransferWatch()).moving(str(stored.uri)):
+            self._fetch(stored, local)
+
+    def _fetch(self, stored: StoredObject, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)
         temporary = local.with_name(f"{local.name}.partial-{uuid.uuid4().hex[:8]}")
         try:
@@ -182,8 +192,9 @@ class Stager:
             data = stream.value if stream is not None and stream.value is not None else ""
             path.write_text(data, encoding="utf-8")
 
-    def stage_out(self, staged: StagedJob, workspace: Workspace) -> StageOutReport:
+    def stage_out(self, staged: StagedJob, workspace: Workspace, watch: TransferWatch | None = None) -> StageOutReport:
         """Upload whatever the command produced; raise StagingFault on a storage failure."""
+        watch = watch or TransferWatch()
         report = StageOutReport()
         # The stream files lie outside the job directory, out of the job's reach.
         uploads = [
@@ -204,9 +215,13 @@ class Stager:
                 report.skipped.append(SkippedPath(str(uri), "not a regular file"))
             else:
                 uploads.append((real, uri))
-        sizes = self._run_all([partial(self._store(uri).upload, local, uri) for local, uri in uploads])
+        sizes = self._run_all([partial(self._upload, local, uri, watch) for local, uri in uploads])
         report.uploaded = [UploadedObject(str(uri), size) for (_, uri), size in zip(uploads, sizes, strict=True)]
         return report
+
+    def _upload(self, local: Path, uri: ObjectUri, watch: TransferWatch) -> int:
+        with watch.moving(str(uri)):
+            return self._store(uri).upload(local, uri)
 
     def _produced_files(
         self, staged: StagedJob, workspace: Workspace, report: StageOutReport

@@ -4,13 +4,19 @@ survive unexpected exceptions, show in /healthz while they fail, and the work go
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import signal
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from monitoring.state import STATUS_FILE_NAME
 from pool.faults import ENVIRONMENT_VARIABLE
@@ -92,3 +98,117 @@ def test_a_stopped_child_is_replaced_and_its_job_handed_on(worker_factory: Worke
     (replaced,) = worker.log_records_with("child did not take its job; replacing it and handing the job on")
     assert replaced["pid"] == stopped
     assert stopped not in pool_children(worker) and len(pool_children(worker)) == 2
+
+
+class BlackHole:
+    """An endpoint that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.held.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+class StallingS3(http.server.ThreadingHTTPServer):
+    """An S3 endpoint whose objects all exist, 1 MB each, and whose downloads stall after 64 KB."""
+
+    daemon_threads = True
+    size = 1024 * 1024
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+        super().__init__(("127.0.0.1", 0), _StallingHandler)
+        self.endpoint = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _StallingHandler(http.server.BaseHTTPRequestHandler):
+    server: StallingS3
+
+    def _headers(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(self.server.size))
+        self.send_header("ETag", '"stalling"')
+        self.send_header("Last-Modified", "Sat, 28 Nov 2026 00:00:00 GMT")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        self._headers()
+
+    def do_GET(self) -> None:
+        self._headers()
+        self.wfile.write(b"x" * 65536)
+        self.wfile.flush()
+        self.server.closed.wait(120)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def s3_at(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+S3_INPUT = {"type": "input", "name": "--infile", "value": "s3://bucket/in.txt"}
+
+
+@pytest.mark.parametrize("endpoint", ["silent", "stalling"])
+def test_a_hung_s3_endpoint_costs_a_job_no_more_than_the_transfer_timeout(
+    worker_factory: WorkerFactory, endpoint: str
+) -> None:
+    server = BlackHole() if endpoint == "silent" else StallingS3()
+    try:
+        worker = worker_factory(
+            options=["--transfer-timeout", "5", "--max-attempts", "1"], environment=s3_at(server.endpoint)
+        ).start()
+        began = time.monotonic()
+        result = worker.result(worker.submit(job([S3_INPUT])), timeout=30)
+        assert time.monotonic() - began < 30
+        assert (result["status"], result["final"], result["error"]["type"]) == ("error", True, "staging")
+        assert result["error"]["message"] == (
+            "stage-in took longer than the transfer timeout of 5 s (in transfer: s3://bucket/in.txt)"
+        )
+        assert worker.result(worker.submit(job()))["status"] == "succeeded"  # the slot is free again
+        assert worker.leftovers() == []
+    finally:
+        server.close()
+
+
+def test_sigterm_during_a_stalled_download_stops_the_worker_promptly(worker_factory: WorkerFactory) -> None:
+    server = StallingS3()
+    try:
+        worker = worker_factory(
+            options=["--shutdown-grace", "1", "--kill-grace", "2"], environment=s3_at(server.endpoint)
+        ).start()
+        message_id = worker.submit(job([S3_INPUT]))
+        wait_until(lambda: list(worker.scratch.rglob("in.txt.partial-*")), 20, "a partial download")
+        began = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        assert worker.wait_exit(30) == 0
+        assert time.monotonic() - began < 1 + 2 + 5  # shutdown grace + kill grace + a few seconds
+        assert worker.leftovers() == []
+        (released,) = worker.jobs.receive(1, 0, visibility_timeout=30)  # visible again at once
+        assert (released.message_id, released.receive_count) == (message_id, 2)
+    finally:
+        server.close()

@@ -11,7 +11,7 @@ from protocol.body import parse_request
 from protocol.request import RequestRejected
 from runners.limits import JobLimits, cores_for, resolve_limits
 
-CEILINGS = JobLimits(timeout_s=60, memory_bytes=parse_size("1G"), cpus=2, cpu_seconds=100)
+CEILINGS = JobLimits(timeout_s=60, memory_bytes=parse_size("1G"), cpus=2, cpu_seconds=100, transfer_timeout_s=600)
 
 
 def request(**fields: object) -> object:
@@ -43,16 +43,17 @@ def test_ceilings_apply_when_the_message_asks_for_nothing() -> None:
 
 def test_a_message_may_ask_for_less() -> None:
     limits = resolve_limits(
-        request(timeout=5, resources={"memory": "256M", "cpus": 1, "cpu_seconds": 3}),  # type: ignore[arg-type]
+        request(timeout=5, transfer_timeout=30, resources={"memory": "256M", "cpus": 1, "cpu_seconds": 3}),  # type: ignore[arg-type]
         CEILINGS,
     )
-    assert limits == JobLimits(timeout_s=5, memory_bytes=256 * 1024**2, cpus=1, cpu_seconds=3)
+    assert limits == JobLimits(timeout_s=5, memory_bytes=256 * 1024**2, cpus=1, cpu_seconds=3, transfer_timeout_s=30)
 
 
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
         ({"timeout": 61}, "timeout: asks for 61s, more than this worker's limit of 60s"),
+        ({"transfer_timeout": 601}, "transfer_timeout: asks for 601s, more than this worker's limit of 600s"),
         ({"resources": {"memory": "2G"}}, "resources.memory: asks for 2G, more than this worker's limit of 1G"),
         ({"resources": {"memory": 2 * 1024**3}}, "resources.memory: asks for 2G"),
         ({"resources": {"cpus": 4}}, "resources.cpus: asks for 4 CPUs, more than this worker's limit of 2 CPUs"),
