@@ -224,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
         "in a retryable error naming what was in transfer (a message's transfer_timeout may only ask for less)",
     )
     parser.add_argument(
+        "--deadline-margin",
+        type=_non_negative_float,
+        default=300.0,
+        help="seconds beyond a job's transfer timeouts, --job-timeout and --kill-grace before the supervisor "
+        "kills a child still holding the job (covers image pulls, start-up, clean-up); no deadline without "
+        "--job-timeout",
+    )
+    parser.add_argument(
         "--transfer-concurrency",
         type=_positive_int,
         default=8,
@@ -527,6 +535,7 @@ def _serve(options: argparse.Namespace) -> int:
         child=child,
         journal_retention_s=options.journal_retention,
         stall_limit_s=options.health_stall_limit,
+        deadline_margin_s=options.deadline_margin,
     )
     # Jobs report an unusable scratch directory themselves (a mount may yet appear): not fatal here.
     with contextlib.suppress(OSError):

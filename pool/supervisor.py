@@ -54,6 +54,7 @@ EXIT_BOOT_FAILURE = 3
 EXIT_LOOP_FAILURE = 4
 MAX_BOOT_FAILURES = 5
 CHILD_EXIT_TIMEOUT_S = 30.0
+STALL_FAULT_S = 6.0  # how long the loop hangs when a test asks for it
 CONFIRM_TIMEOUT_S = 5.0  # how long a child may take to say it took a job
 LOCAL_POLL_INTERVAL_S = 0.02  # how often an idle worker looks at the embedded queue
 INTAKE_JOIN_TIMEOUT_S = 1.0
@@ -69,6 +70,18 @@ class SupervisorSettings:
     child: ChildSettings
     journal_retention_s: float
     stall_limit_s: float = DEFAULT_STALL_LIMIT_S  # a loop this long without an iteration is unhealthy
+    deadline_margin_s: float = 300.0  # beyond a job's limits: image pull, start-up, clean-up
+
+    @property
+    def job_deadline_s(self) -> float | None:
+        """How long a child may hold one job before the supervisor kills it: both transfer
+        allowances, the job's timeout, the kill grace and the margin. None without a job
+        timeout ceiling: the command itself may then run for as long as it likes."""
+        limits = self.child.ceilings
+        if limits.timeout_s is None:
+            return None
+        transfers = 2 * (limits.transfer_timeout_s or 0.0)
+        return transfers + limits.timeout_s + self.child.kill_grace_s + self.deadline_margin_s
 
 
 @dataclass
@@ -88,6 +101,7 @@ class Slot:
     notice_board: ctypes.Array[ctypes.c_char]  # shared with the child: its job's id and reply queue
     taken: ctypes.c_int  # shared with the child: how many assignments it took
     handed: int = 0  # how many assignments it was given
+    killed_for: str | None = None  # why the supervisor killed this child, if it did
     ready: bool = False
     job: InFlight | None = None
     retired: bool = False  # died during shutdown and not replaced
@@ -200,6 +214,7 @@ class Supervisor:
             self.outbox.run_due()
             self._extend_visibility()
             self._replace_unresponsive()
+            self._kill_overdue()
             self._wait_for_events()
             if self.monitor.due():
                 self.monitor.publish(self.state())
@@ -336,6 +351,7 @@ class Supervisor:
     def _dispatch(self) -> None:
         if self.pending:
             faults.check("dispatch")
+            faults.stall("dispatch-stall", STALL_FAULT_S)
         for slot in self.slots:
             if not self.pending:
                 return
@@ -368,6 +384,26 @@ class Supervisor:
             self.pending.insert(0, job.message)
             slot.job = None
             slot.process.kill()  # its exit brings _replace_dead, which respawns the slot
+
+    def _kill_overdue(self) -> None:
+        """A job still held past the supervisor's own deadline for it (its child hung, or its
+        own limits failed): the child is killed with the job's processes, the job reported
+        as a retryable error and its message handed back at once; the slot is respawned."""
+        limit = self.settings.job_deadline_s
+        if limit is None:
+            return
+        now = time.monotonic()
+        for slot in self.slots:
+            job = slot.job
+            if job is None or slot.killed_for is not None or now - job.started < limit:
+                continue
+            slot.killed_for = f"the job outlived the worker's deadline of {limit:g} s; its child was killed"
+            log.error(
+                "job outlived the supervisor's deadline; killing its child",
+                extra={"slot": slot.index, "pid": slot.process.pid, "deadline_s": limit, **_job_fields(job, None)},
+            )
+            slot.process.kill()  # its exit brings _replace_dead: job group killed, job reported, slot respawned
+            _kill_job_group(slot)
 
     def _wait_for_events(self) -> None:
         events = self.selector.select(timeout=self._seconds_to_next_heartbeat())
@@ -473,7 +509,8 @@ class Supervisor:
         )
         if slot.job is not None:
             _kill_job_group(slot)
-            self._report_lost_job(slot, slot.job, accepted, f"the worker child died (exit code {exit_code})")
+            why = slot.killed_for or f"the worker child died (exit code {exit_code})"
+            self._report_lost_job(slot, slot.job, accepted, why)
         self._unwatch(slot)
         slot.connection.close()
         if self.stopping:
@@ -557,6 +594,8 @@ class Supervisor:
         deadlines += [
             s.job.started + CONFIRM_TIMEOUT_S for s in self.slots if s.job is not None and not s.job.confirmed
         ]
+        if self.settings.job_deadline_s is not None:
+            deadlines += [s.job.started + self.settings.job_deadline_s for s in self.slots if s.job is not None]
         if self.stop_deadline is not None:
             deadlines.append(self.stop_deadline)
         for seconds in (

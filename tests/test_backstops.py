@@ -14,14 +14,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from monitoring.state import STATUS_FILE_NAME
 from pool.faults import ENVIRONMENT_VARIABLE
 from pool.supervisor import EXIT_LOOP_FAILURE
-from tests.support import Worker, free_port, health, job, pool_children, wait_until
+from tests.support import Worker, free_port, health, job, pool_children, process_exists, wait_until
 
 WorkerFactory = Callable[..., Worker]
 
@@ -212,3 +214,26 @@ def test_sigterm_during_a_stalled_download_stops_the_worker_promptly(worker_fact
         assert (released.message_id, released.receive_count) == (message_id, 2)
     finally:
         server.close()
+
+
+def test_a_job_held_past_the_supervisors_deadline_loses_its_child(
+    worker_factory: WorkerFactory, tmp_path: Path
+) -> None:
+    # Deadline: 2 x 1 s of transfers + 2 s of timeout + 1 s of kill grace + 1 s of margin = 6 s.
+    options = ["--job-timeout", "2", "--transfer-timeout", "1", "--kill-grace", "1", "--deadline-margin", "1"]
+    worker = worker_factory(options=options).start()
+    started = tmp_path / "started"
+    message_id = worker.submit_and_await_start(started, 60)
+    job_pid = int(started.read_text())
+    child = psutil.Process(job_pid).parent()
+    assert child is not None
+    child.suspend()  # the child can no longer enforce the job's own timeout
+    (overdue,) = worker.wait_for_log("job outlived the supervisor's deadline; killing its child", timeout=30)
+    assert (overdue["deadline_s"], overdue["pid"]) == (6, child.pid)
+    wait_until(lambda: not process_exists(job_pid), 10, "the job's processes to be killed")
+    first = wait_until(lambda: worker.results_for(message_id), 20, "the first result")[0]
+    assert (first["status"], first["final"], first["attempt"]) == ("error", False, 1)
+    assert first["error"]["message"] == "the job outlived the worker's deadline of 6 s; its child was killed"
+    final = worker.result(message_id)  # handed back at once: the retry runs into its own timeout
+    assert (final["status"], final["attempt"]) == ("timeout", 2)
+    assert child.pid not in pool_children(worker) and len(pool_children(worker)) == 1
