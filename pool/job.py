@@ -196,9 +196,9 @@ class JobExecutor:
         workspace = Workspace.create(self.settings.scratch_dir, self.slot)
         try:
             command = request.command
-            staged = _bounded(
-                "stage-in", limits.transfer_timeout_s, lambda w: self.stager.stage_in(command, workspace, w)
-            )
+            # A thread per transfer direction only where there is something to transfer.
+            transfer_limit_s = limits.transfer_timeout_s if command.names_files else None
+            staged = _bounded("stage-in", transfer_limit_s, lambda w: self.stager.stage_in(command, workspace, w))
             self._bytes_in = staged.bytes_in
             argv = build_argv(self.settings.base_command, request.command.arguments, staged.argument_values)
             outcome = self.runner.run(
@@ -227,9 +227,7 @@ class JobExecutor:
             else:
                 how = f"exit code {outcome.exit_code}" if outcome.signal is None else f"signal {outcome.signal}"
                 _fail(result, Status.FAILED, "exit", f"the command ended with {how}")
-            report = _bounded(
-                "stage-out", limits.transfer_timeout_s, lambda w: self.stager.stage_out(staged, workspace, w)
-            )
+            report = _bounded("stage-out", transfer_limit_s, lambda w: self.stager.stage_out(staged, workspace, w))
             result.outputs, result.skipped = report.uploaded, report.skipped
             if staged.stdout_uri is None:
                 result.stdout = self._inline_stream("stdout", staged.stdout_path, result)
@@ -243,10 +241,12 @@ def _bounded(direction: str, limit_s: float | None, transfer: Callable[[Transfer
     """Run a stage-in or stage-out within the transfer timeout. It runs on a thread of its own,
     so that once over time it is abandoned (nothing more starts; what hangs is left behind, its
     files removed with the job directory) and the job goes on to its result; a SIGTERM waiting
-    here ends the job at once."""
+    here ends the job at once. Without a limit it runs here, on the job's own thread."""
+    watch = TransferWatch()
+    if limit_s is None:
+        return transfer(watch)
     outcome: list[T] = []
     failure: list[BaseException] = []
-    watch = TransferWatch()
 
     def run() -> None:
         try:

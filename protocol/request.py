@@ -111,6 +111,17 @@ class Command(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             for index, value in enumerate(getattr(self, field)):
                 _check_uri(f"{field}[{index}]", value)
 
+    @property
+    def names_files(self) -> bool:
+        """Whether any file is staged in or out for it (else staging is a local write of stdin)."""
+        streams = (self.stdin, self.stdout, self.stderr)
+        return bool(
+            self.input
+            or self.output
+            or any(argument.type != "parameter" for argument in self.arguments)
+            or any(stream is not None and stream.type == "uri" for stream in streams)
+        )
+
 
 class Resources(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cpus: Positive | None = None
