@@ -181,9 +181,9 @@ def test_a_hung_s3_endpoint_costs_a_job_no_more_than_the_transfer_timeout(
 ) -> None:
     server = BlackHole() if endpoint == "silent" else StallingS3()
     try:
-        worker = worker_factory(
-            options=["--transfer-timeout", "5", "--max-attempts", "1"], environment=s3_at(server.endpoint)
-        ).start()
+        port = free_port()
+        options = ["--transfer-timeout", "5", "--max-attempts", "1", "--metrics-port", str(port)]
+        worker = worker_factory(options=options, environment=s3_at(server.endpoint)).start()
         began = time.monotonic()
         result = worker.result(worker.submit(job([S3_INPUT])), timeout=30)
         assert time.monotonic() - began < 30
@@ -193,6 +193,7 @@ def test_a_hung_s3_endpoint_costs_a_job_no_more_than_the_transfer_timeout(
         )
         assert worker.result(worker.submit(job()))["status"] == "succeeded"  # the slot is free again
         assert worker.leftovers() == []
+        assert health(port)[0] == 200  # a hung store costs one job, not the worker's health
     finally:
         server.close()
 
