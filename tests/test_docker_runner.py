@@ -238,9 +238,13 @@ def test_a_container_left_by_a_killed_worker_is_removed_at_the_next_start(
         "the job's container to run",
     )
     assert worker.process is not None
-    # Everything at once, so no process of the worker gets to clean up.
+    # Everything at once, so no process of the worker gets to clean up: all stopped first, or a
+    # child could act on the parent-death signal (and remove its container) before its SIGKILL.
     supervisor = psutil.Process(worker.process.pid)
-    for process in [supervisor, *supervisor.children(recursive=True)]:
+    processes = [supervisor, *supervisor.children(recursive=True)]
+    for process in processes:
+        process.send_signal(signal.SIGSTOP)
+    for process in processes:
         process.send_signal(signal.SIGKILL)
     worker.process.wait()
     assert docker_api.inspect_container(running[0]["Id"])["State"]["Running"]
