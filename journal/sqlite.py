@@ -160,8 +160,16 @@ class SqliteJournal:
             for o in outcomes:
                 cursor = db.execute(
                     "INSERT INTO outcomes (message_id, job_id, attempt, status, final, finished_at, state)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 0)",
-                    (o.message_id, None if o.job_id == o.message_id else o.job_id, o.attempt, o.status, o.final, now),
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        o.message_id,
+                        None if o.job_id == o.message_id else o.job_id,
+                        o.attempt,
+                        o.status,
+                        o.final,
+                        now,
+                        RECORDED,
+                    ),
                 )
                 db.execute(
                     "INSERT INTO deliveries (seq, receipt, reply_to, result, dead_letter, retry_in_s)"
@@ -240,7 +248,7 @@ class SqliteJournal:
         rows = self._query(
             "reading old outcomes", "SELECT seq, finished_at, state FROM outcomes ORDER BY seq LIMIT ?", (limit,)
         )
-        old = [(seq,) for seq, finished_at, state in _while_older(rows, finished_before) if state == SETTLED]
+        old = [(seq,) for seq, state in _while_older(rows, finished_before) if state == SETTLED]
         if old:
             with self._transaction("pruning tombstones") as db:
                 db.executemany("DELETE FROM outcomes WHERE seq = ?", old)
@@ -265,11 +273,12 @@ def _finished(row: tuple[object, ...]) -> FinishedJob:
     return FinishedJob(str(row[0]), str(row[1]), str(row[2]), float(row[3]), int(row[4]) >= SENT)  # type: ignore[arg-type, call-overload]
 
 
-def _while_older(rows: list[tuple[object, ...]], before: float) -> Iterator[tuple[int, float, int]]:
+def _while_older(rows: list[tuple[object, ...]], before: float) -> Iterator[tuple[int, int]]:
+    """(seq, state) of the leading rows that finished before `before`."""
     for seq, finished_at, state in rows:
         if float(finished_at) >= before:  # type: ignore[arg-type]
             return
-        yield int(seq), float(finished_at), int(state)  # type: ignore[call-overload, arg-type]
+        yield int(seq), int(state)  # type: ignore[call-overload]
 
 
 def _lock(path: Path) -> IO[bytes]:

@@ -77,10 +77,8 @@ class _Delivery:
         return [p for p in self.parcels if p.outcome and p.outcome.dead_letter_body is not None and not p.dead_lettered]
 
     def _settle_at_once(self) -> bool:
-        """The embedded queue sends and deletes in one transaction, when it can."""
+        """Send and delete in one call where the queue can (the embedded queue: one transaction)."""
         job_queue = self.courier.job_queue
-        if not job_queue.is_local:
-            return False
         sends = [
             (queue, [p.outcome.result_json for p in group if p.outcome])
             for queue, group in self._results_by_destination().values()

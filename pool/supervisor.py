@@ -246,16 +246,13 @@ class Supervisor:
 
     def _finish(self) -> None:
         self.ledger.stop()
-        self.courier.flush(force=True)
         self.intake.stop()
         self.intake.join(timeout=INTAKE_JOIN_TIMEOUT_S)
         if isinstance(self.intake, Intake) and self.intake.is_alive():
             # Not worth holding the exit for: whatever that poll returns is hidden for one
             # visibility timeout and then delivered again, to this worker or another.
             log.info("leaving a long poll open at exit", extra={"queue": self.job_queue.spec})
-        self.pending.extend(self._screen(self.intake.take()))
-        self._release(self.pending, "shutting down")
-        self.pending.clear()
+        self._release_pending()
         self.courier.flush(force=True)
         self.outbox.stop(timeout=OUTBOX_DRAIN_TIMEOUT_S)
         self.monitor.publish(self.state())
@@ -475,6 +472,8 @@ class Supervisor:
     def _screen(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """Keep the messages to run: not those the journal has as finished (deleted, not run
         again), nor a redelivery of one running here (its job takes the new receipt)."""
+        if not messages:  # most loop iterations: nothing to look up
+            return messages
         finished = self.ledger.finished_among(messages)
         running = {slot.job.message.message_id: slot.job for slot in self.slots if slot.job is not None}
         fresh = []
