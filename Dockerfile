@@ -21,6 +21,7 @@ RUN python3 -m venv .venv \
     && .venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
 COPY supervisor.py ./
 COPY client ./client
+COPY common ./common
 COPY config ./config
 COPY journal ./journal
 COPY monitoring ./monitoring

@@ -26,7 +26,7 @@ sys.path[:] = [str(REPO), *(entry for entry in sys.path if Path(entry or ".").re
 import docker  # noqa: E402
 
 from bench.throughput import Supervisor  # noqa: E402
-from tests.engine import BASE_IMAGE, build_test_images  # noqa: E402
+from testkit.images import BASE_IMAGE, build_test_images  # noqa: E402
 
 WORKERS = 4
 

@@ -35,7 +35,7 @@ from staging.s3_store import S3Store  # noqa: E402
 from staging.stager import StagedJob, Stager  # noqa: E402
 from staging.uris import parse_uri  # noqa: E402
 from staging.workspace import Workspace  # noqa: E402
-from tests.support import MotoServer  # noqa: E402
+from testkit.moto_server import MotoServer  # noqa: E402
 
 BUCKET = "bench"
 SMALL_SIZE = 64 * 1024

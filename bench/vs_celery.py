@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 
-from tests.support import MotoServer  # noqa: E402
+from testkit.moto_server import MotoServer  # noqa: E402
 
 CELERY_APP = """
 import os, subprocess, time

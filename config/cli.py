@@ -14,10 +14,10 @@ from pathlib import Path
 
 from client.status import print_status
 from client.submit import submit
-from config.durations import parse_duration
+from common.durations import parse_duration
+from common.logs import LOG_FORMATS, configure_logging
+from common.sizes import parse_size
 from config.layers import ENV_PREFIX, ReplacingAppend, apply_layers, config_path, read_config_file
-from config.logs import LOG_FORMATS, configure_logging
-from config.sizes import parse_size
 from journal.base import JournalUnusable
 from journal.sqlite import SqliteJournal
 from monitoring.monitor import Monitor

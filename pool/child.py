@@ -11,7 +11,7 @@ from functools import partial
 from multiprocessing.connection import Connection
 from types import FrameType
 
-from config.logs import configure_logging, job_context
+from common.logs import configure_logging, job_context
 from journal.sqlite import SqliteJournal
 from pool.assignment import JobAssignment
 from pool.job import JobExecutor

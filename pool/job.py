@@ -11,8 +11,8 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from config.logs import add_job_fields
-from config.sizes import format_size
+from common.logs import add_job_fields
+from common.sizes import format_size
 from journal.base import JobJournal, JournalError
 from pool.assignment import JobAssignment, JobReport
 from pool.notice import JobAccepted

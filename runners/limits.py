@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from config.sizes import format_size, parse_size
+from common.sizes import format_size, parse_size
 from protocol.request import JobRequest, RequestRejected
 
 

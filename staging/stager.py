@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from config.sizes import format_size
+from common.sizes import format_size
 from protocol.request import Command, Stream
 from protocol.result import SkippedPath, UploadedObject
 from staging.errors import StagingFault, StagingRejected

@@ -10,8 +10,9 @@ import boto3
 import pytest
 from docker import APIClient
 
-from tests.engine import build_test_images, reach_engine
-from tests.support import MotoServer, Worker, new_queue
+from testkit.images import build_test_images, reach_engine
+from testkit.moto_server import MotoServer
+from tests.support import Worker, new_queue
 
 
 @pytest.fixture
@@ -94,5 +95,5 @@ def docker_api() -> APIClient:
 
 @pytest.fixture(scope="session")
 def tool_image(docker_api: APIClient, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A local image whose entrypoint is tests/jobs/image/tool.sh (no registry involved)."""
+    """A local image whose entrypoint is testkit/tool_image/tool.sh (no registry involved)."""
     return build_test_images(docker_api, tmp_path_factory.mktemp("image"))

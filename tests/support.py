@@ -10,36 +10,24 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 
 from monitoring.state import STATUS_FILE_NAME
 from queues import open_queue
 from queues.local import LocalQueue
+from testkit.moto_server import free_port
+from testkit.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 SUPERVISOR = REPO / "supervisor.py"
 TOOL = REPO / "tests" / "jobs" / "tool.py"
-T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def job(arguments: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
@@ -282,45 +270,6 @@ def health(port: int) -> tuple[int, dict[str, Any]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class MotoServer:
-    """moto's standalone server (S3 and SQS over HTTP) on a loopback port."""
-
-    def __init__(self, log_path: Path, environment: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log, env={**os.environ, **(environment or {})})
-        wait_until(self._answers, 30, f"moto_server on port {self.port}")
-
-    def aws_environment(self) -> dict[str, str]:
-        """Variables that point boto3 (in this process or any child) at this server."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-
-    def _answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):
-                return True
-        except OSError:
-            assert self.process.poll() is None, "moto_server exited"
-            return False
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
 
 
 class TcpProxy:

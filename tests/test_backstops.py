@@ -23,7 +23,9 @@ import pytest
 from monitoring.state import STATUS_FILE_NAME
 from pool.faults import ENVIRONMENT_VARIABLE
 from pool.supervisor import EXIT_LOOP_FAILURE
-from tests.support import Worker, free_port, health, job, pool_children, process_exists, wait_until
+from testkit.moto_server import free_port
+from testkit.waiting import wait_until
+from tests.support import Worker, health, job, pool_children, process_exists
 
 WorkerFactory = Callable[..., Worker]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from docker import APIClient
 
-from tests.engine import PYTHON_BASE_IMAGE
+from testkit.images import PYTHON_BASE_IMAGE
 from tests.support import REPO
 
 UNIT = REPO / "api-worker.service"

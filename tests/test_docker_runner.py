@@ -15,17 +15,10 @@ import psutil
 import pytest
 from docker import APIClient
 
+from testkit.moto_server import MotoServer, free_port
+from testkit.waiting import wait_until
 from tests.engine import EmptyRegistry, engine_socket_path, worker_containers
-from tests.support import (
-    SEED_INPUTS,
-    MotoServer,
-    TcpProxy,
-    Worker,
-    check_seed_result,
-    free_port,
-    seed_job,
-    wait_until,
-)
+from tests.support import SEED_INPUTS, TcpProxy, Worker, check_seed_result, seed_job
 
 WorkerFactory = Callable[..., Worker]
 

@@ -21,7 +21,9 @@ import pytest
 from journal.base import Outcome
 from journal.sqlite import FORMAT_VERSION, SqliteJournal
 from pool.courier import BATCH
-from tests.support import MotoServer, TcpProxy, Worker, free_port, health, job, wait_until
+from testkit.moto_server import MotoServer, free_port
+from testkit.waiting import wait_until
+from tests.support import TcpProxy, Worker, health, job
 
 WorkerFactory = Callable[..., Worker]
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from config.sizes import format_size, parse_size
+from common.sizes import format_size, parse_size
 from protocol.body import parse_request
 from protocol.request import RequestRejected
 from runners.limits import JobLimits, cores_for, resolve_limits

@@ -13,7 +13,8 @@ import pytest
 from queues import default_result_queue, open_queue
 from queues.base import VisibilityChange
 from queues.local import LocalQueue
-from tests.support import REPO, wait_until
+from testkit.waiting import wait_until
+from tests.support import REPO
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from config.logs import JOB_FIELDS, configure_logging, job_context, redact
+from common.logs import JOB_FIELDS, configure_logging, job_context, redact
 from tests.support import Worker, job
 
 

@@ -18,7 +18,9 @@ import pytest
 
 from monitoring.state import WorkerState
 from pool.faults import ENVIRONMENT_VARIABLE
-from tests.support import REPO, SUPERVISOR, Worker, free_port, job, wait_until
+from testkit.moto_server import free_port
+from testkit.waiting import wait_until
+from tests.support import REPO, SUPERVISOR, Worker, job
 
 
 def get(url: str) -> tuple[int, str]:

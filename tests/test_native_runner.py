@@ -12,7 +12,8 @@ from runners.limits import JobLimits
 from runners.native import NativeRunner, job_environment
 from runners.process import RunnerFault, RunSpec
 from staging.workspace import Workspace
-from tests.support import process_exists, wait_until
+from testkit.waiting import wait_until
+from tests.support import process_exists
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ from typing import Any
 import boto3
 
 from queues.local import LocalQueue
-from tests.support import MotoServer, Worker, job, wait_until
+from testkit.moto_server import MotoServer
+from testkit.waiting import wait_until
+from tests.support import Worker, job
 
 WorkerFactory = Callable[..., Worker]
 

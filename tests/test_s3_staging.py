@@ -19,7 +19,8 @@ from staging.stager import Stager
 from staging.stores import StoredObject
 from staging.uris import ObjectUri
 from staging.workspace import Workspace
-from tests.support import SEED_INPUTS, MotoServer, Worker, check_seed_result, free_port, job, seed_job
+from testkit.moto_server import MotoServer, free_port
+from tests.support import SEED_INPUTS, Worker, check_seed_result, job, seed_job
 
 WorkerFactory = Callable[..., Worker]
 

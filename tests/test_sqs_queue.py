@@ -11,7 +11,8 @@ import pytest
 
 from queues.base import QueueError, VisibilityChange
 from queues.sqs import SqsQueue
-from tests.support import MotoServer, new_queue
+from testkit.moto_server import MotoServer
+from tests.support import new_queue
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ from typing import Any
 
 import boto3
 
-from tests.support import REPO, SUPERVISOR, MotoServer, TcpProxy, Worker, job, new_queue, wait_until
+from testkit.moto_server import MotoServer
+from testkit.waiting import wait_until
+from tests.support import REPO, SUPERVISOR, TcpProxy, Worker, job, new_queue
 
 
 def test_jobs_and_test_messages_run_through_sqs(sqs_worker: Any) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.support import REPO, Worker, job, pool_children, process_exists, wait_until
+from testkit.waiting import wait_until
+from tests.support import REPO, Worker, job, pool_children, process_exists
 
 WorkerFactory = Callable[..., Worker]
 

@@ -12,17 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    REPO,
-    SEED_INPUTS,
-    SUPERVISOR,
-    Worker,
-    check_seed_result,
-    job,
-    process_exists,
-    seed_job,
-    wait_until,
-)
+from testkit.waiting import wait_until
+from tests.support import REPO, SEED_INPUTS, SUPERVISOR, Worker, check_seed_result, job, process_exists, seed_job
 
 WorkerFactory = Callable[..., Worker]
 
