@@ -15,17 +15,17 @@ from common.logs import add_job_fields
 from common.sizes import format_size
 from journal.base import JobJournal, JournalError
 from pool.assignment import JobAssignment, JobReport
+from pool.limits import resolve_limits
 from pool.notice import JobAccepted
 from pool.outcomes import new_result
 from pool.settings import ChildSettings
+from protocol.argv import build_argv
 from protocol.body import DecodedBody, Envelope, decode_body
 from protocol.request import JobRequest, RequestRejected
 from protocol.result import ErrorInfo, JobResult, SkippedPath, Status, WorkerIdentity, utc_timestamp
 from queues import check_reply_to
-from runners.argv import build_argv
-from runners.limits import resolve_limits
 from runners.native import NativeRunner
-from runners.process import ImageRejected, Runner, RunnerFault, RunSpec
+from runners.process import ImageRejected, Runner, RunnerFault, RunSpec, StopReason
 from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
 from staging.s3_store import S3Store
@@ -215,12 +215,12 @@ class JobExecutor:
                 )
             )
             result.exit_code, result.signal, result.usage = outcome.exit_code, outcome.signal, outcome.usage
-            if outcome.limit_hit == "timeout":
+            if outcome.stopped_for is StopReason.TIMEOUT:
                 _fail(result, Status.TIMEOUT, "timeout", f"the job ran longer than {limits.timeout_s:g} s")
-            elif outcome.limit_hit == "memory":
+            elif outcome.stopped_for is StopReason.MEMORY:
                 limit = format_size(limits.memory_bytes or 0)
                 _fail(result, Status.KILLED, "memory", f"the job's processes used more than {limit} of memory")
-            elif outcome.limit_hit == "cpu_time":
+            elif outcome.stopped_for is StopReason.CPU_TIME:
                 _fail(result, Status.KILLED, "cpu_time", f"the job used more than {limits.cpu_seconds:g} CPU-seconds")
             elif outcome.exit_code == 0:
                 result.status = Status.SUCCEEDED

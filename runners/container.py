@@ -11,6 +11,7 @@ scratch directory), the slot and the job, so whatever a crash leaves behind can 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -30,9 +31,9 @@ from urllib3.exceptions import ReadTimeoutError
 from protocol.result import Usage
 from runners.attach import AttachedStreams
 from runners.container_settings import SLOT_LABEL, WORKER_LABEL, ContainerSettings
-from runners.deadline import StopSchedule
 from runners.images import ensure_image
-from runners.process import RunnerFault, RunOutcome, RunSpec
+from runners.process import RunnerFault, RunOutcome, RunSpec, StopReason
+from runners.watch import UsageSample, watch
 
 log = logging.getLogger(__name__)
 API_TIMEOUT_S = 60
@@ -116,7 +117,7 @@ class DockerRunner:
             raise
         try:
             with engine_errors("running the container"):
-                return _Watch(self.api, container, spec).until_exit(has_stdin)
+                return _run_attached(self.api, container, spec, has_stdin)
         finally:
             self._remove(container)
 
@@ -186,107 +187,88 @@ def _hand_over(directory: Path, uid: int, gid: int) -> None:
         raise RunnerFault(f"cannot give the job directory to the container user {uid}:{gid}: {exc}") from exc
 
 
-class _Watch:
-    """Feeds and drains the container's streams while enforcing the wall-clock and CPU limits."""
+class _ContainerJob:
+    """The container, its attached streams and its stats, as the watch loop sees them."""
 
-    def __init__(self, api: APIClient, container: str, spec: RunSpec) -> None:
+    def __init__(self, api: APIClient, container: str, streams: AttachedStreams) -> None:
         self.api = api
         self.container = container
-        self.spec = spec
-        self.limit_hit: str | None = None
-        self.max_rss_bytes: int | None = None
-        self.cpu_seconds: float | None = None
-        # From just before the container starts, as the native runner counts from just before its fork.
-        self.schedule = StopSchedule(time.monotonic(), spec.limits.timeout_s, spec.kill_grace_s)
+        self.streams = streams
+        self.status: dict[str, Any] | None = None
 
-    def until_exit(self, has_stdin: bool) -> RunOutcome:
-        spec = self.spec
-        attached = self.api.attach_socket(
-            self.container, params={"stdin": int(has_stdin), "stdout": 1, "stderr": 1, "stream": 1}
-        )
-        with (
-            spec.stdin_path.open("rb") as stdin,
-            spec.stdout_path.open("wb") as stdout,
-            spec.stderr_path.open("wb") as stderr,
-        ):
-            streams = AttachedStreams(
-                getattr(attached, "_sock", attached), stdin if has_stdin else None, stdout, stderr
-            )
-            try:
-                self.api.start(self.container)
-                status = self._loop(streams)
-            finally:
-                streams.close()
-        return self._outcome(int(status["StatusCode"]))
+    def ended(self) -> dict[str, Any] | None:
+        return self.status
 
-    def _loop(self, streams: AttachedStreams) -> dict[str, Any]:
-        next_sample = time.monotonic() + STATS_INTERVAL_S
-        while True:
-            now = time.monotonic()
-            stop = self.schedule.due(now)
-            if stop is signal.SIGTERM:
-                self.limit_hit = "timeout"
-                log.info("job timed out; stopping its container", extra={"timeout_s": self.spec.limits.timeout_s})
-            if stop is not None:
-                self._signal(stop)
-            if now >= next_sample:
-                self._sample()
-                next_sample = now + STATS_INTERVAL_S
-            wake_at = min(t for t in (next_sample, self.schedule.next_time()) if t is not None)
-            timeout = max(0.01, wake_at - time.monotonic())
-            if not streams.finished:
-                streams.pump(timeout)
-                continue
-            # The output ended: normally the container has exited; a job that closed its
-            # stdout and stderr early is waited for, still within its limits.
-            status = self._wait(timeout)
-            if status is not None:
-                return status
-
-    def _wait(self, timeout: float) -> dict[str, Any] | None:
+    def wait(self, timeout_s: float) -> None:
+        timeout_s = max(0.01, timeout_s)
+        if not self.streams.finished:
+            self.streams.pump(timeout_s)
+            return
+        # The output ended: normally the container has exited; a job that closed its
+        # stdout and stderr early is waited for, still within its limits.
         try:
-            return dict(self.api.wait(self.container, timeout=timeout))  # type: ignore[arg-type]  # float works
+            self.status = dict(self.api.wait(self.container, timeout=timeout_s))  # type: ignore[arg-type]  # float works
         except RequestsConnectionError as exc:
-            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
-                return None
-            raise
+            if not (exc.args and isinstance(exc.args[0], ReadTimeoutError)):
+                raise
 
-    def _signal(self, signum: signal.Signals) -> None:
+    def signal(self, signum: signal.Signals) -> None:
         try:
             self.api.kill(self.container, signal=signum.name)
         except APIError as exc:
             if exc.status_code != 409:  # 409: it is no longer running
                 raise
 
-    def _sample(self) -> None:
-        """Usage from the engine's stats; best effort, except that it enforces the CPU-time limit."""
+    def sample(self) -> UsageSample:
+        """Usage from the engine's stats; best effort."""
         try:
             stats = self.api.stats(self.container, stream=False, one_shot=True)
         except APIError:
-            return
+            return UsageSample(None, None)
         memory = stats.get("memory_stats") or {}
         rss = memory.get("max_usage") or memory.get("usage")
-        if rss:
-            self.max_rss_bytes = max(self.max_rss_bytes or 0, int(rss))
         cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
-        if cpu_ns:
-            self.cpu_seconds = round(cpu_ns / 1e9, 3)
-        limit = self.spec.limits.cpu_seconds
-        if self.limit_hit is None and limit is not None and self.cpu_seconds is not None and self.cpu_seconds > limit:
-            self.limit_hit = "cpu_time"
-            self.schedule.cancel()
-            log.info("job exceeded its CPU time; killing its container", extra={"cpu_seconds": self.cpu_seconds})
-            self._signal(signal.SIGKILL)
+        return UsageSample(int(rss) if rss else None, round(cpu_ns / 1e9, 3) if cpu_ns else None)
 
-    def _outcome(self, status_code: int) -> RunOutcome:
-        if status_code != 0 and self.limit_hit is None and self.spec.limits.memory_bytes is not None:
-            state = self.api.inspect_container(self.container)["State"]
-            if state.get("OOMKilled"):
-                self.limit_hit = "memory"
-        exit_code: int | None = status_code
-        signal_name = None
-        if self.limit_hit is not None and status_code > 128:
-            with contextlib.suppress(ValueError):
-                signal_name = signal.Signals(status_code - 128).name
-                exit_code = None
-        return RunOutcome(exit_code, signal_name, self.limit_hit, Usage(self.max_rss_bytes, self.cpu_seconds))
+
+def _run_attached(api: APIClient, container: str, spec: RunSpec, has_stdin: bool) -> RunOutcome:
+    """Start the container, feed and drain its streams, and watch it until it ends."""
+    attached = api.attach_socket(container, params={"stdin": int(has_stdin), "stdout": 1, "stderr": 1, "stream": 1})
+    # The engine enforces the memory limit (and reports an OOM kill); the rest is watched here.
+    limits = dataclasses.replace(spec.limits, memory_bytes=None)
+    with (
+        spec.stdin_path.open("rb") as stdin,
+        spec.stdout_path.open("wb") as stdout,
+        spec.stderr_path.open("wb") as stderr,
+    ):
+        streams = AttachedStreams(getattr(attached, "_sock", attached), stdin if has_stdin else None, stdout, stderr)
+        try:
+            # From just before the container starts, as the native runner counts from just before its fork.
+            started = time.monotonic()
+            api.start(container)
+            report = watch(
+                _ContainerJob(api, container, streams),
+                limits,
+                spec.kill_grace_s,
+                started=started,
+                sample_every_s=STATS_INTERVAL_S,
+                first_sample_s=STATS_INTERVAL_S,
+            )
+        finally:
+            streams.close()
+    status_code = int(report.ended["StatusCode"])
+    stopped_for = report.stopped_for
+    memory_limited = spec.limits.memory_bytes is not None
+    if status_code != 0 and stopped_for is None and memory_limited and _oom_killed(api, container):
+        stopped_for = StopReason.MEMORY
+    exit_code: int | None = status_code
+    signal_name = None
+    if stopped_for is not None and status_code > 128:
+        with contextlib.suppress(ValueError):
+            signal_name = signal.Signals(status_code - 128).name
+            exit_code = None
+    return RunOutcome(exit_code, signal_name, stopped_for, Usage(report.peak_rss_bytes, report.cpu_seconds))
+
+
+def _oom_killed(api: APIClient, container: str) -> bool:
+    return bool(api.inspect_container(container)["State"].get("OOMKilled"))

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from protocol.result import Usage
-from runners.deadline import StopSchedule
 from runners.limits import cores_for
 from runners.process import RunnerFault, RunOutcome, RunSpec
 from runners.tree import ProcessTree
+from runners.watch import UsageSample, watch
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +54,31 @@ class NativeRunner:
     def run(self, spec: RunSpec) -> RunOutcome:
         started = time.monotonic()
         process = self._start(spec)
-        watch = _Watch(process.pid, spec)
+        job = _NativeJob(process.pid)
         try:
             if self.on_start is not None:
                 self.on_start(process.pid)
-            status, rusage = watch.until_exit(started)
+            report = watch(
+                job,
+                spec.limits,
+                spec.kill_grace_s,
+                started=started,
+                sample_every_s=SAMPLE_INTERVAL_S,
+                first_sample_s=0.0,
+            )
         finally:
             # Whatever the job left behind goes with it.
-            watch.tree.kill()
+            job.tree.kill()
             process.returncode = 0  # reaped by os.wait4; keeps Popen from waiting again
-            watch.close()
-        usage = Usage(max_rss_bytes=watch.max_rss_bytes, cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 3))
+            job.close()
+        status, rusage = report.ended
+        usage = Usage(max_rss_bytes=report.peak_rss_bytes or 0, cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 3))
         exit_code, signal_name = None, None
         if os.WIFSIGNALED(status):
             signal_name = signal.Signals(os.WTERMSIG(status)).name
         else:
             exit_code = os.waitstatus_to_exitcode(status)
-        return RunOutcome(exit_code, signal_name, watch.limit_hit, usage)
+        return RunOutcome(exit_code, signal_name, report.stopped_for, usage)
 
     def _start(self, spec: RunSpec) -> subprocess.Popen[bytes]:
         try:
@@ -108,55 +116,31 @@ def _affinity(cores: set[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, previous)
 
 
-class _Watch:
-    """Waits for the job's process, sampling its tree and enforcing the limits."""
+class _NativeJob:
+    """The job's process and its tree, as the watch loop sees them."""
 
-    def __init__(self, pid: int, spec: RunSpec) -> None:
+    def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.spec = spec
         self.pidfd = os.pidfd_open(pid)
         self.tree = ProcessTree(pid)
-        self.max_rss_bytes = 0
         self.samples = 0
-        self.limit_hit: str | None = None
 
-    def until_exit(self, started: float) -> tuple[int, resource.struct_rusage]:
-        limits = self.spec.limits
-        schedule = StopSchedule(started, limits.timeout_s, self.spec.kill_grace_s)
-        while True:
-            reaped, status, rusage = os.wait4(self.pid, os.WNOHANG)
-            if reaped:
-                return status, rusage
-            now = time.monotonic()
-            if self.limit_hit is None:
-                self._check_resources(discover=self.samples > 0)
-                if self.limit_hit is not None:
-                    schedule.cancel()
-            stop = schedule.due(now)
-            if stop is signal.SIGTERM:
-                self.limit_hit = "timeout"
-                log.info("job timed out; stopping it", extra={"pid": self.pid, "timeout_s": limits.timeout_s})
-            if stop is not None:
-                self.tree.kill(stop)
-            wake_at = min(t for t in (now + SAMPLE_INTERVAL_S, schedule.next_time()) if t is not None)
-            # The pidfd becomes readable the moment the process exits: no polling delay.
-            select.select([self.pidfd], [], [], max(0.0, wake_at - time.monotonic()))
+    def ended(self) -> tuple[int, resource.struct_rusage] | None:
+        reaped, status, rusage = os.wait4(self.pid, os.WNOHANG)
+        return (status, rusage) if reaped else None
 
-    def _check_resources(self, *, discover: bool) -> None:
-        sample = self.tree.sample(discover=discover)
+    def sample(self) -> UsageSample:
+        # The first sample, often within a millisecond of the start, reads the job alone.
+        sample = self.tree.sample(discover=self.samples > 0)
         self.samples += 1
-        self.max_rss_bytes = max(self.max_rss_bytes, sample.rss_bytes)
-        limits = self.spec.limits
-        if limits.memory_bytes is not None and sample.rss_bytes > limits.memory_bytes:
-            self.limit_hit = "memory"
-        elif limits.cpu_seconds is not None and sample.cpu_seconds > limits.cpu_seconds:
-            self.limit_hit = "cpu_time"
-        if self.limit_hit is not None:
-            log.info(
-                "job exceeded a limit; killing it",
-                extra={"pid": self.pid, "limit": self.limit_hit, "rss_bytes": sample.rss_bytes},
-            )
-            self.tree.kill(signal.SIGKILL)
+        return UsageSample(sample.rss_bytes, sample.cpu_seconds)
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.tree.kill(signum)
+
+    def wait(self, timeout_s: float) -> None:
+        # The pidfd becomes readable the moment the process exits: no polling delay.
+        select.select([self.pidfd], [], [], timeout_s)
 
     def close(self) -> None:
         os.close(self.pidfd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,16 @@ from typing import Protocol
 
 from protocol.result import Usage
 from runners.limits import JobLimits
+
+DEFAULT_KILL_GRACE_S = 10.0
+
+
+class StopReason(enum.Enum):
+    """Why the worker ended a job before it ended by itself."""
+
+    TIMEOUT = "timeout"  # its wall-clock limit
+    MEMORY = "memory"
+    CPU_TIME = "cpu_time"
 
 
 @dataclass(frozen=True)
@@ -19,7 +30,7 @@ class RunSpec:
     stdout_path: Path
     stderr_path: Path
     limits: JobLimits = field(default_factory=JobLimits)
-    kill_grace_s: float = 10.0
+    kill_grace_s: float = DEFAULT_KILL_GRACE_S
     image: str = ""  # docker only: the message's service
     labels: Mapping[str, str] = field(default_factory=dict)  # docker only: names the job on its container
 
@@ -28,13 +39,12 @@ class RunSpec:
 class RunOutcome:
     exit_code: int | None
     signal: str | None
-    # "timeout", "memory" or "cpu_time" when the worker stopped the job, else None.
-    limit_hit: str | None
+    stopped_for: StopReason | None  # None: the job ended by itself
     usage: Usage
 
     @property
     def timed_out(self) -> bool:
-        return self.limit_hit == "timeout"
+        return self.stopped_for is StopReason.TIMEOUT
 
 
 class Runner(Protocol):

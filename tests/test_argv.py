@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from protocol.argv import build_argv
 from protocol.request import Argument
-from runners.argv import build_argv
 
 
 def test_arguments_follow_the_base_command_in_order() -> None:

@@ -13,11 +13,12 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pool.limits import resolve_limits
+from protocol.argv import build_argv
 from protocol.body import DecodedBody, decode_body
 from protocol.request import Command, RequestRejected
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity
-from runners.argv import build_argv
-from runners.limits import JobLimits, resolve_limits
+from runners.limits import JobLimits
 from staging.errors import StagingRejected
 from staging.uris import mirror_path, parse_uri
 from tests.test_request import SEED as DESIGN_SEED

@@ -10,7 +10,7 @@ import pytest
 
 from runners.limits import JobLimits
 from runners.native import NativeRunner, job_environment
-from runners.process import RunnerFault, RunSpec
+from runners.process import RunnerFault, RunSpec, StopReason
 from staging.workspace import Workspace
 from testkit.waiting import wait_until
 from tests.support import process_exists
@@ -127,13 +127,13 @@ def test_memory_limit_counts_the_whole_tree_and_kills_it(workspace: Workspace) -
         "b = bytearray(60 * 1024 * 1024); time.sleep(60)\n"
     )
     outcome = NativeRunner().run(spec(workspace, python(code), limits=JobLimits(memory_bytes=100 * 1024 * 1024)))
-    assert (outcome.limit_hit, outcome.signal) == ("memory", "SIGKILL")
+    assert (outcome.stopped_for, outcome.signal) == (StopReason.MEMORY, "SIGKILL")
     assert outcome.usage.max_rss_bytes is not None and outcome.usage.max_rss_bytes > 100 * 1024 * 1024
 
 
 def test_cpu_time_limit_kills_a_spinning_job(workspace: Workspace) -> None:
     outcome = NativeRunner().run(spec(workspace, python("while True: pass"), limits=JobLimits(cpu_seconds=0.5)))
-    assert (outcome.limit_hit, outcome.signal) == ("cpu_time", "SIGKILL")
+    assert (outcome.stopped_for, outcome.signal) == (StopReason.CPU_TIME, "SIGKILL")
 
 
 def test_cpus_pin_the_job_to_that_many_cores(workspace: Workspace) -> None:

@@ -7,10 +7,11 @@ import json
 import msgspec
 import pytest
 
+from pool.limits import resolve_limits
 from protocol.body import MAX_NESTING_DEPTH, Envelope, decode_body, nesting_depth
 from protocol.request import RequestRejected
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity
-from runners.limits import JobLimits, resolve_limits
+from runners.limits import JobLimits
 
 VALID = {"service": "tool", "queue": "native", "command": {"arguments": []}}
 

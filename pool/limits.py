@@ -1,0 +1,45 @@
+"""The limits a job runs under: what its message asks for, within the worker's ceilings."""
+
+from __future__ import annotations
+
+from common.sizes import format_size, parse_size
+from protocol.request import JobRequest, RequestRejected
+from runners.limits import JobLimits
+
+
+def resolve_limits(request: JobRequest, ceilings: JobLimits) -> JobLimits:
+    """The limits a job runs under: the message may ask for less than a ceiling, never more."""
+    resources = request.resources
+    memory = None
+    if resources is not None and resources.memory is not None:
+        try:
+            memory = parse_size(resources.memory)
+        except ValueError as exc:
+            raise RequestRejected("resources.memory", str(exc)) from None
+    return JobLimits(
+        timeout_s=_within("timeout", request.timeout, ceilings.timeout_s, "s"),
+        transfer_timeout_s=_within("transfer_timeout", request.transfer_timeout, ceilings.transfer_timeout_s, "s"),
+        memory_bytes=_within_size("resources.memory", memory, ceilings.memory_bytes),
+        cpus=_within("resources.cpus", resources.cpus if resources else None, ceilings.cpus, " CPUs"),
+        cpu_seconds=_within(
+            "resources.cpu_seconds", resources.cpu_seconds if resources else None, ceilings.cpu_seconds, " CPU-s"
+        ),
+    )
+
+
+def _within(field: str, asked: float | None, ceiling: float | None, unit: str) -> float | None:
+    if asked is None:
+        return ceiling
+    if ceiling is not None and asked > ceiling:
+        raise RequestRejected(field, f"asks for {asked:g}{unit}, more than this worker's limit of {ceiling:g}{unit}")
+    return asked
+
+
+def _within_size(field: str, asked: int | None, ceiling: int | None) -> int | None:
+    if asked is None:
+        return ceiling
+    if ceiling is not None and asked > ceiling:
+        raise RequestRejected(
+            field, f"asks for {format_size(asked)}, more than this worker's limit of {format_size(ceiling)}"
+        )
+    return asked
