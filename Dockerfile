@@ -20,6 +20,7 @@ COPY requirements.txt ./
 RUN python3 -m venv .venv \
     && .venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
 COPY supervisor.py ./
+COPY assembly ./assembly
 COPY client ./client
 COPY common ./common
 COPY config ./config

@@ -12,6 +12,6 @@ import sys
 if __name__ == "__main__":
     # Imported here, not above: pool children start by importing this file (as __mp_main__),
     # and must not pay for the whole command line, metrics and HTTP server included.
-    from config.cli import main
+    from assembly.main import main
 
     sys.exit(main())

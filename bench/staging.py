@@ -31,9 +31,9 @@ import boto3  # noqa: E402
 import msgspec  # noqa: E402
 
 from protocol.request import Command  # noqa: E402
+from protocol.uris import parse_uri  # noqa: E402
 from staging.s3_store import S3Store  # noqa: E402
 from staging.stager import StagedJob, Stager  # noqa: E402
-from staging.uris import parse_uri  # noqa: E402
 from staging.workspace import Workspace  # noqa: E402
 from testkit.moto_server import MotoServer  # noqa: E402
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from common.sqlite import write_transaction
 from journal.base import FinishedJob, JournalError, JournalUnusable, Outcome, OutcomeKey
 
 APPLICATION_ID = 0x41505752  # "APWR": marks the file as an api-worker journal
@@ -132,15 +133,8 @@ class SqliteJournal:
     @contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
         try:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(self._db()) as db:
                 yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"{what} in journal {self.path} failed: {exc}") from exc
 

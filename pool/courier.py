@@ -18,10 +18,9 @@ from journal.base import JobJournal, JournalError, Outcome
 from journal.health import JournalHealth
 from pool.destinations import Destinations
 from pool.outbox import InlineOutbox, ThreadOutbox
-from queues.base import JobQueue, QueueError, VisibilityChange
+from queues.base import BATCH_MAX, JobQueue, QueueError, VisibilityChange
 
 log = logging.getLogger(__name__)
-BATCH = 10  # what one SQS batch call takes
 REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its call
 NEVER = float("inf")
 
@@ -202,9 +201,9 @@ class ResultCourier:
         """Hand what is pending to the outbox; for a remote queue, only once a batch is full or
         has waited REMOTE_BATCH_DELAY_S, so that a busy worker makes one call per ten results."""
         due = self.seconds_to_flush()
-        if due is None or (due > 0 and len(self._pending) < BATCH and not force):
+        if due is None or (due > 0 and len(self._pending) < BATCH_MAX and not force):
             return
         pending, self._pending = self._pending, []
-        for start in range(0, len(pending), BATCH):
-            batch = pending[start : start + BATCH]
+        for start in range(0, len(pending), BATCH_MAX):
+            batch = pending[start : start + BATCH_MAX]
             self.outbox.submit(f"deliver {len(batch)} outcomes", _Delivery(self, batch), NEVER)

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from monitoring.metrics import record_queue_error
 from pool import faults
 from pool.thread_health import ThreadHealth
-from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
+from queues.base import BATCH_MAX, JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
 log = logging.getLogger(__name__)
-MAX_BATCH = 10  # what one SQS ReceiveMessage call may return
 
 
 class _ReceiveBackoff:
@@ -80,7 +79,7 @@ class Intake(threading.Thread):
         return None  # the thread wakes the loop when messages arrive
 
     def _wanted(self) -> int:
-        return min(MAX_BATCH, self._free_slots - len(self._undelivered))
+        return min(BATCH_MAX, self._free_slots - len(self._undelivered))
 
     def problem(self) -> str | None:
         return self.health.problem(alive=self.is_alive() or self.ident is None or self._stopping)
@@ -170,7 +169,7 @@ class PollingIntake:
         if self._stopping or self._free_slots <= 0 or now < self._next_poll:
             return []
         try:
-            messages = self.queue.receive(min(MAX_BATCH, self._free_slots), 0, self.visibility_timeout)
+            messages = self.queue.receive(min(BATCH_MAX, self._free_slots), 0, self.visibility_timeout)
             self._backoff.succeeded()
         except QueueError as exc:
             self._next_poll = now + self._backoff.failed(exc)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pool.outcomes import OutcomePolicy
-from protocol.body import DEFAULT_MAX_BODY_BYTES
 from runners.container_settings import ContainerSettings
 from runners.limits import JobLimits
 
@@ -22,13 +21,13 @@ class ChildSettings:
     outcomes: OutcomePolicy
     log_format: str
     log_level: str
-    file_roots: tuple[Path, ...] = ()
-    pass_env: tuple[str, ...] = ()
-    kill_grace_s: float = 10.0
-    transfer_concurrency: int = 8
-    job_disk_bytes: int | None = None
-    max_inline_output_bytes: int = 1024 * 1024
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    ceilings: JobLimits = field(default_factory=JobLimits)
-    docker: ContainerSettings | None = None  # for worker_kind "docker"
-    journal_path: Path | None = None  # set: a job whose id the journal has as finished is not run again
+    file_roots: tuple[Path, ...]
+    pass_env: tuple[str, ...]
+    kill_grace_s: float
+    transfer_concurrency: int
+    job_disk_bytes: int | None
+    max_inline_output_bytes: int
+    max_body_bytes: int
+    ceilings: JobLimits
+    docker: ContainerSettings | None  # for worker_kind "docker"
+    journal_path: Path | None  # set: a job whose id the journal has as finished is not run again

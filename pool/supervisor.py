@@ -31,7 +31,7 @@ from monitoring.metrics import (
     record_job,
 )
 from monitoring.monitor import Monitor
-from monitoring.state import DEFAULT_STALL_LIMIT_S, RunningJob, WorkerState, status_path
+from monitoring.state import RunningJob, WorkerState, status_path
 from pool import faults
 from pool.assignment import JobAssignment, JobReport
 from pool.child import SharedWithChild, child_main
@@ -45,7 +45,7 @@ from pool.outbox import InlineOutbox, ThreadOutbox
 from pool.recovery import clean_up_previous_run
 from pool.settings import ChildSettings
 from protocol.version import VERSION
-from queues.base import JobQueue, ReceivedMessage, VisibilityChange
+from queues.base import POLL_INTERVAL_S, JobQueue, ReceivedMessage, VisibilityChange
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ MAX_BOOT_FAILURES = 5
 CHILD_EXIT_TIMEOUT_S = 30.0
 STALL_FAULT_S = 6.0  # how long the loop hangs when a test asks for it
 CONFIRM_TIMEOUT_S = 5.0  # how long a child may take to say it took a job
-LOCAL_POLL_INTERVAL_S = 0.02  # how often an idle worker looks at the embedded queue
 INTAKE_JOIN_TIMEOUT_S = 1.0
+DEFAULT_DEADLINE_MARGIN_S = 300.0  # beyond a job's limits: image pull, start-up, clean-up
 OUTBOX_DRAIN_TIMEOUT_S = 30.0  # at exit, how long results and deletes still being retried may take
 
 
@@ -69,8 +69,8 @@ class SupervisorSettings:
     shutdown_grace_s: float
     child: ChildSettings
     journal_retention_s: float
-    stall_limit_s: float = DEFAULT_STALL_LIMIT_S  # a loop this long without an iteration is unhealthy
-    deadline_margin_s: float = 300.0  # beyond a job's limits: image pull, start-up, clean-up
+    stall_limit_s: float  # a loop this long without an iteration is unhealthy
+    deadline_margin_s: float  # beyond a job's limits: image pull, start-up, clean-up
 
     @property
     def job_deadline_s(self) -> float | None:
@@ -141,7 +141,7 @@ class Supervisor:
         self.outbox: InlineOutbox | ThreadOutbox
         if job_queue.is_local:
             self.intake = PollingIntake(
-                job_queue, visibility_timeout=settings.visibility_timeout, poll_interval_s=LOCAL_POLL_INTERVAL_S
+                job_queue, visibility_timeout=settings.visibility_timeout, poll_interval_s=POLL_INTERVAL_S
             )
             self.outbox = InlineOutbox()
         else:

@@ -11,7 +11,8 @@ from typing import Annotated
 
 import msgspec
 
-SUPPORTED_URI_SCHEMES = ("s3://", "file://")
+from protocol.uris import URI_SCHEMES
+
 ARGUMENT_TYPES = ("input", "parameter", "output")
 STREAM_TYPES = ("pipe", "uri")
 WORKER_KINDS = ("docker", "native")
@@ -55,8 +56,9 @@ def _one_of(field: str, value: str, choices: tuple[str, ...]) -> None:
 
 def _check_uri(field: str, value: str) -> None:
     _check_no_nul(field, value)
-    if not value.startswith(SUPPORTED_URI_SCHEMES):
-        raise FieldProblem(field, "must be a URI starting with " + " or ".join(SUPPORTED_URI_SCHEMES))
+    starts = tuple(f"{scheme}://" for scheme in URI_SCHEMES)
+    if not value.startswith(starts):
+        raise FieldProblem(field, "must be a URI starting with " + " or ".join(starts))
 
 
 class Stream(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -6,6 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+BATCH_MAX = 10  # the most entries one batch call (receive, send, delete, change visibility) takes: SQS's limit
+LONG_POLL_S = 20  # the longest one receive may wait for a message: SQS's limit
+POLL_INTERVAL_S = 0.02  # how often a queue that cannot long-poll (the embedded one) is looked at while empty
+
 
 @dataclass(frozen=True)
 class BodyDefect:

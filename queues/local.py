@@ -13,15 +13,16 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
+from common.sqlite import write_transaction
+from queues.base import POLL_INTERVAL_S, JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
 DEFAULT_QUEUE_NAME = "jobs"
 RESULTS_QUEUE_NAME = "results"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-_POLL_INTERVAL_S = 0.02
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -113,15 +114,13 @@ class LocalQueue:
             messages = self._receive_now(max_messages, visibility_timeout)
             if messages or time.monotonic() >= deadline:
                 return messages
-            time.sleep(_POLL_INTERVAL_S)
+            time.sleep(POLL_INTERVAL_S)
 
     def _receive_now(self, max_messages: int, visibility_timeout: float) -> list[ReceivedMessage]:
         if max_messages <= 0:
             return []
         now = time.time()
-        db = self._db()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction("receive", f"receive from {self.spec}") as db:
             rows = db.execute(
                 "SELECT seq FROM messages WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
                 (self.name, now, max_messages),
@@ -135,12 +134,7 @@ class LocalQueue:
                     (now + visibility_timeout, token, seq),
                 ).fetchone()
                 received.append(ReceivedMessage(message_id, f"{seq}:{token}", body, count))
-            db.execute("COMMIT")
-            return received
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise QueueError(f"receive from {self.spec} failed: {exc}", operation="receive") from exc
+        return received
 
     @property
     def is_local(self) -> bool:
@@ -163,9 +157,7 @@ class LocalQueue:
                 return False
             results += [(queue, body) for body in bodies]
         now = time.time()
-        db = self._db()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction("settle", f"settling messages on {self.spec}") as db:
             db.executemany(
                 "INSERT INTO messages (queue, message_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
                 [(queue.name, str(uuid.uuid4()), body, now, now) for queue, body in results],
@@ -178,11 +170,6 @@ class LocalQueue:
                 "UPDATE messages SET visible_at = ? WHERE seq = ? AND receipt_token = ? AND queue = ?",
                 [(now + change.timeout_s, *_receipt_row(change.receipt), self.name) for change in retries],
             )
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise QueueError(f"settling messages on {self.spec} failed: {exc}", operation="settle") from exc
         return True
 
     def delete(self, receipts: Sequence[str]) -> None:
@@ -224,13 +211,16 @@ class LocalQueue:
     def _execute_many(self, sql: str, rows: list[tuple[object, ...]]) -> None:
         if not rows:
             return
+        operation = sql.split(maxsplit=1)[0].lower()
+        with self._transaction(operation, f"{operation} on {self.spec}") as db:
+            db.executemany(sql, rows)
+
+    @contextmanager
+    def _transaction(self, operation: str, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction; a failure becomes a QueueError saying `what` failed."""
         db = self._db()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany(sql, rows)
-            db.execute("COMMIT")
+            with write_transaction(db):
+                yield db
         except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            operation = sql.split(maxsplit=1)[0].lower()
-            raise QueueError(f"{operation} on {self.spec} failed: {exc}", operation=operation) from exc
+            raise QueueError(f"{what} failed: {exc}", operation=operation) from exc

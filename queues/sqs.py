@@ -19,11 +19,9 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocol.body import DEFAULT_MAX_BODY_BYTES
-from queues.base import BodyDefect, JobQueue, QueueError, ReceivedMessage, VisibilityChange
+from queues.base import BATCH_MAX, LONG_POLL_S, BodyDefect, JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
-BATCH = 10  # the most entries one SQS batch call takes
 MAX_VISIBILITY_S = 43200
-LONG_POLL_S = 20
 T = TypeVar("T")
 
 _RETRIES = {"mode": "standard", "max_attempts": 5}
@@ -157,9 +155,9 @@ class SqsQueue:
 
     def send_batch(self, bodies: Sequence[str]) -> list[str]:
         message_ids: list[str] = []
-        for start in range(0, len(bodies), BATCH):
+        for start in range(0, len(bodies), BATCH_MAX):
             entries = [
-                {"Id": str(start + i), "MessageBody": body} for i, body in enumerate(bodies[start : start + BATCH])
+                {"Id": str(start + i), "MessageBody": body} for i, body in enumerate(bodies[start : start + BATCH_MAX])
             ]
             earlier = frozenset(range(start))
             try:
@@ -186,7 +184,7 @@ class SqsQueue:
             "receive_message",
             lambda: _plain_sqs_client().receive_message(
                 QueueUrl=self.url,
-                MaxNumberOfMessages=min(BATCH, max_messages),
+                MaxNumberOfMessages=min(BATCH_MAX, max_messages),
                 WaitTimeSeconds=min(LONG_POLL_S, int(wait_seconds)),
                 VisibilityTimeout=_seconds(visibility_timeout),
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
@@ -300,8 +298,8 @@ def _seconds(value: float) -> int:
 
 
 def _chunks(items: list[T]) -> Iterator[list[T]]:
-    for start in range(0, len(items), BATCH):
-        yield items[start : start + BATCH]
+    for start in range(0, len(items), BATCH_MAX):
+        yield items[start : start + BATCH_MAX]
 
 
 def _raise_failed(call: str, url: str, response: dict[str, Any]) -> None:

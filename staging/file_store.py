@@ -6,9 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
+from protocol.uris import ObjectUri
 from staging.errors import StagingFault, StagingRejected
+from staging.prefix_walk import walk_prefix
 from staging.stores import StoredObject
-from staging.uris import ObjectUri
 
 
 class LocalFileStore:
@@ -31,25 +32,16 @@ class LocalFileStore:
         return StoredObject(uri, path.stat().st_size)
 
     def list_prefix(self, prefix: ObjectUri) -> list[StoredObject]:
-        directory_key, _, name_start = ("/" + prefix.key).rpartition("/")
-        directory_key = directory_key.removeprefix("/")
-        directory = ObjectUri(prefix.scheme, prefix.bucket, directory_key + "/" if directory_key else "")
+        directory = prefix.directory()
         base = self._allowed_path(directory)
         found: list[StoredObject] = []
         if not base.is_dir():
             return found
-        for current, dirnames, filenames in os.walk(base):
-            relative_dir = os.path.relpath(current, base)
-            dirnames.sort()
-            for filename in sorted(filenames):
-                relative = filename if relative_dir == "." else f"{relative_dir}/{filename}"
-                if not relative.startswith(name_start):
-                    continue
-                uri = ObjectUri(prefix.scheme, prefix.bucket, directory.key + relative)
-                try:
-                    found.append(self.stat(uri))
-                except StagingRejected:
-                    continue  # a link leading out of the allowed roots, or a special file
+        for _, relative in walk_prefix(base, prefix.name_start):
+            try:
+                found.append(self.stat(directory.child(relative)))
+            except StagingRejected:
+                continue  # a link leading out of the allowed roots, or a special file
         return found
 
     def authorize_upload(self, destination: ObjectUri) -> None:

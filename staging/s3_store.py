@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from protocol.uris import ObjectUri, UriRejected, parse_uri
 from staging.errors import StagingFault, StagingRejected
 from staging.stores import StoredObject
-from staging.uris import ObjectUri, parse_uri
 
 if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
@@ -78,7 +78,7 @@ class S3Store:
                     if item["Key"].endswith("/"):
                         continue  # a "folder" marker, not a file
                     # Every listed key must be safe to mirror locally, like one given by hand.
-                    uri = parse_uri(f"s3://{prefix.bucket}/{item['Key']}")
+                    uri = _listed(f"s3://{prefix.bucket}/{item['Key']}")
                     found.append(StoredObject(uri, int(item["Size"])))
         except StagingRejected:
             raise
@@ -177,3 +177,10 @@ class _Progress:
                 "mb_per_s": round(self.done / elapsed / 1e6, 1),
             },
         )
+
+
+def _listed(text: str) -> ObjectUri:
+    try:
+        return parse_uri(text)
+    except UriRejected as exc:
+        raise StagingRejected(str(exc)) from None

@@ -21,14 +21,17 @@ from typing import Any, TypeVar
 from common.sizes import format_size
 from protocol.request import Command, Stream
 from protocol.result import SkippedPath, UploadedObject
+from protocol.uris import ObjectUri, UriRejected, parse_uri
 from staging.errors import StagingFault, StagingRejected
+from staging.mirror import mirror_path
+from staging.prefix_walk import walk_prefix
 from staging.stores import ObjectStore, StoredObject
-from staging.uris import ObjectUri, mirror_path, parse_uri
 from staging.watch import TransferWatch
 from staging.workspace import Workspace
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DEFAULT_TRANSFER_CONCURRENCY = 8
 
 
 @dataclass
@@ -54,7 +57,11 @@ class StageOutReport:
 
 class Stager:
     def __init__(
-        self, stores: Mapping[str, ObjectStore], *, concurrency: int = 8, job_disk_bytes: int | None = None
+        self,
+        stores: Mapping[str, ObjectStore],
+        *,
+        concurrency: int = DEFAULT_TRANSFER_CONCURRENCY,
+        job_disk_bytes: int | None = None,
     ) -> None:
         self.stores = stores
         self.concurrency = concurrency
@@ -108,7 +115,7 @@ class Stager:
             where = f"command.output[{index}]"
             prefix = _parse(where, text, prefix=True)
             _ask(where, self._store(prefix).authorize_upload, prefix)
-            _mirror(where, workspace.outputs, _directory_of(prefix)).mkdir(parents=True, exist_ok=True)
+            _mirror(where, workspace.outputs, prefix.directory()).mkdir(parents=True, exist_ok=True)
             staged.output_prefixes.append(prefix)
 
         staged.stdout_uri = self._stream_destination("command.stdout.value", command.stdout)
@@ -233,31 +240,16 @@ class Stager:
             else:
                 report.skipped.append(SkippedPath(str(uri), "not produced by the command"))
         for prefix in staged.output_prefixes:
-            directory = _directory_of(prefix)
+            directory = prefix.directory()
             local_directory = mirror_path(workspace.outputs, directory)
-            name_start = prefix.key.removeprefix(directory.key)
-            for current, dirnames, filenames in os.walk(local_directory):
-                dirnames.sort()
-                relative_dir = os.path.relpath(current, local_directory)
-                for filename in sorted(filenames):
-                    relative = filename if relative_dir == "." else f"{relative_dir}/{filename}"
-                    if relative.startswith(name_start):
-                        produced.append((Path(current) / filename, directory.child(relative)))
+            produced += [(path, directory.child(key)) for path, key in walk_prefix(local_directory, prefix.name_start)]
         return produced
-
-
-def _directory_of(prefix: ObjectUri) -> ObjectUri:
-    """`s3://b/path/to/poly` -> `s3://b/path/to/`; a `/`-ended prefix is its own directory."""
-    if prefix.is_directory_prefix:
-        return prefix
-    head, _, _ = prefix.key.rpartition("/")
-    return ObjectUri(prefix.scheme, prefix.bucket, head + "/" if head else "")
 
 
 def _parse(where: str, text: str, *, prefix: bool = False) -> ObjectUri:
     try:
         return parse_uri(text, prefix=prefix)
-    except StagingRejected as exc:
+    except UriRejected as exc:
         raise StagingRejected(f"{where}: {exc}") from None
 
 

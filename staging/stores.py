@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from staging.uris import ObjectUri
+from protocol.uris import ObjectUri
 
 
 @dataclass(frozen=True)

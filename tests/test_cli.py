@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from config.cli import build_parser, parse_program, resolve_executable
+from config.parser import build_parser
+from config.program import parse_program, resolve_executable
 from tests.support import REPO, SUPERVISOR, TOOL, Worker, job
 
 

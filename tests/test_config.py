@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from config.cli import _worker_parsers, build_parser
 from config.layers import apply_layers, config_path, env_name, read_config_file, setting_name
+from config.parser import build_parser, worker_parsers
 from tests.support import REPO, Worker, job
 
 
@@ -22,7 +22,7 @@ def parse(argv: list[str], environ: dict[str, str] | None = None, file_text: str
         config = tmp_path / "worker.toml"
         config.write_text(file_text)
         settings = read_config_file(config)
-    apply_layers(_worker_parsers(parser), settings, environ or {})
+    apply_layers(worker_parsers(parser), settings, environ or {})
     return parser.parse_args(argv)
 
 
@@ -106,7 +106,7 @@ def test_the_readme_settings_table_lists_every_worker_option_with_its_variable()
         if len(cells) >= 2 and cells[1].startswith("`API_WORKER_"):
             flag = cells[0].strip("`").split()
             rows[flag[1] if flag[0] in ("native", "docker") else flag[0]] = cells[1].strip("`")
-    for parser in _worker_parsers(build_parser()):
+    for parser in worker_parsers(build_parser()):
         for action in parser._actions:
             setting = setting_name(action)
             if setting is not None:

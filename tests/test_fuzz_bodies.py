@@ -18,9 +18,10 @@ from protocol.argv import build_argv
 from protocol.body import DecodedBody, decode_body
 from protocol.request import Command, RequestRejected
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity
+from protocol.uris import UriRejected, parse_uri
 from runners.limits import JobLimits
 from staging.errors import StagingRejected
-from staging.uris import mirror_path, parse_uri
+from staging.mirror import mirror_path
 from tests.test_request import SEED as DESIGN_SEED
 
 # The design's seed message with every optional field and a numeric parameter added.
@@ -197,7 +198,7 @@ def _check_uris(command: Command) -> None:
     for text, prefix in uris:
         try:
             path = mirror_path(JOB_ROOT, parse_uri(text, prefix=prefix))
-        except StagingRejected as exc:
+        except (UriRejected, StagingRejected) as exc:
             str(exc).encode("utf-8", "surrogateescape")
             continue
         assert path.is_relative_to(JOB_ROOT) and path != JOB_ROOT

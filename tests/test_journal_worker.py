@@ -20,7 +20,7 @@ import pytest
 
 from journal.base import Outcome
 from journal.sqlite import FORMAT_VERSION, SqliteJournal
-from pool.courier import BATCH
+from queues.base import BATCH_MAX
 from testkit.moto_server import MotoServer, free_port
 from testkit.waiting import wait_until
 from tests.support import TcpProxy, Worker, health, job
@@ -85,7 +85,7 @@ def test_sigkilled_supervisor_never_repeats_a_finished_job(sqs_worker: Any, sqs:
     outcomes = {m: {(r["attempt"], r["started_at"]) for r in finals(worker, m)} for m in sent}
     assert all(len(kinds) == 1 for kinds in outcomes.values()), {m: k for m, k in outcomes.items() if len(k) != 1}
     copies = sum(len(finals(worker, m)) for m in sent) - jobs
-    assert copies <= kills * BATCH
+    assert copies <= kills * BATCH_MAX
     total_runs = sum(run_count(runs / str(index)) for index in range(jobs))
     print(f"{jobs} jobs, {kills} kills of the supervisor: {total_runs} runs, {copies} result messages sent twice")
     assert total_runs <= jobs + kills * slots

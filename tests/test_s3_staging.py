@@ -12,12 +12,12 @@ import msgspec
 import pytest
 
 from protocol.request import Command
+from protocol.uris import ObjectUri
 from staging import s3_store
 from staging.errors import StagingFault, StagingRejected
 from staging.s3_store import S3Store
 from staging.stager import Stager
 from staging.stores import StoredObject
-from staging.uris import ObjectUri
 from staging.workspace import Workspace
 from testkit.moto_server import MotoServer, free_port
 from tests.support import SEED_INPUTS, Worker, check_seed_result, job, seed_job

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from protocol.uris import ObjectUri, UriRejected, parse_uri
 from staging.errors import StagingRejected
-from staging.uris import ObjectUri, mirror_path, parse_uri
+from staging.mirror import mirror_path
 
 
 def test_s3_uri_mirrors_bucket_and_key(tmp_path: Path) -> None:
@@ -25,7 +26,7 @@ def test_file_uri_mirrors_its_absolute_path(tmp_path: Path) -> None:
 def test_prefixes_may_end_in_a_slash() -> None:
     assert parse_uri("s3://bucket/path/", prefix=True).is_directory_prefix
     assert parse_uri("s3://bucket", prefix=True).key == ""
-    with pytest.raises(StagingRejected):
+    with pytest.raises(UriRejected):
         parse_uri("s3://bucket/path/")
 
 
@@ -48,7 +49,7 @@ def test_prefixes_may_end_in_a_slash() -> None:
     ],
 )
 def test_escaping_or_unsupported_uris_are_refused(uri: str) -> None:
-    with pytest.raises(StagingRejected, match="^" + uri.replace("?", r"\?")):
+    with pytest.raises(UriRejected, match="^" + uri.replace("?", r"\?")):
         parse_uri(uri, prefix=True)
 
 
@@ -66,6 +67,6 @@ def test_mirror_path_never_leaves_the_root(tmp_path: Path) -> None:
     ],
 )
 def test_uris_no_file_system_can_hold_are_rejected(text: str, problem: str) -> None:
-    with pytest.raises(StagingRejected, match=problem.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UriRejected, match=problem.replace("(", r"\(").replace(")", r"\)")):
         parse_uri(text)
     parse_uri("s3://b/" + "k" * 255)  # the longest name that fits

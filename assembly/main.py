@@ -1,0 +1,56 @@
+"""The program: read the settings, set up logging, run the command asked for, map what went
+wrong to an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from assembly.worker import serve
+from client.status import print_status
+from client.submit import submit
+from common.logs import configure_logging
+from config.parser import build_parser
+from config.settings import check_worker_settings, parse_settings
+from journal.base import JournalUnusable
+from monitoring.state import status_path
+from queues import open_queue
+from queues.base import QueueError
+
+log = logging.getLogger(__name__)
+EXIT_USAGE = 2
+EXIT_QUEUE_UNUSABLE = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ, parser)
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        if settings.command_name == "submit":
+            return _submit(settings)
+        if settings.command_name == "status":
+            return print_status(status_path(settings.scratch_dir.resolve()), as_json=settings.json)
+        check_worker_settings(settings)
+        return serve(settings)
+    except ValueError as exc:
+        parser.error(str(exc))
+    except JournalUnusable as exc:
+        log.critical(str(exc))
+        return EXIT_USAGE
+    except QueueError as exc:
+        log.critical("the queue cannot be used", extra={"error": str(exc)})
+        return EXIT_QUEUE_UNUSABLE
+
+
+def _submit(settings: argparse.Namespace) -> int:
+    queue = open_queue(settings.submit_queue or settings.queue, settings.large_payload_bucket)
+    try:
+        body = sys.stdin.read() if settings.file == "-" else Path(settings.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the job file {settings.file}: {exc}") from None
+    return submit(queue, body, wait=settings.wait, timeout_s=settings.timeout)

@@ -1,0 +1,380 @@
+"""The command line: `supervisor.py [OPTIONS] native|docker ...`, `submit ...` and `status`.
+
+One builder per group of options and one per subcommand; every option's type, default and
+help are defined here once, whichever layer (flag, environment, file) sets it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from common.durations import parse_duration
+from common.logs import LOG_FORMATS
+from common.sizes import parse_size
+from config.layers import ENV_PREFIX, ReplacingAppend
+from config.values import container_user, duration, non_negative_float, port, positive_float, positive_int, size
+from monitoring.state import DEFAULT_STALL_LIMIT_S
+from pool.supervisor import DEFAULT_DEADLINE_MARGIN_S
+from protocol.body import DEFAULT_MAX_BODY_BYTES
+from queues import default_queue_spec, default_state_dir
+from runners.image_policy import PULL_POLICIES
+from runners.process import DEFAULT_KILL_GRACE_S
+from staging.stager import DEFAULT_TRANSFER_CONCURRENCY
+
+WORKER_COMMANDS = ("native", "docker")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the empty ones (None, no list items): their help says what happens."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="supervisor.py",
+        description="api-worker: run JSON job messages from a queue in a fixed pool of child processes.",
+        epilog=f"Every option of the worker (global, native, docker) can also be set by an environment variable "
+        f"{ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}JOB_MEMORY=2G; lists comma-separated) or by a key in the "
+        '--config file (e.g. job-memory = "2G"); a flag beats the environment, which beats the file.',
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"TOML file of settings, keys named as the options without dashes (also {ENV_PREFIX}CONFIG)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="number of child processes, i.e. jobs run at once",
+    )
+    state = default_state_dir()
+    _add_queue_options(parser)
+    _add_storage_options(parser, state)
+    _add_journal_options(parser, state)
+    _add_logging_options(parser)
+    _add_delivery_options(parser)
+    _add_limit_options(parser)
+    _add_monitoring_options(parser)
+    _add_shutdown_options(parser)
+    commands = parser.add_subparsers(
+        dest="command_name",
+        metavar="COMMAND",
+        required=True,
+        help="native or docker runs the worker; submit enqueues a job; status shows a running worker",
+    )
+    pass_env = _pass_env_parent()
+    _add_native_command(commands, pass_env)
+    _add_docker_command(commands, pass_env)
+    _add_status_command(commands)
+    _add_submit_command(commands)
+    return parser
+
+
+def worker_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers whose options the config file and the environment may set (not submit's)."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [parser, *(commands.choices[name] for name in WORKER_COMMANDS)]
+
+
+def _add_queue_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--queue",
+        default=default_queue_spec(),
+        help="jobs queue: local:PATH[#NAME] for the embedded queue, or an SQS queue URL",
+    )
+    parser.add_argument(
+        "--result-queue",
+        default=None,
+        help="where results go (default: the embedded queue's 'results' queue; for SQS, only the log)",
+    )
+    parser.add_argument(
+        "--dead-letter-queue",
+        default=None,
+        help="queue that rejected messages are moved to (default: they are deleted once answered)",
+    )
+    parser.add_argument(
+        "--large-payload-bucket",
+        default=None,
+        help="S3 bucket for SQS messages over the size limit (requests are read from S3 pointers regardless)",
+    )
+    parser.add_argument(
+        "--max-body-size",
+        type=size,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="largest message body accepted, after an S3 pointer is resolved; larger ones are rejected",
+    )
+
+
+def _add_storage_options(parser: argparse.ArgumentParser, state: Path) -> None:
+    parser.add_argument(
+        "--scratch-dir", type=Path, default=state / "scratch", help="parent of the per-job directories; one per worker"
+    )
+    parser.add_argument(
+        "--file-root",
+        type=Path,
+        action=ReplacingAppend,
+        default=[],
+        help="directory that file:// URIs may read and write (repeatable); none: file:// is refused",
+    )
+    parser.add_argument(
+        "--transfer-concurrency",
+        type=positive_int,
+        default=DEFAULT_TRANSFER_CONCURRENCY,
+        help="files one job uploads or downloads at once (large files also move in parallel parts)",
+    )
+    parser.add_argument(
+        "--max-inline-output",
+        type=size,
+        default=parse_size("1M"),
+        help="most bytes of a pipe-mode stdout or stderr put in the result; the rest is cut (noted in 'skipped')",
+    )
+
+
+def _add_journal_options(parser: argparse.ArgumentParser, state: Path) -> None:
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        default=state / "journal.sqlite3",
+        metavar="PATH",
+        help="file of the jobs this worker finished (SQLite), so that none runs twice; one per worker",
+    )
+    parser.add_argument(
+        "--journal-retention",
+        type=duration,
+        default=parse_duration("4d"),
+        metavar="DURATION",
+        help="how long a finished job is remembered after its result went out, e.g. 4d or 12h "
+        "(at least the queue's message retention)",
+    )
+    parser.add_argument(
+        "--dedupe",
+        choices=["message-id", "job-id"],
+        default="message-id",
+        help="what makes a delivery a repeat of a finished job: its message id, or also the request's id "
+        "(a producer resending a job under the same id gets the stored outcome)",
+    )
+
+
+def _add_logging_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="log lines as JSON objects or as text (default: text when stderr is a terminal, else json)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lowest level logged"
+    )
+
+
+def _add_delivery_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--visibility-timeout",
+        type=positive_float,
+        default=60.0,
+        help="seconds a received message stays hidden; extended while its job runs",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=positive_int,
+        default=3,
+        help="attempts before a job failing with a system error is reported final",
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=positive_float,
+        default=10.0,
+        help="seconds before a job that hit a system error is retried; doubles each attempt",
+    )
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--job-timeout",
+        type=positive_float,
+        default=None,
+        help="wall-clock ceiling per job in seconds (default: none); a message's timeout may only ask for less",
+    )
+    parser.add_argument(
+        "--job-memory",
+        type=size,
+        default=None,
+        help="memory ceiling per job, e.g. 512M or 2G (default: none): native, summed over its process tree; "
+        "docker, the container's limit (no swap)",
+    )
+    parser.add_argument(
+        "--job-cpus",
+        type=positive_float,
+        default=None,
+        help="cores per job (default: all); native jobs are pinned to that many cores, rounded up; "
+        "docker jobs get that much CPU time (nano-CPUs)",
+    )
+    parser.add_argument(
+        "--job-cpu-time",
+        type=positive_float,
+        default=None,
+        help="CPU-seconds ceiling per job, summed over its process tree (default: none)",
+    )
+    parser.add_argument(
+        "--job-disk",
+        type=size,
+        default=None,
+        help="most input bytes one job may download, e.g. 20G (default: only the scratch filesystem's free space)",
+    )
+    parser.add_argument(
+        "--transfer-timeout",
+        type=positive_float,
+        default=3600.0,
+        help="seconds one job's whole stage-in may take, and apart its whole stage-out; over it the job ends "
+        "in a retryable error naming what was in transfer (a message's transfer_timeout may only ask for less)",
+    )
+    parser.add_argument(
+        "--deadline-margin",
+        type=non_negative_float,
+        default=DEFAULT_DEADLINE_MARGIN_S,
+        help="seconds beyond a job's transfer timeouts, --job-timeout and --kill-grace before the supervisor "
+        "kills a child still holding the job (covers image pulls, start-up, clean-up); no deadline without "
+        "--job-timeout",
+    )
+
+
+def _add_monitoring_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=port,
+        default=None,
+        help="serve Prometheus /metrics, /healthz and /status on this port (default: off)",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        default="127.0.0.1",
+        help="address the metrics port listens on; 0.0.0.0 for every interface",
+    )
+    parser.add_argument(
+        "--health-stall-limit",
+        type=positive_float,
+        default=DEFAULT_STALL_LIMIT_S,
+        help="seconds the supervisor loop may go without running before /healthz and status report it stuck",
+    )
+
+
+def _add_shutdown_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shutdown-grace",
+        type=non_negative_float,
+        default=60.0,
+        help="seconds running jobs may take to finish after SIGTERM before they are killed and released",
+    )
+    parser.add_argument(
+        "--kill-grace",
+        type=positive_float,
+        default=DEFAULT_KILL_GRACE_S,
+        help="seconds between SIGTERM and SIGKILL when a job is stopped",
+    )
+
+
+def _pass_env_parent() -> argparse.ArgumentParser:
+    pass_env = argparse.ArgumentParser(add_help=False)
+    pass_env.add_argument(
+        "--pass-env",
+        action=ReplacingAppend,
+        default=[],
+        metavar="NAME",
+        help="environment variable of the worker passed on to jobs (repeatable); none by default",
+    )
+    return pass_env
+
+
+def _add_native_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], pass_env: argparse.ArgumentParser
+) -> None:
+    native = commands.add_parser(
+        "native",
+        parents=[pass_env],
+        help="run each job's arguments after a fixed command on this host",
+        description="Run jobs natively: argv = CMD [ARG...] followed by the message's arguments. "
+        'CMD may also be one JSON list, e.g. \'["python", "my_script.py"]\'. '
+        "Jobs get PATH, LANG, LC_ALL and TZ from the worker's environment, plus --pass-env.",
+        formatter_class=HelpFormatter,
+    )
+    native.add_argument("--service", default=None, help="the service name jobs must carry (default: accept any)")
+    native.add_argument(
+        "program", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]", help="the command every job runs"
+    )
+
+
+def _add_docker_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], pass_env: argparse.ArgumentParser
+) -> None:
+    docker = commands.add_parser(
+        "docker",
+        parents=[pass_env],
+        help="run each job in a container of the image its message names",
+        description="Run jobs in Docker containers: the image is the message's service, the message's "
+        "arguments are the container's command after the image's ENTRYPOINT (as `docker run IMAGE ARG...`). "
+        "The engine is the one DOCKER_HOST names (default: the local socket).",
+        formatter_class=HelpFormatter,
+    )
+    docker.add_argument(
+        "--pull", choices=PULL_POLICIES, default="missing", help="when to pull a job's image from its registry"
+    )
+    docker.add_argument(
+        "--allow-image",
+        action=ReplacingAppend,
+        default=[],
+        metavar="PATTERN",
+        help="glob of images jobs may name, e.g. 'hub.example.org/*' (repeatable; default: any image)",
+    )
+    docker.add_argument(
+        "--container-user",
+        type=container_user,
+        default=None,
+        metavar="UID[:GID]",
+        help="user jobs run as in their container (default: the worker's own uid:gid); "
+        "the worker must run as root to hand the job directory to another user",
+    )
+    docker.add_argument(
+        "--network", default=None, help="network of the job containers, e.g. none (default: the engine's bridge)"
+    )
+    docker.add_argument(
+        "--pids-limit", type=positive_int, default=1024, help="most processes and threads in one job's container"
+    )
+
+
+def _add_status_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = commands.add_parser(
+        "status",
+        help="print what the worker using --scratch-dir is doing",
+        description="Print the state of the running worker that uses --scratch-dir (from its status file): "
+        "health, slots, jobs, running jobs. Exit 0 if it is healthy, 1 if it is not, 3 if it is not running.",
+        formatter_class=HelpFormatter,
+    )
+    status.add_argument("--json", action="store_true", help="print the state as one JSON object instead")
+
+
+def _add_submit_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    submit = commands.add_parser(
+        "submit",
+        help="enqueue a job message from a file or stdin",
+        description="Enqueue a job message. With --wait, print the job's final result and exit 0 if it succeeded "
+        "(1 if it did not, 4 if no result came in time).",
+        formatter_class=HelpFormatter,
+    )
+    submit.add_argument(
+        "--queue", dest="submit_queue", default=None, help="queue to send to (default: the global --queue)"
+    )
+    submit.add_argument("--wait", action="store_true", help="wait for the job's final result and print it")
+    submit.add_argument(
+        "--timeout", type=positive_float, default=None, help="seconds to wait with --wait (default: no limit)"
+    )
+    submit.add_argument("file", help="the job message file, or - for stdin")
