@@ -8,7 +8,7 @@ import time
 from typing import Any, TextIO
 
 from queues import default_result_queue
-from queues.base import JobQueue, VisibilityChange
+from queues.base import BATCH_MAX, JobQueue, VisibilityChange
 
 EXIT_SUCCEEDED = 0
 EXIT_NOT_SUCCEEDED = 1
@@ -57,7 +57,7 @@ def _await_final_result(reply_queue: JobQueue, message_id: str, timeout_s: float
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while deadline is None or time.monotonic() < deadline:
         wait_s = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
-        for message in reply_queue.receive(10, wait_s, visibility_timeout=30):
+        for message in reply_queue.receive(BATCH_MAX, wait_s, visibility_timeout=30):
             result = _parse(message.body)
             if result is None or result.get("message_id") != message_id:
                 reply_queue.change_visibility([VisibilityChange(message.receipt, 0)])

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from common.sqlite import write_transaction
+from common.sqlite import connect, write_transaction
 from journal.base import FinishedJob, JournalError, JournalUnusable, Outcome, OutcomeKey
 
 APPLICATION_ID = 0x41505752  # "APWR": marks the file as an api-worker journal
@@ -123,10 +123,7 @@ class SqliteJournal:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            # NORMAL in WAL mode: a committed write survives a crash of any process (what a
-            # SIGKILL or OOM kill is); only a power loss may roll back the last transactions.
-            connection.execute("PRAGMA synchronous=NORMAL")
+            connection = connect(self.path)
             self._local.connection = connection
         return connection
 

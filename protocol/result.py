@@ -1,4 +1,4 @@
-"""The result message (DESIGN.md section 3)."""
+"""The result message (README.md, "The result message"): its fields and statuses."""
 
 from __future__ import annotations
 

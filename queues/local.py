@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from common.sqlite import write_transaction
+from common.sqlite import connect, write_transaction
 from queues.base import POLL_INTERVAL_S, JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
 DEFAULT_QUEUE_NAME = "jobs"
@@ -83,11 +83,8 @@ class LocalQueue:
         if connection is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                connection = connect(self.path)
                 connection.execute("PRAGMA journal_mode=WAL")
-                # NORMAL in WAL mode: a committed change survives a crash of any process;
-                # only a power loss may roll back the last transactions.
-                connection.execute("PRAGMA synchronous=NORMAL")
                 # Read pages through a memory map rather than a system call per page.
                 connection.execute("PRAGMA mmap_size=268435456")
                 connection.executescript(_SCHEMA)

@@ -22,10 +22,10 @@ from protocol.uris import UriRejected, parse_uri
 from runners.limits import JobLimits
 from staging.errors import StagingRejected
 from staging.mirror import mirror_path
-from tests.test_request import SEED as DESIGN_SEED
+from tests.test_request import SEED as README_SEED
 
-# The design's seed message with every optional field and a numeric parameter added.
-SEED: dict[str, Any] = copy.deepcopy(DESIGN_SEED) | {
+# The README's request message with every optional field and a numeric parameter added.
+SEED: dict[str, Any] = copy.deepcopy(README_SEED) | {
     "id": "job-1",
     "reply_to": "replies",
     "timeout": 10,
