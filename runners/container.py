@@ -25,7 +25,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from docker.types import LogConfig, Mount
 from docker.utils import kwargs_from_env
 from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import RequestException
+from requests.exceptions import ReadTimeout, RequestException
 from urllib3.exceptions import ReadTimeoutError
 
 from protocol.result import Usage
@@ -38,6 +38,8 @@ from runners.watch import UsageSample, watch
 log = logging.getLogger(__name__)
 API_TIMEOUT_S = 60
 STATS_INTERVAL_S = 1.0
+MIN_EXIT_WAIT_S = 0.01
+MAX_EXIT_WAIT_S = 10.0
 MISSING_BIND_SOURCE = "bind source path does not exist"
 
 
@@ -195,22 +197,28 @@ class _ContainerJob:
         self.container = container
         self.streams = streams
         self.status: dict[str, Any] | None = None
+        # The shortest exit wait worth asking for: doubled after each unanswered one, so that
+        # an engine slower to answer than the watch loop's steps is still waited for long enough.
+        self.shortest_wait_s = MIN_EXIT_WAIT_S
 
     def ended(self) -> dict[str, Any] | None:
         return self.status
 
     def wait(self, timeout_s: float) -> None:
-        timeout_s = max(0.01, timeout_s)
         if not self.streams.finished:
-            self.streams.pump(timeout_s)
+            self.streams.pump(max(MIN_EXIT_WAIT_S, timeout_s))
             return
         # The output ended: normally the container has exited; a job that closed its
         # stdout and stderr early is waited for, still within its limits.
+        timeout_s = max(self.shortest_wait_s, timeout_s)
         try:
             self.status = dict(self.api.wait(self.container, timeout=timeout_s))  # type: ignore[arg-type]  # float works
-        except RequestsConnectionError as exc:
+        except ReadTimeout:  # the engine answers a wait only once the container stops
+            self.shortest_wait_s = min(2 * timeout_s, MAX_EXIT_WAIT_S)
+        except RequestsConnectionError as exc:  # the same, when the answer had begun
             if not (exc.args and isinstance(exc.args[0], ReadTimeoutError)):
                 raise
+            self.shortest_wait_s = min(2 * timeout_s, MAX_EXIT_WAIT_S)
 
     def signal(self, signum: signal.Signals) -> None:
         try:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -274,11 +275,13 @@ def health(port: int) -> tuple[int, dict[str, Any]]:
 
 class TcpProxy:
     """Forwards a loopback port to another port or a unix socket; `stop()` makes it refuse
-    connections, like a server that went down, and `start()` brings it back on the same port."""
+    connections, like a server that went down, and `start()` brings it back on the same port.
+    With `latency_s`, every piece of an answer reaches the client that much later (a slow server)."""
 
-    def __init__(self, target: int | str) -> None:
+    def __init__(self, target: int | str, latency_s: float = 0.0) -> None:
         """`target`: a loopback port, or the path of a unix socket (e.g. a Docker engine's)."""
         self.target = target
+        self.latency_s = latency_s
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._listener: socket.socket | None = None
@@ -322,8 +325,8 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._connections += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, latency_s in ((client, upstream, 0.0), (upstream, client, self.latency_s)):
+                threading.Thread(target=self._pump, args=(source, sink, latency_s), daemon=True).start()
 
     def _connect_upstream(self) -> socket.socket:
         if isinstance(self.target, int):
@@ -333,9 +336,10 @@ class TcpProxy:
         return upstream
 
     @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(source: socket.socket, sink: socket.socket, latency_s: float) -> None:
         try:
             while data := source.recv(65536):
+                time.sleep(latency_s)  # the latency asked for, not a wait on a condition
                 sink.sendall(data)
         except OSError:
             pass

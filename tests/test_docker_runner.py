@@ -106,6 +106,33 @@ def test_timeout_stops_the_container_and_removes_it(
     assert worker_containers(docker_api, worker.scratch) == []
 
 
+def test_a_job_that_closes_its_output_early_is_waited_for(worker_factory: WorkerFactory, tool_image: str) -> None:
+    """Its streams end long before it does: the worker waits for its exit in short steps, each
+    of which the engine leaves unanswered, and still reports it as it ended."""
+    worker = worker_factory(runner=["docker"]).start()
+    result = worker.result(worker.submit(docker_job(tool_image, [parameter("--close-output", 2.5)])))
+
+    assert (result["status"], result["exit_code"]) == ("succeeded", 0), result
+    assert result["duration_s"] >= 2.5
+
+
+def test_an_engine_slower_than_the_watch_loop_still_has_the_exit_waited_for(
+    worker_factory: WorkerFactory, tool_image: str
+) -> None:
+    """Every answer of the engine arrives 1.2 s late, later than any of the watch loop's steps:
+    its exit waits go unanswered until they are made long enough, and the job ends as it did."""
+    socket_path = engine_socket_path()
+    if socket_path is None:
+        pytest.skip("needs an engine on a unix socket to put a proxy in front of it")
+    proxy = TcpProxy(socket_path, latency_s=1.2)
+    try:
+        worker = worker_factory(runner=["docker"], environment={"DOCKER_HOST": f"tcp://127.0.0.1:{proxy.port}"})
+        result = worker.start().result(worker.submit(docker_job(tool_image, [parameter("--close-output", 1)])), 120)
+        assert (result["status"], result["exit_code"]) == ("succeeded", 0), result
+    finally:
+        proxy.stop()
+
+
 def test_cpu_time_limit_kills_a_busy_container(worker_factory: WorkerFactory, tool_image: str) -> None:
     worker = worker_factory(options=["--job-cpu-time", "0.5"], runner=["docker"]).start()
     result = worker.result(worker.submit(docker_job(tool_image, [{"type": "parameter", "value": "--spin"}])))

@@ -15,6 +15,7 @@ while [ $# -gt 0 ]; do
     --sleep) sleep_s=$2; shift 2 ;;
     --symlink) ln -s "$2" "$3"; shift 3 ;;
     --spin) while :; do :; done ;;
+    --close-output) exec >&- 2>&-; sleep "$2"; exit 0 ;;
     --allocate) dd if=/dev/zero of=/dev/null bs="$2"M count=1 2>/dev/null; shift 2 ;;
     --print-sandbox)
       # who the job runs as, what it may do and see: for the isolation tests
