@@ -35,7 +35,7 @@ from protocol.uris import parse_uri  # noqa: E402
 from staging.s3_store import S3Store  # noqa: E402
 from staging.stager import StagedJob, Stager  # noqa: E402
 from staging.workspace import Workspace  # noqa: E402
-from testkit.moto_server import MotoServer  # noqa: E402
+from testkit.moto_server import moto_in_environment  # noqa: E402
 
 BUCKET = "bench"
 SMALL_SIZE = 64 * 1024
@@ -115,15 +115,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
-        moto = MotoServer(root / "moto.log")
-        os.environ.update(moto.aws_environment())
-        try:
+        with moto_in_environment(root / "moto.log"):
             client = boto3.client("s3")
             client.create_bucket(Bucket=BUCKET)
             run_large(client, root, options.large_mib)
             run_small(client, root, options.small_count)
-        finally:
-            moto.stop()
 
 
 def run_large(client: Any, root: Path, mib: int) -> None:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 
-from testkit.moto_server import MotoServer  # noqa: E402
+from testkit.moto_server import MotoServer, moto_in_environment  # noqa: E402
 
 CELERY_APP = """
 import os, subprocess, time
@@ -152,14 +152,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
         moto_log = root / "moto.log"
-        moto = MotoServer(moto_log)
-        os.environ.update(moto.aws_environment())
-        try:
+        with moto_in_environment(moto_log) as moto:
             sqs = boto3.client("sqs")
             ours, ours_requests = run_ours(root, sqs, moto, moto_log, options.jobs)
             celery, celery_requests = run_celery(root, sqs, moto, moto_log, options.jobs)
-        finally:
-            moto.stop()
     print(f"{options.jobs} trivial jobs over SQS (moto), 2 worker processes each:")
     print(f"  supervisor.py: {ours:7.1f} jobs/s, {ours_requests:.2f} SQS requests per job")
     print(f"  Celery:        {celery:7.1f} jobs/s, {celery_requests:.2f} SQS requests per job")

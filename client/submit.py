@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
+import uuid
 from typing import Any, TextIO
 
 from queues import default_result_queue
-from queues.base import BATCH_MAX, JobQueue, VisibilityChange
+from queues.base import BATCH_MAX, JobQueue, OutgoingMessage, VisibilityChange, check_group_id
 
 EXIT_SUCCEEDED = 0
 EXIT_NOT_SUCCEEDED = 1
@@ -16,12 +18,22 @@ EXIT_NO_RESULT = 4
 SUCCESS_STATUSES = {"succeeded", "alive"}
 
 
-def submit(queue: JobQueue, body: str, *, wait: bool, timeout_s: float | None, out: TextIO = sys.stdout) -> int:
+def submit(
+    queue: JobQueue,
+    body: str,
+    *,
+    wait: bool,
+    timeout_s: float | None,
+    group: str | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """ValueError naming the problem when `group` cannot be used with this queue."""
+    message = _grouped(queue, body, group)
     reply_queue = None
     private_reply_queue = False
     if wait:
         body, reply_queue, private_reply_queue = _with_reply_queue(queue, body)
-    message_id = queue.send(body)
+    message_id = queue.send(OutgoingMessage(body, message.group_id, message.deduplication_id))
     if not wait or reply_queue is None:
         print(json.dumps({"message_id": message_id, "queue": queue.spec}), file=out)
         return EXIT_SUCCEEDED
@@ -35,6 +47,35 @@ def submit(queue: JobQueue, body: str, *, wait: bool, timeout_s: float | None, o
         return EXIT_NO_RESULT
     print(json.dumps(result, indent=2), file=out)
     return EXIT_SUCCEEDED if result.get("status") in SUCCESS_STATUSES else EXIT_NOT_SUCCEEDED
+
+
+def _grouped(queue: JobQueue, body: str, group: str | None) -> OutgoingMessage:
+    """The message's group and deduplication id: on a FIFO queue, the group given or else the
+    job's id, deduplicated by the job's id (SQS drops a resend of one id within 5 minutes);
+    on the embedded queue, the group given, if any."""
+    if group is not None and not (queue.is_fifo or queue.is_local):
+        raise ValueError("--group needs a FIFO queue (its name ends in .fifo) or the embedded queue")
+    if not queue.is_fifo:
+        if group is not None:
+            check_group_id(group)
+        return OutgoingMessage(body, group)
+    job_id = _job_id(body)
+    if group is None and job_id is not None:
+        group = job_id
+        try:
+            check_group_id(group)
+        except ValueError as exc:
+            raise ValueError(f"the job's id cannot be its message group ({exc}): give --group") from None
+    elif group is not None:
+        check_group_id(group)
+    deduplication_id = hashlib.sha256(job_id.encode()).hexdigest() if job_id is not None else uuid.uuid4().hex
+    return OutgoingMessage(body, group or uuid.uuid4().hex, deduplication_id)
+
+
+def _job_id(body: str) -> str | None:
+    data = _parse(body)
+    job_id = data.get("id") if data is not None else None
+    return job_id if isinstance(job_id, str) and job_id else None
 
 
 def _with_reply_queue(queue: JobQueue, body: str) -> tuple[str, JobQueue | None, bool]:

@@ -373,6 +373,13 @@ def _add_submit_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     submit.add_argument(
         "--queue", dest="submit_queue", default=None, help="queue to send to (default: the global --queue)"
     )
+    submit.add_argument(
+        "--group",
+        default=None,
+        metavar="ID",
+        help="message group: one job of a group runs at a time, in order (a FIFO queue, default: the job's id; "
+        "or the embedded queue, default: none)",
+    )
     submit.add_argument("--wait", action="store_true", help="wait for the job's final result and print it")
     submit.add_argument(
         "--timeout", type=positive_float, default=None, help="seconds to wait with --wait (default: no limit)"

@@ -25,7 +25,8 @@ class Outcome:
 
     `result_json` goes to `reply_to` (None: the worker's result queue); `dead_letter_body`,
     when set, is copied to the dead-letter queue; then the message is deleted (final) or
-    hidden for `retry_in_s` (not final)."""
+    hidden for `retry_in_s` (not final). `group_id`: the message's group, which its result
+    and dead-letter copy keep."""
 
     message_id: str
     job_id: str
@@ -37,10 +38,17 @@ class Outcome:
     reply_to: str | None = None
     dead_letter_body: str | None = None
     retry_in_s: float | None = None
+    group_id: str | None = None
 
     @property
     def key(self) -> OutcomeKey:
         return (self.message_id, self.attempt)
+
+    @property
+    def deduplication_id(self) -> str:
+        """The same for every send of this attempt's result, so that a queue that deduplicates
+        (SQS FIFO, for five minutes) takes one copy."""
+        return f"{self.message_id}:{self.attempt}"
 
 
 @dataclass(frozen=True)

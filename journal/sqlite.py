@@ -21,7 +21,7 @@ from common.sqlite import connect, write_transaction
 from journal.base import FinishedJob, JournalError, JournalUnusable, Outcome, OutcomeKey
 
 APPLICATION_ID = 0x41505752  # "APWR": marks the file as an api-worker journal
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: deliveries.group_id
 SQLITE_HEADER = b"SQLite format 3\x00"
 RECORDED, SENT, SETTLED = 0, 1, 2
 QUICK_CHECK_MAX_BYTES = 256 << 20  # a larger journal is checked only by the reads a start-up makes
@@ -47,9 +47,11 @@ CREATE TABLE deliveries (       -- what is left to do for an outcome not yet set
     reply_to TEXT,
     result TEXT,                -- NULL once sent
     dead_letter TEXT,
-    retry_in_s REAL
+    retry_in_s REAL,
+    group_id TEXT
 );
 """
+_UPGRADES = {1: "ALTER TABLE deliveries ADD COLUMN group_id TEXT;"}  # from format N to N + 1
 _FINISHED_COLUMNS = "message_id, coalesce(job_id, message_id), status, finished_at, state"
 
 
@@ -106,10 +108,17 @@ class SqliteJournal:
                 (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
                 if verdict != "ok":
                     raise JournalUnusable(f"journal {self.path} is corrupt: {verdict}")
+            self._upgrade(db, version)
         except sqlite3.Error as exc:
             raise JournalUnusable(f"journal {self.path} is corrupt: {exc}") from None
         except OSError as exc:
             raise JournalUnusable(f"journal {self.path} cannot be read: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def _upgrade(db: sqlite3.Connection, version: int) -> None:
+        """Bring a journal of an older format to this one, one format at a time."""
+        for older in range(version, FORMAT_VERSION):
+            db.executescript(f"BEGIN IMMEDIATE; {_UPGRADES[older]} PRAGMA user_version={older + 1}; COMMIT;")
 
     def _create(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before the first table: lets pruning shrink the file
@@ -163,9 +172,17 @@ class SqliteJournal:
                     ),
                 )
                 db.execute(
-                    "INSERT INTO deliveries (seq, receipt, reply_to, result, dead_letter, retry_in_s)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (cursor.lastrowid, o.receipt, o.reply_to, o.result_json, o.dead_letter_body, o.retry_in_s),
+                    "INSERT INTO deliveries (seq, receipt, reply_to, result, dead_letter, retry_in_s, group_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        cursor.lastrowid,
+                        o.receipt,
+                        o.reply_to,
+                        o.result_json,
+                        o.dead_letter_body,
+                        o.retry_in_s,
+                        o.group_id,
+                    ),
                 )
 
     def finished(self, message_ids: Sequence[str]) -> dict[str, FinishedJob]:
@@ -214,7 +231,7 @@ class SqliteJournal:
         rows = self._query(
             "reading undelivered outcomes",
             "SELECT message_id, coalesce(job_id, message_id), attempt, status, final, receipt, coalesce(result, ''),"
-            " reply_to, dead_letter, retry_in_s FROM deliveries JOIN outcomes USING (seq) ORDER BY seq",
+            " reply_to, dead_letter, retry_in_s, group_id FROM deliveries JOIN outcomes USING (seq) ORDER BY seq",
             (),
         )
         return [
@@ -229,6 +246,7 @@ class SqliteJournal:
                 reply_to=None if r[7] is None else str(r[7]),
                 dead_letter_body=None if r[8] is None else str(r[8]),
                 retry_in_s=None if r[9] is None else float(r[9]),  # type: ignore[arg-type]
+                group_id=None if r[10] is None else str(r[10]),
             )
             for r in rows
         ]

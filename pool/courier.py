@@ -18,7 +18,7 @@ from journal.base import JobJournal, JournalError, Outcome
 from journal.health import JournalHealth
 from pool.destinations import Destinations
 from pool.outbox import InlineOutbox, ThreadOutbox
-from queues.base import BATCH_MAX, JobQueue, QueueError, VisibilityChange
+from queues.base import BATCH_MAX, JobQueue, OutgoingMessage, QueueError, VisibilityChange
 
 log = logging.getLogger(__name__)
 REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its call
@@ -79,7 +79,7 @@ class _Delivery:
         """Send and delete in one call where the queue can (the embedded queue: one transaction)."""
         job_queue = self.courier.job_queue
         sends = [
-            (queue, [p.outcome.result_json for p in group if p.outcome])
+            (queue, [_result(p) for p in group])
             for queue, group in self._results_by_destination().values()
             if queue is not None
         ]
@@ -87,9 +87,7 @@ class _Delivery:
         if dead:
             if self.courier.dead_letter_queue is None:
                 return False
-            sends.append(
-                (self.courier.dead_letter_queue, [p.outcome.dead_letter_body or "" for p in dead if p.outcome])
-            )
+            sends.append((self.courier.dead_letter_queue, [_dead_letter(p) for p in dead]))
         settled = job_queue.settle(sends, *self._deletes_and_retries())
         if settled:
             self._mark("settled", self.parcels)
@@ -101,13 +99,13 @@ class _Delivery:
                 for parcel in group:
                     parcel.sent = True
             else:
-                _send(queue, group, lambda p: p.outcome.result_json if p.outcome else "", "sent")
+                _send(queue, group, _result, "sent")
 
     def _send_dead_letters(self) -> None:
         dead = self._dead_letters()
         queue = self.courier.dead_letter_queue
         if dead and queue is not None:
-            _send(queue, dead, lambda p: p.outcome.dead_letter_body or "" if p.outcome else "", "dead_lettered")
+            _send(queue, dead, _dead_letter, "dead_lettered")
 
     def _deletes_and_retries(self) -> tuple[list[str], list[VisibilityChange]]:
         deletes = [p.receipt for p in self.parcels if p.deletes and p.receipt]
@@ -146,11 +144,27 @@ class _Delivery:
         self.courier.health.succeeded()
 
 
-def _send(queue: JobQueue, parcels: list[Parcel], body: Callable[[Parcel], str], done_flag: str) -> None:
-    """Send one body per parcel in batch calls, setting `done_flag` on each parcel that went
+def _result(parcel: Parcel) -> OutgoingMessage:
+    return _outgoing(parcel, lambda outcome: outcome.result_json)
+
+
+def _dead_letter(parcel: Parcel) -> OutgoingMessage:
+    return _outgoing(parcel, lambda outcome: outcome.dead_letter_body or "")
+
+
+def _outgoing(parcel: Parcel, body: Callable[[Outcome], str]) -> OutgoingMessage:
+    """The message to send for a parcel: in its request's group, under one deduplication id
+    per attempt (resent, it is the same message)."""
+    outcome = parcel.outcome
+    assert outcome is not None
+    return OutgoingMessage(body(outcome), outcome.group_id, outcome.deduplication_id)
+
+
+def _send(queue: JobQueue, parcels: list[Parcel], message: Callable[[Parcel], OutgoingMessage], done_flag: str) -> None:
+    """Send one message per parcel in batch calls, setting `done_flag` on each parcel that went
     out, also when the call failed part-way (so a retry sends only the others)."""
     try:
-        queue.send_batch([body(parcel) for parcel in parcels])
+        queue.send_batch([message(parcel) for parcel in parcels])
     except QueueError as exc:
         for index in exc.done:
             setattr(parcels[index], done_flag, True)

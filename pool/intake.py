@@ -13,6 +13,11 @@ from pool.thread_health import ThreadHealth
 from queues.base import BATCH_MAX, JobQueue, QueueError, ReceivedMessage, VisibilityChange
 
 log = logging.getLogger(__name__)
+# While this worker holds a message group, its own delete or release is what frees the group's
+# next messages; a long poll begun before that may not see them (moto's does not). So polls are
+# short then, and for a while after, until the worker's deletes and releases have gone out.
+GROUP_HELD_POLL_S = 1
+GROUP_HELD_LINGER_S = 5.0
 
 
 class _ReceiveBackoff:
@@ -54,14 +59,18 @@ class Intake(threading.Thread):
         self._wake = wake
         self._condition = threading.Condition()
         self._free_slots = 0
+        self._short_polls_until = 0.0
         self._undelivered: list[ReceivedMessage] = []
         self._stopping = False
         self.health = ThreadHealth("intake")
 
-    def offer(self, free_slots: int) -> None:
-        """Tell the intake how many slots are free and have no message waiting for them."""
+    def offer(self, free_slots: int, *, groups_held: bool = False) -> None:
+        """Tell the intake how many slots are free and have no message waiting for them, and
+        whether this worker holds a message group."""
         with self._condition:
             self._free_slots = free_slots
+            if groups_held:
+                self._short_polls_until = time.monotonic() + GROUP_HELD_LINGER_S
             self._condition.notify()
 
     def take(self) -> list[ReceivedMessage]:
@@ -105,9 +114,11 @@ class Intake(threading.Thread):
             if self._stopping:
                 return False
             wanted = self._wanted()
+            short = time.monotonic() < self._short_polls_until
+            wait_seconds = min(self.wait_seconds, GROUP_HELD_POLL_S) if short else self.wait_seconds
         faults.check("intake")
         try:
-            messages = self.queue.receive(wanted, self.wait_seconds, self.visibility_timeout)
+            messages = self.queue.receive(wanted, wait_seconds, self.visibility_timeout)
             backoff.succeeded()
         except QueueError as exc:
             time.sleep(backoff.failed(exc))
@@ -118,6 +129,8 @@ class Intake(threading.Thread):
                 self._release(messages)
                 return False
             self._undelivered.extend(messages)
+            if any(message.group_id for message in messages):  # held from now on, before the loop says so
+                self._short_polls_until = time.monotonic() + GROUP_HELD_LINGER_S
         if messages:
             self._wake()
         return True
@@ -156,7 +169,7 @@ class PollingIntake:
     def stop(self) -> None:
         self._stopping = True
 
-    def offer(self, free_slots: int) -> None:
+    def offer(self, free_slots: int, *, groups_held: bool = False) -> None:
         self._free_slots = free_slots
 
     def seconds_to_next_poll(self) -> float | None:

@@ -43,6 +43,7 @@ class OutcomePolicy:
             reply_to=report.reply_to,
             dead_letter_body=message.body if report.status == Status.REJECTED and self.dead_letter else None,
             retry_in_s=None if report.final else self.retry_delay(message.receive_count),
+            group_id=message.group_id,
         )
 
     def of_lost_job(
@@ -72,6 +73,7 @@ class OutcomePolicy:
             reply_to=accepted.reply_to if accepted else None,
             dead_letter_body=message.body if final and self.dead_letter else None,
             retry_in_s=None if final else 0.0,
+            group_id=message.group_id,
         )
         return outcome, result
 

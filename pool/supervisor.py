@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from journal.base import JobJournal
+from journal.base import JobJournal, Outcome
 from journal.health import JournalHealth
 from monitoring.metrics import (
     child_restart_count,
@@ -39,6 +39,7 @@ from pool.courier import ResultCourier
 from pool.destinations import Destinations
 from pool.handoff import hand_over
 from pool.intake import Intake, PollingIntake
+from pool.lanes import Held, Lanes
 from pool.ledger import Ledger
 from pool.notice import JobAccepted, new_notice_board, read
 from pool.outbox import InlineOutbox, ThreadOutbox
@@ -126,7 +127,7 @@ class Supervisor:
         self.job_queue = job_queue
         self.context = multiprocessing.get_context("spawn")
         self.slots: list[Slot] = []
-        self.pending: list[ReceivedMessage] = []
+        self.lanes = Lanes()  # received, not yet started
         self.stopping = False
         self.stop_deadline: float | None = None
         self.boot_failures = 0
@@ -205,8 +206,8 @@ class Supervisor:
                 self._force_stop()
                 continue
             if not self.stopping:
-                self.intake.offer(self._free_slots_without_work())
-            self.pending.extend(self._screen(self.intake.take()))
+                self.intake.offer(self._free_slots_without_work(), groups_held=self._holds_groups())
+            self._hold(self.intake.take())
             self._dispatch()
             # Results go out after the next jobs went in, so a child never waits on them.
             self.ledger.record()
@@ -240,9 +241,11 @@ class Supervisor:
                 log.exception("a shutdown step failed", extra={"step": step.__name__})
 
     def _release_pending(self) -> None:
-        self.pending.extend(self._screen(self.intake.take()))
-        self._release(self.pending, "shutting down")
-        self.pending.clear()
+        self._hold(self.intake.take())
+        self._release(self.lanes.take_all(), "shutting down")
+
+    def _hold(self, received: list[ReceivedMessage]) -> None:
+        self.lanes.add(self._screen(received), time.monotonic() + self.settings.visibility_timeout)
 
     def _finish(self) -> None:
         self.ledger.stop()
@@ -343,18 +346,28 @@ class Supervisor:
 
     def _free_slots_without_work(self) -> int:
         idle = sum(1 for slot in self.slots if slot.ready and slot.job is None)
-        return idle - len(self.pending)
+        return idle - len(self.lanes.startable(self._busy_groups()))
+
+    def _busy_groups(self) -> set[str]:
+        return {slot.job.message.group_id for slot in self.slots if slot.job and slot.job.message.group_id}
+
+    def _holds_groups(self) -> bool:
+        """Whether a message group is locked by a message this worker holds (running or waiting)."""
+        return bool(self._busy_groups()) or any(held.message.group_id for held in self.lanes)
 
     def _dispatch(self) -> None:
-        if self.pending:
+        startable = self.lanes.startable(self._busy_groups())
+        if startable:
             faults.check("dispatch")
             faults.stall("dispatch-stall", STALL_FAULT_S)
         for slot in self.slots:
-            if not self.pending:
+            if not startable:
                 return
             if slot.ready and slot.job is None:
-                message = self.pending.pop(0)
-                slot.job = InFlight(message, time.monotonic() + self.settings.visibility_timeout)
+                held = startable.pop(0)
+                self.lanes.take(held)
+                message = held.message
+                slot.job = InFlight(message, held.visible_until)
                 slot.handed += 1
                 # If the child just died, _replace_dead reports and releases the job.
                 hand_over(
@@ -378,7 +391,7 @@ class Supervisor:
                 "child did not take its job; replacing it and handing the job on",
                 extra={"slot": slot.index, "pid": slot.process.pid, **_job_fields(job, None)},
             )
-            self.pending.insert(0, job.message)
+            self.lanes.put_back(job.message, job.visible_until)
             slot.job = None
             slot.process.kill()  # its exit brings _replace_dead, which respawns the slot
 
@@ -467,7 +480,9 @@ class Supervisor:
             return
         log.info("job finished", extra={"slot": slot.index, **report.summary})
         record_job(report.status, report.duration_s, report.bytes_in, report.bytes_out)
-        self.ledger.add(self.policy.of_report(message, report), job.visible_until)
+        outcome = self.policy.of_report(message, report)
+        self.ledger.add(outcome, job.visible_until)
+        self._keep_group_order(message, outcome)
 
     def _screen(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """Keep the messages to run: not those the journal has as finished (deleted, not run
@@ -523,6 +538,14 @@ class Supervisor:
         log.info("job lost", extra={"slot": slot.index, **result.summary()})
         record_job(outcome.status, 0.0, 0, 0)
         self.ledger.add(outcome, job.visible_until)
+        self._keep_group_order(job.message, outcome)
+
+    def _keep_group_order(self, message: ReceivedMessage, outcome: Outcome) -> None:
+        """A job of a group that is to be retried comes back first: the group's later messages
+        held here go back to the queue at once, behind it (its retry delay keeps the group
+        locked on the queue until then)."""
+        if message.group_id is not None and not outcome.final:
+            self._release(self.lanes.take_group(message.group_id), "an earlier job of their group is retried")
 
     def _release(self, messages: list[ReceivedMessage], why: str) -> None:
         if not messages:
@@ -551,7 +574,7 @@ class Supervisor:
             busy=len(busy),
             idle=sum(1 for slot in live if slot.ready and slot.job is None),
             starting=sum(1 for slot in live if not slot.ready),
-            in_flight=len(busy) + len(self.pending) + self.courier.pending_count(),
+            in_flight=len(busy) + len(self.lanes) + self.courier.pending_count(),
             jobs=jobs_by_status(),
             queue_errors=queue_error_count(),
             child_restarts=child_restart_count(),
@@ -574,22 +597,26 @@ class Supervisor:
 
     # --- visibility heartbeat ---------------------------------------------------------
 
+    def _kept_visible(self) -> list[InFlight | Held]:
+        """Every message this worker holds and keeps hidden: running jobs and waiting ones."""
+        return [*(slot.job for slot in self.slots if slot.job is not None), *self.lanes]
+
     def _extend_visibility(self) -> None:
         now = time.monotonic()
         margin = self.settings.visibility_timeout / 2
-        due = [slot.job for slot in self.slots if slot.job is not None and slot.job.visible_until - now <= margin]
+        due = [kept for kept in self._kept_visible() if kept.visible_until - now <= margin]
         if not due:
             return
-        changes = [VisibilityChange(job.message.receipt, self.settings.visibility_timeout) for job in due]
+        changes = [VisibilityChange(kept.message.receipt, self.settings.visibility_timeout) for kept in due]
         # Retried (remote queues) until the current window closes; then the messages come back.
-        deadline = min(job.visible_until for job in due)
+        deadline = min(kept.visible_until for kept in due)
         self.outbox.submit("extend visibility", partial(self.job_queue.change_visibility, changes), deadline)
-        for job in due:
-            job.visible_until = now + self.settings.visibility_timeout
+        for kept in due:
+            kept.visible_until = now + self.settings.visibility_timeout
 
     def _seconds_to_next_heartbeat(self) -> float:
         margin = self.settings.visibility_timeout / 2
-        deadlines = [slot.job.visible_until - margin for slot in self.slots if slot.job is not None]
+        deadlines = [kept.visible_until - margin for kept in self._kept_visible()]
         deadlines += [
             s.job.started + CONFIRM_TIMEOUT_S for s in self.slots if s.job is not None and not s.job.confirmed
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -9,6 +10,21 @@ from typing import Protocol
 BATCH_MAX = 10  # the most entries one batch call (receive, send, delete, change visibility) takes: SQS's limit
 LONG_POLL_S = 20  # the longest one receive may wait for a message: SQS's limit
 POLL_INTERVAL_S = 0.02  # how often a queue that cannot long-poll (the embedded one) is looked at while empty
+MAX_GROUP_ID_CHARS = 128  # SQS's limit for MessageGroupId and MessageDeduplicationId
+# What SQS allows in a MessageGroupId: letters, digits and ASCII punctuation.
+_GROUP_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]+")
+
+
+def check_group_id(group_id: str) -> None:
+    """ValueError naming the problem unless `group_id` is a message group SQS would take."""
+    if not group_id:
+        raise ValueError("a message group must not be empty")
+    if len(group_id) > MAX_GROUP_ID_CHARS:
+        raise ValueError(f"a message group is at most {MAX_GROUP_ID_CHARS} characters, not {len(group_id)}")
+    if not _GROUP_ID.fullmatch(group_id):
+        raise ValueError(
+            f"message group {group_id[:40]!r} may hold only letters, digits and ASCII punctuation (as in SQS)"
+        )
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,25 @@ class ReceivedMessage:
     body: str
     receive_count: int
     defect: BodyDefect | None = None  # set: `body` is the raw message as received, not a request
+    group_id: str | None = None  # its message group: one job of a group runs at a time, in order
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message to send. The ids matter where the queue has groups: a FIFO queue delivers one
+    group's messages in order, and SQS drops a message whose deduplication id it saw in the
+    last five minutes."""
+
+    body: str
+    group_id: str | None = None
+    deduplication_id: str | None = None
+
+
+Sendable = str | OutgoingMessage
+
+
+def outgoing(message: Sendable) -> OutgoingMessage:
+    return message if isinstance(message, OutgoingMessage) else OutgoingMessage(message)
 
 
 @dataclass(frozen=True)
@@ -63,6 +98,12 @@ class JobQueue(Protocol):
         supervisor's loop receives and settles itself); else they go over the network."""
         ...
 
+    @property
+    def is_fifo(self) -> bool:
+        """Every message sent needs a group (an SQS FIFO queue). The embedded queue takes
+        groups too, but does not require them."""
+        ...
+
     def attempts_limit(self, default: int) -> int:
         """The attempt after which the queue itself gives a message up (e.g. SQS's redrive
         policy), else `default`."""
@@ -70,7 +111,7 @@ class JobQueue(Protocol):
 
     def settle(
         self,
-        sends: Sequence[tuple[JobQueue, Sequence[str]]],
+        sends: Sequence[tuple[JobQueue, Sequence[Sendable]]],
         deletes: Sequence[str],
         retries: Sequence[VisibilityChange],
     ) -> bool:
@@ -78,11 +119,11 @@ class JobQueue(Protocol):
         if this backend can for these queues; return False, having done nothing, if not."""
         ...
 
-    def send(self, body: str) -> str:
+    def send(self, message: Sendable) -> str:
         """Enqueue a message; return its message id."""
         ...
 
-    def send_batch(self, bodies: Sequence[str]) -> list[str]:
+    def send_batch(self, messages: Sequence[Sendable]) -> list[str]:
         """Enqueue several messages at once; return their message ids."""
         ...
 

@@ -18,7 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from common.sqlite import connect, write_transaction
-from queues.base import POLL_INTERVAL_S, JobQueue, QueueError, ReceivedMessage, VisibilityChange
+from queues.base import (
+    POLL_INTERVAL_S,
+    JobQueue,
+    QueueError,
+    ReceivedMessage,
+    Sendable,
+    VisibilityChange,
+    check_group_id,
+    outgoing,
+)
 
 DEFAULT_QUEUE_NAME = "jobs"
 RESULTS_QUEUE_NAME = "results"
@@ -33,10 +42,22 @@ CREATE TABLE IF NOT EXISTS messages (
     sent_at REAL NOT NULL,
     visible_at REAL NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt_token TEXT
+    receipt_token TEXT,
+    group_id TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at, seq);
 """
+# Files made before message groups lack the column; it is added on opening.
+_GROUP_INDEX = "CREATE INDEX IF NOT EXISTS messages_group ON messages (queue, group_id, seq) WHERE group_id IS NOT NULL"
+# A message of a group is ready only once every earlier message of its group is gone (deleted):
+# one message per group is out at a time, in the order they were sent.
+_RECEIVABLE = """
+SELECT seq FROM messages WHERE queue = ? AND visible_at <= ? AND (group_id IS NULL OR NOT EXISTS (
+    SELECT 1 FROM messages AS earlier
+    WHERE earlier.queue = messages.queue AND earlier.group_id = messages.group_id AND earlier.seq < messages.seq))
+ORDER BY visible_at, seq LIMIT ?
+"""
+_INSERT = "INSERT INTO messages (queue, message_id, body, sent_at, visible_at, group_id) VALUES (?, ?, ?, ?, ?, ?)"
 # A receipt handle is "SEQ:TOKEN": the row to find by primary key, and the token of the
 # receive it came from, so that a handle from an earlier receive no longer matches.
 
@@ -88,22 +109,19 @@ class LocalQueue:
                 # Read pages through a memory map rather than a system call per page.
                 connection.execute("PRAGMA mmap_size=268435456")
                 connection.executescript(_SCHEMA)
+                _add_group_column(connection)
             except (sqlite3.Error, OSError) as exc:
                 raise QueueError(f"cannot open local queue {self.path}: {exc}", operation="open") from exc
             self._local.connection = connection
         return connection
 
-    def send(self, body: str) -> str:
-        return self.send_batch([body])[0]
+    def send(self, message: Sendable) -> str:
+        return self.send_batch([message])[0]
 
-    def send_batch(self, bodies: Sequence[str]) -> list[str]:
-        message_ids = [str(uuid.uuid4()) for _ in bodies]
-        now = time.time()
-        self._execute_many(
-            "INSERT INTO messages (queue, message_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
-            [(self.name, message_id, body, now, now) for message_id, body in zip(message_ids, bodies, strict=True)],
-        )
-        return message_ids
+    def send_batch(self, messages: Sequence[Sendable]) -> list[str]:
+        rows = _rows(self, messages, time.time())
+        self._execute_many(_INSERT, rows)
+        return [str(row[1]) for row in rows]
 
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
         deadline = time.monotonic() + wait_seconds
@@ -118,47 +136,43 @@ class LocalQueue:
             return []
         now = time.time()
         with self._transaction("receive", f"receive from {self.spec}") as db:
-            rows = db.execute(
-                "SELECT seq FROM messages WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
-                (self.name, now, max_messages),
-            ).fetchall()
+            rows = db.execute(_RECEIVABLE, (self.name, now, max_messages)).fetchall()
             received = []
             for (seq,) in rows:
                 token = uuid.uuid4().hex
-                message_id, body, count = db.execute(
+                message_id, body, count, group_id = db.execute(
                     "UPDATE messages SET visible_at = ?, receive_count = receive_count + 1, receipt_token = ?"
-                    " WHERE seq = ? RETURNING message_id, body, receive_count",
+                    " WHERE seq = ? RETURNING message_id, body, receive_count, group_id",
                     (now + visibility_timeout, token, seq),
                 ).fetchone()
-                received.append(ReceivedMessage(message_id, f"{seq}:{token}", body, count))
+                received.append(ReceivedMessage(message_id, f"{seq}:{token}", body, count, group_id=group_id))
         return received
 
     @property
     def is_local(self) -> bool:
         return True
 
+    @property
+    def is_fifo(self) -> bool:
+        return False  # groups are optional here
+
     def attempts_limit(self, default: int) -> int:
         return default
 
     def settle(
         self,
-        sends: Sequence[tuple[JobQueue, Sequence[str]]],
+        sends: Sequence[tuple[JobQueue, Sequence[Sendable]]],
         deletes: Sequence[str],
         retries: Sequence[VisibilityChange],
     ) -> bool:
         """Send results (to queues in this file) and delete or hide their messages, atomically:
         a message is never gone without its result, nor a result sent twice for one receive."""
-        results: list[tuple[LocalQueue, str]] = []
-        for queue, bodies in sends:
-            if not isinstance(queue, LocalQueue) or queue.path != self.path:
-                return False
-            results += [(queue, body) for body in bodies]
+        if any(not isinstance(queue, LocalQueue) or queue.path != self.path for queue, _ in sends):
+            return False
         now = time.time()
+        rows = [row for queue, messages in sends for row in _rows(queue, messages, now)]
         with self._transaction("settle", f"settling messages on {self.spec}") as db:
-            db.executemany(
-                "INSERT INTO messages (queue, message_id, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
-                [(queue.name, str(uuid.uuid4()), body, now, now) for queue, body in results],
-            )
+            db.executemany(_INSERT, rows)
             db.executemany(
                 "DELETE FROM messages WHERE seq = ? AND receipt_token = ? AND queue = ?",
                 [(*_receipt_row(receipt), self.name) for receipt in deletes],
@@ -221,3 +235,24 @@ class LocalQueue:
                 yield db
         except sqlite3.Error as exc:
             raise QueueError(f"{what} failed: {exc}", operation=operation) from exc
+
+
+def _rows(queue: JobQueue, messages: Sequence[Sendable], now: float) -> list[tuple[object, ...]]:
+    """Rows for `_INSERT`: the queue's name, a new message id, the body, times, the group."""
+    rows: list[tuple[object, ...]] = []
+    for message in map(outgoing, messages):
+        if message.group_id is not None:
+            check_group_id(message.group_id)
+        rows.append((queue.reply_address, str(uuid.uuid4()), message.body, now, now, message.group_id))
+    return rows
+
+
+def _add_group_column(connection: sqlite3.Connection) -> None:
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(messages)")}
+    if "group_id" not in columns:
+        try:
+            connection.execute("ALTER TABLE messages ADD COLUMN group_id TEXT")
+        except sqlite3.OperationalError as exc:  # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise
+    connection.execute(_GROUP_INDEX)

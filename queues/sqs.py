@@ -19,7 +19,18 @@ from typing import Any, TypeVar
 import msgspec
 
 from protocol.body import DEFAULT_MAX_BODY_BYTES
-from queues.base import BATCH_MAX, LONG_POLL_S, BodyDefect, JobQueue, QueueError, ReceivedMessage, VisibilityChange
+from queues.base import (
+    BATCH_MAX,
+    LONG_POLL_S,
+    BodyDefect,
+    JobQueue,
+    OutgoingMessage,
+    QueueError,
+    ReceivedMessage,
+    Sendable,
+    VisibilityChange,
+    outgoing,
+)
 
 MAX_VISIBILITY_S = 43200
 T = TypeVar("T")
@@ -90,6 +101,10 @@ class SqsQueue:
         self.url = url
         self.large_payload_bucket = large_payload_bucket
         self.max_body_bytes = max_body_bytes  # a pointer to a larger payload is not downloaded
+        self._attributes: dict[str, str] | None = None
+        # A FIFO receive that failed on the way back is retried with the same attempt id, so
+        # that SQS returns the messages it took for it instead of hiding them.
+        self._unanswered_receive: str | None = None
 
     @property
     def spec(self) -> str:
@@ -116,6 +131,14 @@ class SqsQueue:
     def is_local(self) -> bool:
         return False
 
+    @property
+    def is_fifo(self) -> bool:
+        """FIFO queue names end in `.fifo`; a URL that does not show it is asked about once
+        it was looked up (the jobs queue is, at start)."""
+        if self.url.rstrip("/").endswith(".fifo"):
+            return True
+        return self._attributes is not None and self._attributes.get("FifoQueue") == "true"
+
     def attempts_limit(self, default: int) -> int:
         """The redrive policy's maxReceiveCount: SQS moves the message on after that attempt,
         so that attempt is the last one."""
@@ -123,7 +146,7 @@ class SqsQueue:
 
     def settle(
         self,
-        sends: Sequence[tuple[JobQueue, Sequence[str]]],
+        sends: Sequence[tuple[JobQueue, Sequence[Sendable]]],
         deletes: Sequence[str],
         retries: Sequence[VisibilityChange],
     ) -> bool:
@@ -150,14 +173,15 @@ class SqsQueue:
             raise
         return SqsQueue(str(url), self.large_payload_bucket)
 
-    def send(self, body: str) -> str:
-        return self.send_batch([body])[0]
+    def send(self, message: Sendable) -> str:
+        return self.send_batch([message])[0]
 
-    def send_batch(self, bodies: Sequence[str]) -> list[str]:
+    def send_batch(self, messages: Sequence[Sendable]) -> list[str]:
         message_ids: list[str] = []
-        for start in range(0, len(bodies), BATCH_MAX):
+        for start in range(0, len(messages), BATCH_MAX):
             entries = [
-                {"Id": str(start + i), "MessageBody": body} for i, body in enumerate(bodies[start : start + BATCH_MAX])
+                self._entry(str(start + i), outgoing(message))
+                for i, message in enumerate(messages[start : start + BATCH_MAX])
             ]
             earlier = frozenset(range(start))
             try:
@@ -177,39 +201,55 @@ class SqsQueue:
             message_ids += [by_id[entry["Id"]] for entry in entries]
         return message_ids
 
+    def _entry(self, entry_id: str, message: OutgoingMessage) -> dict[str, Any]:
+        entry: dict[str, Any] = {"Id": entry_id, "MessageBody": message.body}
+        if self.is_fifo:
+            # Both are required here; a message without a group is a group of its own.
+            deduplication_id = message.deduplication_id or uuid.uuid4().hex
+            entry["MessageGroupId"] = message.group_id or deduplication_id
+            entry["MessageDeduplicationId"] = deduplication_id
+        return entry
+
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
         if max_messages <= 0:
             return []
-        response = self._call(
-            "receive_message",
-            lambda: _plain_sqs_client().receive_message(
-                QueueUrl=self.url,
-                MaxNumberOfMessages=min(BATCH_MAX, max_messages),
-                WaitTimeSeconds=min(LONG_POLL_S, int(wait_seconds)),
-                VisibilityTimeout=_seconds(visibility_timeout),
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                MessageAttributeNames=["All"],
-            ),
-        )
+        arguments: dict[str, Any] = {
+            "QueueUrl": self.url,
+            "MaxNumberOfMessages": min(BATCH_MAX, max_messages),
+            "WaitTimeSeconds": min(LONG_POLL_S, int(wait_seconds)),
+            "VisibilityTimeout": _seconds(visibility_timeout),
+            "MessageSystemAttributeNames": ["ApproximateReceiveCount", "MessageGroupId"],
+            "MessageAttributeNames": ["All"],
+        }
+        if self.is_fifo:
+            attempt = self._unanswered_receive or uuid.uuid4().hex
+            arguments["ReceiveRequestAttemptId"] = attempt
+            self._unanswered_receive = attempt  # until an answer came back
+        response = self._call("receive_message", lambda: _plain_sqs_client().receive_message(**arguments))
+        self._unanswered_receive = None
         return [self._received(message) for message in response.get("Messages", [])]
 
     def _received(self, message: dict[str, Any]) -> ReceivedMessage:
         message_id, receipt, body = message["MessageId"], message["ReceiptHandle"], message["Body"]
-        receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
-        attributes = message.get("MessageAttributes", {})
-        declared = next((attributes[name] for name in POINTER_SIZE_ATTRIBUTES if name in attributes), None)
+        attributes = message.get("Attributes", {})
+        receive_count = int(attributes.get("ApproximateReceiveCount", 1))
+        group_id = attributes.get("MessageGroupId")
+        message_attributes = message.get("MessageAttributes", {})
+        declared = next((message_attributes[n] for n in POINTER_SIZE_ATTRIBUTES if n in message_attributes), None)
         if declared is None:
-            return ReceivedMessage(message_id, receipt, body, receive_count)
+            return ReceivedMessage(message_id, receipt, body, receive_count, group_id=group_id)
         try:
             target = _POINTER.decode(body)[1]
         except (msgspec.DecodeError, RecursionError) as exc:
             problem = BodyDefect(f"marked as a large payload, but not an S3 pointer ({exc})")
-            return ReceivedMessage(message_id, receipt, body, receive_count, problem)
+            return ReceivedMessage(message_id, receipt, body, receive_count, problem, group_id)
         # Carry the pointer in the receipt, as the extended client does, so the payload goes
         # with the message.
         receipt = self._client().embed_s3_pointer_in_receipt_handle({"ReceiptHandle": receipt, "Body": body})
         payload, defect = self._fetch_payload(target, declared.get("StringValue", ""))
-        return ReceivedMessage(message_id, receipt, payload if defect is None else body, receive_count, defect)
+        return ReceivedMessage(
+            message_id, receipt, payload if defect is None else body, receive_count, defect, group_id
+        )
 
     def _fetch_payload(self, target: _PointerTarget, declared_size: str) -> tuple[str, BodyDefect | None]:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
@@ -277,11 +317,13 @@ class SqsQueue:
 
     def max_receive_count(self) -> int | None:
         """The redrive policy's maxReceiveCount: the attempt after which SQS gives up."""
-        attributes = self._call(
+        self._attributes = self._call(
             "get_queue_attributes",
-            lambda: self._client().get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"]),
+            lambda: self._client().get_queue_attributes(
+                QueueUrl=self.url, AttributeNames=["RedrivePolicy", "FifoQueue"]
+            ),
         ).get("Attributes", {})
-        policy = attributes.get("RedrivePolicy")
+        policy = self._attributes.get("RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None
 
 

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from testkit.waiting import wait_until
@@ -49,3 +51,14 @@ class MotoServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+@contextmanager
+def moto_in_environment(log_path: Path) -> Iterator[MotoServer]:
+    """A moto server that boto3 in this process (and its children) talks to, until the end."""
+    server = MotoServer(log_path)
+    os.environ.update(server.aws_environment())
+    try:
+        yield server
+    finally:
+        server.stop()

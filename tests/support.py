@@ -22,6 +22,7 @@ import psutil
 
 from monitoring.state import STATUS_FILE_NAME
 from queues import open_queue
+from queues.base import OutgoingMessage
 from queues.local import LocalQueue
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
@@ -122,6 +123,7 @@ class Worker:
         self.options = options or []
         self.process: subprocess.Popen[bytes] | None = None
         self._collected: dict[str, list[dict[str, Any]]] = {}
+        self.result_groups: dict[str, str | None] = {}  # message id -> the group its result came in
 
     def command(self) -> list[str]:
         return [
@@ -175,9 +177,9 @@ class Worker:
 
         return wait_until(found, timeout, f"log line {message!r}")
 
-    def submit(self, message: dict[str, Any] | str) -> str:
+    def submit(self, message: dict[str, Any] | str, group: str | None = None) -> str:
         body = message if isinstance(message, str) else json.dumps(message)
-        return str(self.jobs.send(body))
+        return str(self.jobs.send(OutgoingMessage(body, group)))
 
     def submit_and_await_start(self, started: Path, sleep_s: float) -> str:
         """Submit a job that writes its pid to `started` and then sleeps; return once it runs."""
@@ -207,6 +209,7 @@ class Worker:
         for message in self.results.receive(10, 0, visibility_timeout=30):
             result = json.loads(message.body)
             self._collected.setdefault(result["message_id"], []).append(result)
+            self.result_groups[result["message_id"]] = message.group_id
             self.results.delete([message.receipt])
 
     def leftovers(self) -> list[Path]:
@@ -260,8 +263,11 @@ def process_exists(pid: int) -> bool:
 
 
 def new_queue(sqs: Any, prefix: str, **attributes: str) -> str:
-    """A new SQS queue (on whatever endpoint the `sqs` client uses); its URL."""
-    return str(sqs.create_queue(QueueName=f"{prefix}-{uuid.uuid4().hex[:8]}", Attributes=attributes)["QueueUrl"])
+    """A new SQS queue (on whatever endpoint the `sqs` client uses); its URL. With
+    FifoQueue="true", a FIFO queue (its name ends in .fifo)."""
+    suffix = ".fifo" if attributes.get("FifoQueue") == "true" else ""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}{suffix}"
+    return str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
 
 
 def health(port: int) -> tuple[int, dict[str, Any]]:
@@ -276,12 +282,16 @@ def health(port: int) -> tuple[int, dict[str, Any]]:
 class TcpProxy:
     """Forwards a loopback port to another port or a unix socket; `stop()` makes it refuse
     connections, like a server that went down, and `start()` brings it back on the same port.
-    With `latency_s`, every piece of an answer reaches the client that much later (a slow server)."""
+    With `latency_s`, every piece of an answer reaches the client that much later (a slow server).
+    With `drop_answers` set, requests go through but each answer is lost: the client's
+    connection is closed instead. `requests` holds what clients sent."""
 
     def __init__(self, target: int | str, latency_s: float = 0.0) -> None:
         """`target`: a loopback port, or the path of a unix socket (e.g. a Docker engine's)."""
         self.target = target
         self.latency_s = latency_s
+        self.drop_answers = False
+        self.requests: list[bytes] = []
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._listener: socket.socket | None = None
@@ -325,8 +335,8 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._connections += [client, upstream]
-            for source, sink, latency_s in ((client, upstream, 0.0), (upstream, client, self.latency_s)):
-                threading.Thread(target=self._pump, args=(source, sink, latency_s), daemon=True).start()
+            threading.Thread(target=self._forward_requests, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._forward_answers, args=(upstream, client), daemon=True).start()
 
     def _connect_upstream(self) -> socket.socket:
         if isinstance(self.target, int):
@@ -335,11 +345,22 @@ class TcpProxy:
         upstream.connect(self.target)
         return upstream
 
+    def _forward_requests(self, client: socket.socket, upstream: socket.socket) -> None:
+        self._pump(client, upstream, self.requests.append)
+
+    def _forward_answers(self, upstream: socket.socket, client: socket.socket) -> None:
+        def delay_or_drop(_: bytes) -> None:
+            time.sleep(self.latency_s)  # the latency asked for, not a wait on a condition
+            if self.drop_answers:
+                client.shutdown(socket.SHUT_RDWR)  # the answer lost on the way
+
+        self._pump(upstream, client, delay_or_drop)
+
     @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, latency_s: float) -> None:
+    def _pump(source: socket.socket, sink: socket.socket, seen: Callable[[bytes], None]) -> None:
         try:
             while data := source.recv(65536):
-                time.sleep(latency_s)  # the latency asked for, not a wait on a condition
+                seen(data)
                 sink.sendall(data)
         except OSError:
             pass

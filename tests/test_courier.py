@@ -15,7 +15,7 @@ from journal.sqlite import SqliteJournal
 from pool.courier import NEVER, Parcel, ResultCourier
 from pool.destinations import UNUSABLE_TTL_S, Destinations
 from pool.outbox import InlineOutbox, ThreadOutbox
-from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange
+from queues.base import JobQueue, QueueError, ReceivedMessage, Sendable, VisibilityChange, outgoing
 
 
 class FlakyQueue:
@@ -24,16 +24,18 @@ class FlakyQueue:
     spec = "flaky"
     reply_address = "flaky"
     is_local = False
+    is_fifo = False
 
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.deleted: list[str] = []
         self.failures_left = 1
 
-    def send(self, body: str) -> str:
-        return self.send_batch([body])[0]
+    def send(self, message: Sendable) -> str:
+        return self.send_batch([message])[0]
 
-    def send_batch(self, bodies: Sequence[str]) -> list[str]:
+    def send_batch(self, messages: Sequence[Sendable]) -> list[str]:
+        bodies = [outgoing(message).body for message in messages]
         if self.failures_left:
             self.failures_left -= 1
             self.sent.append(bodies[0])
@@ -64,7 +66,7 @@ class FlakyQueue:
 
     def settle(
         self,
-        sends: Sequence[tuple[JobQueue, Sequence[str]]],
+        sends: Sequence[tuple[JobQueue, Sequence[Sendable]]],
         deletes: Sequence[str],
         retries: Sequence[VisibilityChange],
     ) -> bool:

@@ -133,9 +133,33 @@ def test_a_journal_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {FORMAT_VERSION + 1}")
     with pytest.raises(
-        JournalUnusable, match=r"written by a newer api-worker \(journal format 2; this one reads format 1\)"
+        JournalUnusable,
+        match=rf"written by a newer api-worker \(journal format {FORMAT_VERSION + 1}; "
+        rf"this one reads format {FORMAT_VERSION}\)",
     ):
         SqliteJournal(path)
+
+
+def test_a_journal_of_the_first_format_is_upgraded_and_keeps_what_it_held(tmp_path: Path) -> None:
+    """Format 1 had no message groups: its undelivered outcomes come back without one."""
+    path = tmp_path / "journal.sqlite3"
+    journal = SqliteJournal(path)
+    journal.record([outcome(message_id="m1")])
+    journal.close()
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE old AS SELECT seq, receipt, reply_to, result, dead_letter, retry_in_s FROM deliveries;"
+            "DROP TABLE deliveries; ALTER TABLE old RENAME TO deliveries; PRAGMA user_version = 1;"
+        )
+
+    journal = SqliteJournal(path)
+    [kept] = journal.unsettled()
+    assert (kept.message_id, kept.group_id) == ("m1", None)
+    journal.record([outcome(message_id="m2", group_id="g")])
+    assert [o.group_id for o in journal.unsettled()] == [None, "g"]
+    journal.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
 
 
 def test_a_damaged_journal_is_refused(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ parser.add_argument("--symlink", nargs=2, metavar=("TARGET", "LINK"))
 parser.add_argument("--child-allocate", type=int, metavar="MB", help="start a child that holds MB of memory")
 parser.add_argument("--record-run", metavar="FILE", help="append a line to FILE, to count runs")
 parser.add_argument("--spawn-sleeper", metavar="PIDFILE", help="start a long-sleeping child, write its pid")
+parser.add_argument("--kill-parent-once", metavar="MARKER", help="unless MARKER exists: create it, kill the pool child")
 options = parser.parse_args()
 
 data = sys.stdin.read()
@@ -44,6 +46,10 @@ if options.spawn_sleeper:
 if options.record_run:
     with open(options.record_run, "a") as runs:
         runs.write(f"{os.getpid()}\n")
+if options.kill_parent_once and not os.path.exists(options.kill_parent_once):
+    Path(options.kill_parent_once).write_text("killed")
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(60)
 if options.started:
     Path(options.started).write_text(str(os.getpid()))
 time.sleep(options.sleep)

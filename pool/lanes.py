@@ -1,0 +1,61 @@
+"""Received messages waiting for a slot, in the order they were received. A message of a
+message group (an SQS FIFO group, or a group on the embedded queue) waits in its group's lane
+behind the group's running job and its earlier messages: one job of a group runs at a time, in
+order, while different groups run side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from queues.base import ReceivedMessage
+
+
+@dataclass
+class Held:
+    message: ReceivedMessage
+    visible_until: float  # monotonic time its visibility lapses unless extended
+
+
+class Lanes:
+    def __init__(self) -> None:
+        self._held: list[Held] = []
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def __iter__(self) -> Iterator[Held]:
+        return iter(self._held)
+
+    def add(self, messages: Iterable[ReceivedMessage], visible_until: float) -> None:
+        self._held += [Held(message, visible_until) for message in messages]
+
+    def put_back(self, message: ReceivedMessage, visible_until: float) -> None:
+        """A job handed back before it started (its child never took it): first in line again."""
+        self._held.insert(0, Held(message, visible_until))
+
+    def startable(self, busy_groups: set[str]) -> list[Held]:
+        """The messages that could start now, in order: those of no group, and the first of
+        each group with no job running."""
+        found, seen = [], set(busy_groups)
+        for held in self._held:
+            group = held.message.group_id
+            if group is None:
+                found.append(held)
+            elif group not in seen:
+                seen.add(group)
+                found.append(held)
+        return found
+
+    def take(self, held: Held) -> None:
+        self._held.remove(held)
+
+    def take_group(self, group_id: str) -> list[ReceivedMessage]:
+        """Every message of the group, out of line (to be released)."""
+        taken = [held.message for held in self._held if held.message.group_id == group_id]
+        self._held = [held for held in self._held if held.message.group_id != group_id]
+        return taken
+
+    def take_all(self) -> list[ReceivedMessage]:
+        taken, self._held = [held.message for held in self._held], []
+        return taken
