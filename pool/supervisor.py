@@ -486,25 +486,31 @@ class Supervisor:
 
     def _screen(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """Keep the messages to run: not those the journal has as finished (deleted, not run
-        again), nor a redelivery of one running here (its job takes the new receipt)."""
+        again), nor a redelivery of one running or waiting here (it takes the new receipt)."""
         if not messages:  # most loop iterations: nothing to look up
             return messages
         finished = self.ledger.finished_among(messages)
-        running = {slot.job.message.message_id: slot.job for slot in self.slots if slot.job is not None}
+        kept = {kept.message.message_id: kept for kept in self._kept_visible()}
         fresh = []
         for message in messages:
             done = finished.get(message.message_id)
-            job = running.get(message.message_id)
+            holder = kept.get(message.message_id)
             if done is not None:
                 visible_until = time.monotonic() + self.settings.visibility_timeout
                 self.ledger.answer_duplicate(message, done.job_id, done.status, done.message_id, visible_until)
-            elif job is not None:
-                log.warning(
-                    "message redelivered while its job runs here; the job takes the new receipt",
-                    extra=_job_fields(job, None),
-                )
-                job.message = message
-                job.visible_until = time.monotonic() + self.settings.visibility_timeout
+            elif holder is not None:
+                if isinstance(holder, InFlight):
+                    log.warning(
+                        "message redelivered while its job runs here; the job takes the new receipt",
+                        extra=_job_fields(holder, None),
+                    )
+                else:
+                    log.warning(
+                        "message redelivered while it waits here; it keeps its place and takes the new receipt",
+                        extra={"message_id": message.message_id, "attempt": message.receive_count},
+                    )
+                holder.message = message
+                holder.visible_until = time.monotonic() + self.settings.visibility_timeout
             else:
                 fresh.append(message)
         return fresh

@@ -157,6 +157,26 @@ def test_a_retried_job_keeps_its_group_in_order(sqs_worker: WorkerFactory, sqs: 
     assert "an earlier job of their group is retried" in reasons, "the group's held jobs were not handed back"
 
 
+def test_a_held_message_outliving_its_visibility_timeout_is_kept_by_the_heartbeat(
+    sqs_worker: WorkerFactory, sqs: Any, tmp_path: Path
+) -> None:
+    """a2 and a3 wait behind a1 for longer than the visibility timeout: still this worker's
+    (else, once a1 is deleted, the queue would give them out again), each runs once, at its
+    first attempt."""
+    worker = fifo_worker(sqs_worker, sqs, workers=3, options=["--visibility-timeout", "2"]).start()
+    started = tmp_path / "a0"
+    ids = [worker.submit(sleeper(1.0, {"type": "parameter", "name": "--started", "value": str(started)}), "a")]
+    wait_until(started.exists, 30, "the first job to start")
+    ids += [worker.submit(message, "a") for message in (sleeper(5.0), sleeper(1.5), sleeper(0.1))]
+
+    results = [worker.result(m, timeout=60) for m in ids]
+    assert [(r["status"], r["attempt"]) for r in results] == [("succeeded", 1)] * 4
+    assert_in_order(results)
+    starts = [r["message_id"] for r in worker.log_records_with("job started")]
+    assert sorted(starts) == sorted(ids)
+    assert worker.log_records_with("duplicate delivery of a finished job") == []
+
+
 def test_shutdown_releases_held_messages_and_the_next_worker_keeps_each_group_in_order(
     sqs_worker: WorkerFactory, sqs: Any, tmp_path: Path
 ) -> None:
