@@ -233,14 +233,14 @@ class Supervisor:
         """What `_begin_stop` and `_force_stop` do, each step on its own, so that one more
         failure does not keep the others from running."""
         self.stopping = True
-        steps = (self.monitor.systemd.stopping, self.intake.stop, self._release_pending, self._force_stop)
+        steps = (self.monitor.systemd.stopping, self.intake.stop, self._release_waiting, self._force_stop)
         for step in steps:
             try:
                 step()
             except Exception:
                 log.exception("a shutdown step failed", extra={"step": step.__name__})
 
-    def _release_pending(self) -> None:
+    def _release_waiting(self) -> None:
         self._hold(self.intake.take())
         self._release(self.lanes.take_all(), "shutting down")
 
@@ -255,7 +255,7 @@ class Supervisor:
             # Not worth holding the exit for: whatever that poll returns is hidden for one
             # visibility timeout and then delivered again, to this worker or another.
             log.info("leaving a long poll open at exit", extra={"queue": self.job_queue.spec})
-        self._release_pending()
+        self._release_waiting()
         self.courier.flush(force=True)
         self.outbox.stop(timeout=OUTBOX_DRAIN_TIMEOUT_S)
         self.monitor.publish(self.state())
@@ -320,7 +320,7 @@ class Supervisor:
         self.stopping = True
         self.monitor.systemd.stopping()
         self.intake.stop()
-        self._release_pending()
+        self._release_waiting()
 
     def _force_stop(self) -> None:
         """Interrupt every running job (its child kills the job's tree on SIGTERM) and release it."""
