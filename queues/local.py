@@ -119,7 +119,7 @@ class LocalQueue:
         return self.send_batch([message])[0]
 
     def send_batch(self, messages: Sequence[Sendable]) -> list[str]:
-        rows = _rows(self, messages, time.time())
+        rows = _rows(self.name, messages, time.time())
         self._execute_many(_INSERT, rows)
         return [str(row[1]) for row in rows]
 
@@ -167,10 +167,13 @@ class LocalQueue:
     ) -> bool:
         """Send results (to queues in this file) and delete or hide their messages, atomically:
         a message is never gone without its result, nor a result sent twice for one receive."""
-        if any(not isinstance(queue, LocalQueue) or queue.path != self.path for queue, _ in sends):
-            return False
+        here: list[tuple[LocalQueue, Sequence[Sendable]]] = []
+        for queue, messages in sends:
+            if not isinstance(queue, LocalQueue) or queue.path != self.path:
+                return False
+            here.append((queue, messages))
         now = time.time()
-        rows = [row for queue, messages in sends for row in _rows(queue, messages, now)]
+        rows = [row for queue, messages in here for row in _rows(queue.name, messages, now)]
         with self._transaction("settle", f"settling messages on {self.spec}") as db:
             db.executemany(_INSERT, rows)
             db.executemany(
@@ -237,13 +240,13 @@ class LocalQueue:
             raise QueueError(f"{what} failed: {exc}", operation=operation) from exc
 
 
-def _rows(queue: JobQueue, messages: Sequence[Sendable], now: float) -> list[tuple[object, ...]]:
+def _rows(queue_name: str, messages: Sequence[Sendable], now: float) -> list[tuple[object, ...]]:
     """Rows for `_INSERT`: the queue's name, a new message id, the body, times, the group."""
     rows: list[tuple[object, ...]] = []
     for message in map(outgoing, messages):
         if message.group_id is not None:
             check_group_id(message.group_id)
-        rows.append((queue.reply_address, str(uuid.uuid4()), message.body, now, now, message.group_id))
+        rows.append((queue_name, str(uuid.uuid4()), message.body, now, now, message.group_id))
     return rows
 
 

@@ -23,6 +23,13 @@ parser.add_argument("--spawn-sleeper", metavar="PIDFILE", help="start a long-sle
 parser.add_argument("--kill-parent-once", metavar="MARKER", help="unless MARKER exists: create it, kill the pool child")
 options = parser.parse_args()
 
+
+def write_whole(path: str, text: str) -> None:
+    """Readers waiting for the file see it only once it holds all of `text`."""
+    Path(path + ".partial").write_text(text)
+    os.replace(path + ".partial", path)
+
+
 data = sys.stdin.read()
 sys.stdout.write(data.upper())
 sys.stderr.write(f"tool ran in {os.getcwd()}\n")
@@ -42,7 +49,7 @@ if options.child_allocate:
     subprocess.Popen([sys.executable, "-c", code])
 if options.spawn_sleeper:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    Path(options.spawn_sleeper).write_text(str(sleeper.pid))
+    write_whole(options.spawn_sleeper, str(sleeper.pid))
 if options.record_run:
     with open(options.record_run, "a") as runs:
         runs.write(f"{os.getpid()}\n")
@@ -51,6 +58,6 @@ if options.kill_parent_once and not os.path.exists(options.kill_parent_once):
     os.kill(os.getppid(), signal.SIGKILL)
     time.sleep(60)
 if options.started:
-    Path(options.started).write_text(str(os.getpid()))
+    write_whole(options.started, str(os.getpid()))
 time.sleep(options.sleep)
 sys.exit(options.exit)
