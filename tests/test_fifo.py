@@ -83,13 +83,14 @@ def test_a_queue_file_from_before_groups_is_upgraded(tmp_path: Path) -> None:
 
 
 def test_embedded_queue_groups_run_in_order_and_side_by_side(worker_factory: WorkerFactory) -> None:
-    worker = worker_factory(workers=4).start()
+    worker = worker_factory(workers=4)
     submitted: dict[str, list[str]] = {"a": [], "b": []}
     for _ in range(4):
         for group, ids in submitted.items():
             completed = _submit_cli(worker, sleeper(0.3), "--group", group)
             assert completed.returncode == 0, completed.stderr
             ids.append(json.loads(completed.stdout)["message_id"])
+    worker.start()  # all queued: the two groups can only overlap if the worker runs them side by side
 
     results = {group: [worker.result(m) for m in ids] for group, ids in submitted.items()}
     for group, group_results in results.items():
