@@ -164,11 +164,11 @@ def test_a_held_message_outliving_its_visibility_timeout_is_kept_by_the_heartbea
     """a2 and a3 wait behind a1 for longer than the visibility timeout: still this worker's
     (else, once a1 is deleted, the queue would give them out again), each runs once, at its
     first attempt."""
-    worker = fifo_worker(sqs_worker, sqs, workers=3, options=["--visibility-timeout", "2"]).start()
+    worker = fifo_worker(sqs_worker, sqs, workers=3, options=["--visibility-timeout", "3"]).start()
     started = tmp_path / "a0"
     ids = [worker.submit(sleeper(1.0, {"type": "parameter", "name": "--started", "value": str(started)}), "a")]
     wait_until(started.exists, 30, "the first job to start")
-    ids += [worker.submit(message, "a") for message in (sleeper(5.0), sleeper(1.5), sleeper(0.1))]
+    ids += [worker.submit(message, "a") for message in (sleeper(7.0), sleeper(2.0), sleeper(0.1))]
 
     results = [worker.result(m, timeout=60) for m in ids]
     assert [(r["status"], r["attempt"]) for r in results] == [("succeeded", 1)] * 4
