@@ -353,7 +353,7 @@ class Supervisor:
 
     def _holds_groups(self) -> bool:
         """Whether a message group is locked by a message this worker holds (running or waiting)."""
-        return bool(self._busy_groups()) or any(held.message.group_id for held in self.lanes)
+        return any(kept.message.group_id for kept in self._kept_visible())
 
     def _dispatch(self) -> None:
         startable = self.lanes.startable(self._busy_groups())
