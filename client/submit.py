@@ -56,18 +56,16 @@ def _grouped(queue: JobQueue, body: str, group: str | None) -> OutgoingMessage:
     if group is not None and not (queue.is_fifo or queue.is_local):
         raise ValueError("--group needs a FIFO queue (its name ends in .fifo) or the embedded queue")
     if not queue.is_fifo:
-        if group is not None:
-            check_group_id(group)
-        return OutgoingMessage(body, group)
+        return OutgoingMessage(body, group)  # the embedded queue checks the group as it sends
     job_id = _job_id(body)
-    if group is None and job_id is not None:
-        group = job_id
+    if group is not None:
+        check_group_id(group)
+    elif job_id is not None:
         try:
-            check_group_id(group)
+            check_group_id(job_id)
         except ValueError as exc:
             raise ValueError(f"the job's id cannot be its message group ({exc}): give --group") from None
-    elif group is not None:
-        check_group_id(group)
+        group = job_id
     deduplication_id = hashlib.sha256(job_id.encode()).hexdigest() if job_id is not None else uuid.uuid4().hex
     return OutgoingMessage(body, group or uuid.uuid4().hex, deduplication_id)
 
