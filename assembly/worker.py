@@ -13,6 +13,7 @@ from journal.sqlite import SqliteJournal
 from monitoring.monitor import Monitor
 from monitoring.state import status_path
 from pool.outcomes import OutcomePolicy
+from pool.prefetch import PrefetchSettings
 from pool.settings import ChildSettings
 from pool.supervisor import Supervisor, SupervisorSettings
 from queues import default_result_queue, open_queue
@@ -112,6 +113,7 @@ def _supervisor_settings(settings: argparse.Namespace, child: ChildSettings) -> 
         journal_retention_s=settings.journal_retention,
         stall_limit_s=settings.health_stall_limit,
         deadline_margin_s=settings.deadline_margin,
+        prefetch=PrefetchSettings(settings.prefetch_window, settings.prefetch_max),
     )
 
 

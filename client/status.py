@@ -44,7 +44,7 @@ def _describe(state: WorkerState, problems: list[str]) -> str:
         f"health:     {'ok' if not problems else 'UNHEALTHY: ' + '; '.join(problems)}",
         f"up:         {_duration(time.time() - state.started_at)} (state from {_ago(state.updated_at)})",
         f"slots:      {state.busy} busy, {state.idle} idle, {state.starting} starting, of {state.workers}",
-        f"in flight:  {state.in_flight} messages",
+        f"in flight:  {state.in_flight} messages ({state.held} held, waiting for a slot)",
         f"jobs done:  {jobs}",
         f"problems:   {state.queue_errors} queue errors, {state.child_restarts} children replaced",
     ]

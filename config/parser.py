@@ -14,8 +14,18 @@ from common.durations import parse_duration
 from common.logs import LOG_FORMATS
 from common.sizes import parse_size
 from config.layers import ENV_PREFIX, ReplacingAppend
-from config.values import container_user, duration, non_negative_float, port, positive_float, positive_int, size
+from config.values import (
+    container_user,
+    duration,
+    non_negative_float,
+    non_negative_int,
+    port,
+    positive_float,
+    positive_int,
+    size,
+)
 from monitoring.state import DEFAULT_STALL_LIMIT_S
+from pool.prefetch import DEFAULT_PREFETCH_MAX, DEFAULT_PREFETCH_WINDOW_S
 from pool.supervisor import DEFAULT_DEADLINE_MARGIN_S
 from protocol.body import DEFAULT_MAX_BODY_BYTES
 from queues import default_queue_spec, default_state_dir
@@ -195,6 +205,19 @@ def _add_delivery_options(parser: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=10.0,
         help="seconds before a job that hit a system error is retried; doubles each attempt",
+    )
+    parser.add_argument(
+        "--prefetch-window",
+        type=non_negative_float,
+        default=DEFAULT_PREFETCH_WINDOW_S,
+        help="hold received messages beyond the idle slots only as many as are expected to start within "
+        "this many seconds, judged from recent job durations; 0 turns prefetch off",
+    )
+    parser.add_argument(
+        "--prefetch-max",
+        type=non_negative_int,
+        default=DEFAULT_PREFETCH_MAX,
+        help="most received messages held waiting for a slot; 0 turns prefetch off",
     )
 
 

@@ -31,6 +31,11 @@ IN_FLIGHT = Gauge(
     "Messages received and not yet answered (waiting, running, or their result not yet sent)",
     registry=REGISTRY,
 )
+HELD = Gauge(
+    "api_worker_messages_held",
+    "Messages received and waiting for a slot: prefetched, or behind their group's running job",
+    registry=REGISTRY,
+)
 QUEUE_ERRORS = Counter("api_worker_queue_errors", "Failed queue calls, by call", ["call"], registry=REGISTRY)
 DUPLICATE_DELIVERIES = Counter(
     "api_worker_duplicate_deliveries",
@@ -99,4 +104,5 @@ def publish_gauges(state: WorkerState) -> None:
     SLOTS.labels("idle").set(state.idle)
     SLOTS.labels("starting").set(state.starting)
     IN_FLIGHT.set(state.in_flight)
+    HELD.set(state.held)
     LOOP_LAST_RUN.set(state.updated_at)

@@ -39,6 +39,7 @@ class WorkerState(msgspec.Struct, frozen=True):
     boot_failures: int  # children that died before they were ready, in a row
     stopping: bool
     running: list[RunningJob] = msgspec.field(default_factory=list)
+    held: int = 0  # of the messages in flight, those waiting for a slot (prefetched, or behind their group's job)
     stall_limit_s: float = DEFAULT_STALL_LIMIT_S
     journal_problem: str | None = None  # why the journal's last write failed, until one succeeds
     thread_problems: list[str] = msgspec.field(default_factory=list)  # helper threads dead or failing

@@ -1,4 +1,4 @@
-"""Intake: receives messages for free slots only, so the worker never hoards."""
+"""Intake: receives messages for idle slots, and the few more that prefetch allows."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 from monitoring.metrics import record_queue_error
 from pool import faults
+from pool.prefetch import NOTHING_WANTED, ReceiveRequest
 from pool.thread_health import ThreadHealth
-from queues.base import BATCH_MAX, JobQueue, QueueError, ReceivedMessage, VisibilityChange
+from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange, Wakeups
 
 log = logging.getLogger(__name__)
 # While this worker holds a message group, its own delete or release is what frees the group's
@@ -18,6 +19,9 @@ log = logging.getLogger(__name__)
 # short then, and for a while after, until the worker's deletes and releases have gone out.
 GROUP_HELD_POLL_S = 1
 GROUP_HELD_LINGER_S = 5.0
+# With wake-ups the embedded queue's intake learns of sent and released messages at once;
+# its polls only find those whose delay or visibility timeout ran out.
+POLL_WITH_WAKEUPS_S = 0.25
 
 
 class _ReceiveBackoff:
@@ -58,17 +62,16 @@ class Intake(threading.Thread):
         self.wait_seconds = wait_seconds
         self._wake = wake
         self._condition = threading.Condition()
-        self._free_slots = 0
+        self._request = NOTHING_WANTED
         self._short_polls_until = 0.0
         self._undelivered: list[ReceivedMessage] = []
         self._stopping = False
         self.health = ThreadHealth("intake")
 
-    def offer(self, free_slots: int, *, groups_held: bool = False) -> None:
-        """Tell the intake how many slots are free and have no message waiting for them, and
-        whether this worker holds a message group."""
+    def offer(self, request: ReceiveRequest, *, groups_held: bool = False) -> None:
+        """Tell the intake what to receive, and whether this worker holds a message group."""
         with self._condition:
-            self._free_slots = free_slots
+            self._request = request
             if groups_held:
                 self._short_polls_until = time.monotonic() + GROUP_HELD_LINGER_S
             self._condition.notify()
@@ -76,7 +79,7 @@ class Intake(threading.Thread):
     def take(self) -> list[ReceivedMessage]:
         with self._condition:
             messages, self._undelivered = self._undelivered, []
-            self._free_slots -= len(messages)
+            self._request = self._request.less(len(messages))
             return messages
 
     def stop(self) -> None:
@@ -84,11 +87,16 @@ class Intake(threading.Thread):
             self._stopping = True
             self._condition.notify()
 
+    wakeups = None  # the thread wakes the loop itself when messages arrive
+
+    def woken(self) -> None:
+        pass
+
     def seconds_to_next_poll(self) -> float | None:
-        return None  # the thread wakes the loop when messages arrive
+        return None
 
     def _wanted(self) -> int:
-        return min(BATCH_MAX, self._free_slots - len(self._undelivered))
+        return self._request.count(len(self._undelivered))
 
     def problem(self) -> str | None:
         return self.health.problem(alive=self.is_alive() or self.ident is None or self._stopping)
@@ -146,22 +154,29 @@ class Intake(threading.Thread):
 class PollingIntake:
     """Intake for a queue on this machine (the embedded queue): a receive costs a local
     transaction, so the supervisor's loop receives itself, with no thread to hand off to.
-    While slots are free and the queue is empty it polls every `poll_interval_s`."""
+    It receives when woken by the queue (a message sent, released, or next in its group),
+    else polls every `poll_interval_s` while it wants messages and the queue is empty (for
+    messages whose delay or visibility timeout ran out)."""
 
     def __init__(self, queue: JobQueue, *, visibility_timeout: float, poll_interval_s: float) -> None:
         self.queue = queue
         self.visibility_timeout = visibility_timeout
         self.poll_interval_s = poll_interval_s
-        self._free_slots = 0
+        self._request = NOTHING_WANTED
         self._next_poll = 0.0
         self._backoff = _ReceiveBackoff(queue)
         self._stopping = False
+        self.wakeups: Wakeups | None = None
 
     def start(self) -> None:
-        pass
+        self.wakeups = self.queue.listen()
+        if self.wakeups is not None:
+            self.poll_interval_s = max(self.poll_interval_s, POLL_WITH_WAKEUPS_S)
 
     def join(self, timeout: float | None = None) -> None:
-        pass
+        if self.wakeups is not None:
+            self.wakeups.close()
+            self.wakeups = None
 
     def problem(self) -> str | None:
         return None  # no thread: the loop receives itself
@@ -169,25 +184,32 @@ class PollingIntake:
     def stop(self) -> None:
         self._stopping = True
 
-    def offer(self, free_slots: int, *, groups_held: bool = False) -> None:
-        self._free_slots = free_slots
+    def woken(self) -> None:
+        """The queue says a message may be receivable: poll at once."""
+        if self.wakeups is not None:
+            self.wakeups.drain()
+        self._next_poll = 0.0
+
+    def offer(self, request: ReceiveRequest, *, groups_held: bool = False) -> None:
+        self._request = request
 
     def seconds_to_next_poll(self) -> float | None:
-        if self._stopping or self._free_slots <= 0:
+        if self._stopping or not self._request.count(0):
             return None
         return max(0.0, self._next_poll - time.monotonic())
 
     def take(self) -> list[ReceivedMessage]:
         now = time.monotonic()
-        if self._stopping or self._free_slots <= 0 or now < self._next_poll:
+        wanted = self._request.count(0)
+        if self._stopping or not wanted or now < self._next_poll:
             return []
         try:
-            messages = self.queue.receive(min(BATCH_MAX, self._free_slots), 0, self.visibility_timeout)
+            messages = self.queue.receive(wanted, 0, self.visibility_timeout)
             self._backoff.succeeded()
         except QueueError as exc:
             self._next_poll = now + self._backoff.failed(exc)
             return []
-        self._free_slots -= len(messages)
+        self._request = self._request.less(len(messages))
         if not messages:
             self._next_poll = now + self.poll_interval_s
         return messages

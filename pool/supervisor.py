@@ -43,6 +43,7 @@ from pool.lanes import Held, Lanes
 from pool.ledger import Ledger
 from pool.notice import JobAccepted, new_notice_board, read
 from pool.outbox import InlineOutbox, ThreadOutbox
+from pool.prefetch import Prefetch, PrefetchSettings, ReceiveRequest
 from pool.recovery import clean_up_previous_run
 from pool.settings import ChildSettings
 from protocol.version import VERSION
@@ -72,6 +73,7 @@ class SupervisorSettings:
     journal_retention_s: float
     stall_limit_s: float  # a loop this long without an iteration is unhealthy
     deadline_margin_s: float  # beyond a job's limits: image pull, start-up, clean-up
+    prefetch: PrefetchSettings
 
     @property
     def job_deadline_s(self) -> float | None:
@@ -128,6 +130,7 @@ class Supervisor:
         self.context = multiprocessing.get_context("spawn")
         self.slots: list[Slot] = []
         self.lanes = Lanes()  # received, not yet started
+        self.prefetch = Prefetch(settings.prefetch, settings.workers)
         self.stopping = False
         self.stop_deadline: float | None = None
         self.boot_failures = 0
@@ -174,6 +177,8 @@ class Supervisor:
         self.outbox.start()
         self.ledger.start()
         self.intake.start()
+        if self.intake.wakeups is not None:
+            self.selector.register(self.intake.wakeups.fileno(), selectors.EVENT_READ, ("queue", -1))
         log.info(
             "supervisor started",
             extra={
@@ -206,12 +211,12 @@ class Supervisor:
                 self._force_stop()
                 continue
             if not self.stopping:
-                self.intake.offer(self._free_slots_without_work(), groups_held=self._holds_groups())
+                self.intake.offer(self._receive_request(), groups_held=self._holds_groups())
             self._hold(self.intake.take())
             self._dispatch()
             # Results go out after the next jobs went in, so a child never waits on them.
             self.ledger.record()
-            self.courier.flush()
+            self.courier.flush(force=self.stopping)  # stopping: no batch is worth waiting for
             self.outbox.run_due()
             self._extend_visibility()
             self._replace_unresponsive()
@@ -344,9 +349,12 @@ class Supervisor:
     def _busy_slots(self) -> list[Slot]:
         return [slot for slot in self.slots if slot.job is not None]
 
-    def _free_slots_without_work(self) -> int:
+    def _receive_request(self) -> ReceiveRequest:
+        """Messages for the idle slots that have none to start, and prefetch's allowance for
+        the messages held once those that can start have started."""
         idle = sum(1 for slot in self.slots if slot.ready and slot.job is None)
-        return idle - len(self.lanes.startable(self._busy_groups()))
+        starting = min(idle, len(self.lanes.startable(self._busy_groups())))
+        return self.prefetch.request(unfilled_slots=idle - starting, held=len(self.lanes) - starting)
 
     def _busy_groups(self) -> set[str]:
         return {slot.job.message.group_id for slot in self.slots if slot.job and slot.job.message.group_id}
@@ -421,6 +429,8 @@ class Supervisor:
         for key, _ in events:
             if key.data is None:
                 self._drain_wake_pipe()
+            elif key.data[0] == "queue":
+                self.intake.woken()
             elif key.data[0] == "message":
                 self._collect(self.slots[key.data[1]])
             else:
@@ -475,6 +485,7 @@ class Supervisor:
         assert slot.job is not None
         job, message = slot.job, slot.job.message
         slot.job = None
+        self.prefetch.job_ended(time.monotonic() - job.started)
         if report.duplicate_of is not None:
             self.ledger.answer_duplicate(message, report.job_id, report.status, report.duplicate_of, job.visible_until)
             return
@@ -581,6 +592,7 @@ class Supervisor:
             idle=sum(1 for slot in live if slot.ready and slot.job is None),
             starting=sum(1 for slot in live if not slot.ready),
             in_flight=len(busy) + len(self.lanes) + self.courier.pending_count(),
+            held=len(self.lanes),
             jobs=jobs_by_status(),
             queue_errors=queue_error_count(),
             child_restarts=child_restart_count(),

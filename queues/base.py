@@ -86,6 +86,16 @@ class QueueError(Exception):
         self.operation = operation
 
 
+class Wakeups(Protocol):
+    """Readable (its `fileno` in a selector) when a message may have become receivable."""
+
+    def fileno(self) -> int: ...
+
+    def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class JobQueue(Protocol):
     @property
     def spec(self) -> str:
@@ -129,6 +139,11 @@ class JobQueue(Protocol):
 
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
         """Take up to `max_messages`, hidden for `visibility_timeout` s; wait up to `wait_seconds`."""
+        ...
+
+    def listen(self) -> Wakeups | None:
+        """Wake-ups for new messages, for a receiver that waits on a selector; None when the
+        backend has none (a receive then waits in a long poll)."""
         ...
 
     def delete(self, receipts: Sequence[str]) -> None: ...

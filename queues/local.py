@@ -8,6 +8,7 @@ visibility timeout lapses.
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 import threading
@@ -28,6 +29,9 @@ from queues.base import (
     check_group_id,
     outgoing,
 )
+from queues.wakeup import WakeupListener, wake_listeners, wakeup_directory
+
+log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_NAME = "jobs"
 RESULTS_QUEUE_NAME = "results"
@@ -121,7 +125,21 @@ class LocalQueue:
     def send_batch(self, messages: Sequence[Sendable]) -> list[str]:
         rows = _rows(self.name, messages, time.time())
         self._execute_many(_INSERT, rows)
+        self._wake(self.name)
         return [str(row[1]) for row in rows]
+
+    def listen(self) -> WakeupListener | None:
+        """A pipe that becomes readable when a message may have become receivable here: sent,
+        released, or next in its group. None if it cannot be made (then only polls find them)."""
+        try:
+            return WakeupListener(wakeup_directory(self.path), self.name)
+        except OSError as exc:
+            log.warning("cannot listen for new messages; polling only", extra={"queue": self.spec, "error": str(exc)})
+            return None
+
+    def _wake(self, *names: str) -> None:
+        for name in dict.fromkeys(names):
+            wake_listeners(wakeup_directory(self.path), name)
 
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
         deadline = time.monotonic() + wait_seconds
@@ -184,6 +202,8 @@ class LocalQueue:
                 "UPDATE messages SET visible_at = ? WHERE seq = ? AND receipt_token = ? AND queue = ?",
                 [(now + change.timeout_s, *_receipt_row(change.receipt), self.name) for change in retries],
             )
+        # A deleted message of a group lets the group's next one out.
+        self._wake(*(queue.name for queue, _ in here), *([self.name] if deletes else []))
         return True
 
     def delete(self, receipts: Sequence[str]) -> None:
@@ -191,6 +211,7 @@ class LocalQueue:
             "DELETE FROM messages WHERE seq = ? AND receipt_token = ? AND queue = ?",
             [(*_receipt_row(receipt), self.name) for receipt in receipts],
         )
+        self._wake(self.name)
 
     def change_visibility(self, changes: Sequence[VisibilityChange]) -> None:
         now = time.time()
@@ -198,6 +219,8 @@ class LocalQueue:
             "UPDATE messages SET visible_at = ? WHERE seq = ? AND receipt_token = ? AND queue = ?",
             [(now + change.timeout_s, *_receipt_row(change.receipt), self.name) for change in changes],
         )
+        if any(change.timeout_s <= 0 for change in changes):
+            self._wake(self.name)
 
     def count(self) -> int:
         """How many messages the queue holds, visible or not."""

@@ -157,6 +157,9 @@ class SqsQueue:
         url = self._call("create_queue", lambda: self._client().create_queue(QueueName=name)["QueueUrl"])
         return SqsQueue(str(url), self.large_payload_bucket)
 
+    def listen(self) -> None:
+        return None  # a receive long-polls instead
+
     def drop(self) -> None:
         self._call("delete_queue", lambda: self._client().delete_queue(QueueUrl=self.url))
 

@@ -46,6 +46,9 @@ class FlakyQueue:
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
         return []
 
+    def listen(self) -> None:
+        return None
+
     def delete(self, receipts: Sequence[str]) -> None:
         self.deleted += receipts
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import subprocess
 import sys
@@ -11,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from queues import default_result_queue, open_queue
-from queues.base import VisibilityChange
+from queues.base import VisibilityChange, Wakeups
 from queues.local import LocalQueue
+from queues.wakeup import wakeup_directory
 from testkit.waiting import wait_until
 from tests.support import REPO
 
@@ -137,3 +140,61 @@ def _drain(queue: LocalQueue) -> list[str] | None:
         queue.change_visibility([VisibilityChange(m.receipt, 0) for m in messages])
         return None
     return [m.body for m in messages]
+
+
+def _woken(listener: Wakeups) -> bool:
+    readable, _, _ = select.select([listener.fileno()], [], [], 0)
+    listener.drain()
+    return bool(readable)
+
+
+def test_a_listener_is_woken_by_sends_releases_and_deletes_on_its_queue_only(queue: LocalQueue) -> None:
+    listener = queue.listen()
+    assert listener is not None
+    try:
+        assert not _woken(listener)
+        queue.sibling("results").send("another queue's message")
+        assert not _woken(listener)
+        queue.send("job")
+        assert _woken(listener)
+        assert not _woken(listener)  # drained
+        (message,) = queue.receive(1, 0, visibility_timeout=60)
+        queue.change_visibility([VisibilityChange(message.receipt, 30)])
+        assert not _woken(listener)  # hidden longer: nothing new to receive
+        queue.change_visibility([VisibilityChange(message.receipt, 0)])
+        assert _woken(listener)
+        (message,) = queue.receive(1, 0, visibility_timeout=60)
+        queue.delete([message.receipt])  # may let the next message of its group out
+        assert _woken(listener)
+    finally:
+        listener.close()
+    assert not list(wakeup_directory(queue.path).iterdir())
+
+
+def test_a_sender_from_another_process_wakes_a_listener(queue: LocalQueue) -> None:
+    listener = queue.listen()
+    assert listener is not None
+    try:
+        sender = f"import pathlib, queues.local; queues.local.LocalQueue(pathlib.Path({str(queue.path)!r})).send('x')"
+        subprocess.run([sys.executable, "-c", sender], cwd=REPO, check=True)
+        assert _woken(listener)
+    finally:
+        listener.close()
+
+
+def test_the_pipe_of_a_dead_listener_is_removed_and_strangers_are_left_alone(queue: LocalQueue) -> None:
+    directory = wakeup_directory(queue.path)
+    directory.mkdir()
+    os.mkfifo(directory / "jobs@dead")  # its listener died: nobody reads it
+    (directory / "jobs@file").write_text("")  # not a pipe: never written to
+    queue.send("job")
+    assert sorted(path.name for path in directory.iterdir()) == ["jobs@file"]
+    assert (directory / "jobs@file").read_text() == ""
+
+
+def test_a_queue_whose_wakeups_cannot_be_made_is_polled(queue: LocalQueue, caplog: pytest.LogCaptureFixture) -> None:
+    wakeup_directory(queue.path).write_text("in the way")
+    assert queue.listen() is None
+    assert "polling only" in caplog.text
+    queue.send("job")  # the sender does not mind either
+    assert [m.body for m in queue.receive(1, 0, visibility_timeout=60)] == ["job"]

@@ -110,7 +110,7 @@ def test_unhealthy_states() -> None:
     now = time.time()
     state = WorkerState(
         pid=1, version="x", kind="native", queue="q", workers=2, started_at=now, updated_at=now, busy=0, idle=2,
-        starting=0, in_flight=0, jobs={}, queue_errors=0, child_restarts=0, boot_failures=0, stopping=False,
+        starting=0, in_flight=0, held=0, jobs={}, queue_errors=0, child_restarts=0, boot_failures=0, stopping=False,
     )  # fmt: skip
     assert state.problems(now) == []
     assert state.problems(now + 31) == ["the supervisor loop has not run for 31 s"]

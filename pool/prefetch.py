@@ -1,0 +1,84 @@
+"""Prefetch: how many messages to receive beyond the idle slots.
+
+The worker holds received-but-not-started messages only as many as it expects to start within
+the prefetch window, estimated from how long its recent jobs held a slot: N slots that each
+free up every D seconds start N * window / D messages within the window. Without history, or
+when jobs take longer than the window, it holds none, so long jobs stay on the queue for
+other workers. A receive for held messages waits until half the allowance is missing, so that
+each receive brings several messages (fewer requests per job); a receive for an idle slot
+goes out at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from statistics import fmean
+
+from queues.base import BATCH_MAX
+
+DEFAULT_PREFETCH_WINDOW_S = 1.0
+DEFAULT_PREFETCH_MAX = 10
+DURATION_HISTORY = 20  # recent jobs the estimate is taken over
+SHORTEST_DURATION_S = 0.001  # a floor under the estimate, against dividing by zero
+
+
+@dataclass(frozen=True)
+class PrefetchSettings:
+    window_s: float  # 0: hold nothing
+    maximum: int  # never more held than this; 0: hold nothing
+
+    @property
+    def enabled(self) -> bool:
+        return self.window_s > 0 and self.maximum > 0
+
+
+@dataclass(frozen=True)
+class ReceiveRequest:
+    for_slots: int  # idle slots with no message to start: received for at once
+    to_hold: int  # messages to hold beyond them
+    batch: int  # received for held messages only once this many are missing
+
+    def count(self, pending: int) -> int:
+        """How many messages to receive now, `pending` being received already and not yet
+        taken; 0: none yet."""
+        missing = self.for_slots + self.to_hold - pending
+        if missing <= 0 or (pending >= self.for_slots and missing < self.batch):
+            return 0
+        return min(BATCH_MAX, missing)
+
+    def less(self, taken: int) -> ReceiveRequest:
+        """What is still wanted once `taken` messages have come: idle slots are served first."""
+        for_slots = max(0, self.for_slots - taken)
+        to_hold = max(0, self.to_hold - max(0, taken - self.for_slots))
+        return ReceiveRequest(for_slots, to_hold, self.batch)
+
+
+NOTHING_WANTED = ReceiveRequest(0, 0, 1)
+
+
+class Prefetch:
+    def __init__(self, settings: PrefetchSettings, slots: int) -> None:
+        self.settings = settings
+        self.slots = slots
+        self._durations: deque[float] = deque(maxlen=DURATION_HISTORY)
+
+    def job_ended(self, slot_seconds: float) -> None:
+        """A job let go of its slot after this long (staging, run, clean-up)."""
+        self._durations.append(slot_seconds)
+
+    def allowance(self) -> int:
+        """How many messages may be held: those expected to start within the window."""
+        if not self.settings.enabled or not self._durations:
+            return 0
+        duration = max(SHORTEST_DURATION_S, fmean(self._durations))
+        if duration > self.settings.window_s:
+            return 0
+        return min(self.settings.maximum, math.floor(self.slots * self.settings.window_s / duration))
+
+    def request(self, *, unfilled_slots: int, held: int) -> ReceiveRequest:
+        """What to ask the queue for, given the idle slots with no message to start and the
+        messages held once the startable ones have started."""
+        allowance = self.allowance()
+        return ReceiveRequest(max(0, unfilled_slots), max(0, allowance - held), max(1, math.ceil(allowance / 2)))

@@ -1,0 +1,76 @@
+"""Prefetch's arithmetic: how many messages to hold and when to receive them."""
+
+from __future__ import annotations
+
+from pool.prefetch import NOTHING_WANTED, Prefetch, PrefetchSettings, ReceiveRequest
+from queues.base import BATCH_MAX
+
+
+def _prefetch(window_s: float = 1.0, maximum: int = 10, slots: int = 2) -> Prefetch:
+    return Prefetch(PrefetchSettings(window_s, maximum), slots)
+
+
+def test_nothing_is_held_without_history() -> None:
+    assert _prefetch().allowance() == 0
+    assert _prefetch().request(unfilled_slots=2, held=0) == ReceiveRequest(2, 0, 1)
+
+
+def test_short_jobs_earn_what_the_slots_start_within_the_window() -> None:
+    prefetch = _prefetch(slots=2)
+    for _ in range(5):
+        prefetch.job_ended(0.4)
+    assert prefetch.allowance() == 5  # two slots, each starting a job every 0.4 s, for 1 s
+    prefetch = _prefetch(slots=2, maximum=3)
+    prefetch.job_ended(0.01)
+    assert prefetch.allowance() == 3  # never more than --prefetch-max
+
+
+def test_jobs_longer_than_the_window_earn_nothing() -> None:
+    prefetch = _prefetch(slots=8)
+    prefetch.job_ended(1.5)
+    assert prefetch.allowance() == 0
+    prefetch.job_ended(0.1)  # the mean over recent jobs (0.8 s) decides
+    assert prefetch.allowance() == 10
+
+
+def test_recent_jobs_outweigh_old_ones() -> None:
+    prefetch = _prefetch()
+    for _ in range(50):
+        prefetch.job_ended(0.01)
+    for _ in range(20):
+        prefetch.job_ended(5.0)
+    assert prefetch.allowance() == 0
+
+
+def test_a_window_or_maximum_of_zero_turns_prefetch_off() -> None:
+    for prefetch in (_prefetch(window_s=0), _prefetch(maximum=0)):
+        prefetch.job_ended(0.01)
+        assert prefetch.allowance() == 0
+
+
+def test_held_messages_count_against_the_allowance() -> None:
+    prefetch = _prefetch(slots=2)
+    prefetch.job_ended(0.1)  # allowance 10
+    assert prefetch.request(unfilled_slots=0, held=4) == ReceiveRequest(0, 6, 5)
+    assert prefetch.request(unfilled_slots=0, held=12) == ReceiveRequest(0, 0, 5)
+
+
+def test_an_idle_slot_is_received_for_at_once_held_messages_in_batches() -> None:
+    assert ReceiveRequest(1, 0, 5).count(0) == 1
+    assert ReceiveRequest(1, 3, 5).count(0) == 4
+    assert ReceiveRequest(0, 3, 5).count(0) == 0  # too few missing to be worth a request
+    assert ReceiveRequest(0, 6, 5).count(0) == 6
+    assert ReceiveRequest(2, 20, 5).count(0) == BATCH_MAX
+    assert NOTHING_WANTED.count(0) == 0
+
+
+def test_messages_on_their_way_count_as_received() -> None:
+    # A receive already brought 6: the idle slot is served, the 1 still missing waits.
+    assert ReceiveRequest(1, 6, 5).count(6) == 0
+    assert ReceiveRequest(2, 6, 5).count(1) == 7
+
+
+def test_taken_messages_serve_idle_slots_first() -> None:
+    assert ReceiveRequest(2, 6, 5).less(1) == ReceiveRequest(1, 6, 5)
+    assert ReceiveRequest(2, 6, 5).less(5) == ReceiveRequest(0, 3, 5)
+    assert ReceiveRequest(2, 6, 5).less(12) == ReceiveRequest(0, 0, 5)
