@@ -194,24 +194,21 @@ class LocalQueue:
         rows = [row for queue, messages in here for row in _rows(queue.name, messages, now)]
         with self._transaction("settle", f"settling messages on {self.spec}") as db:
             db.executemany(_INSERT, rows)
-            db.executemany(
-                "DELETE FROM messages WHERE seq = ? AND receipt_token = ? AND queue = ?",
-                [(*_receipt_row(receipt), self.name) for receipt in deletes],
-            )
+            groups_freed = _delete(db, self.name, deletes)
             db.executemany(
                 "UPDATE messages SET visible_at = ? WHERE seq = ? AND receipt_token = ? AND queue = ?",
                 [(now + change.timeout_s, *_receipt_row(change.receipt), self.name) for change in retries],
             )
-        # A deleted message of a group lets the group's next one out.
-        self._wake(*(queue.name for queue, _ in here), *([self.name] if deletes else []))
+        self._wake(*(queue.name for queue, _ in here), *([self.name] if groups_freed else []))
         return True
 
     def delete(self, receipts: Sequence[str]) -> None:
-        self._execute_many(
-            "DELETE FROM messages WHERE seq = ? AND receipt_token = ? AND queue = ?",
-            [(*_receipt_row(receipt), self.name) for receipt in receipts],
-        )
-        self._wake(self.name)
+        if not receipts:
+            return
+        with self._transaction("delete", f"delete on {self.spec}") as db:
+            groups_freed = _delete(db, self.name, receipts)
+        if groups_freed:
+            self._wake(self.name)
 
     def change_visibility(self, changes: Sequence[VisibilityChange]) -> None:
         now = time.time()
@@ -261,6 +258,18 @@ class LocalQueue:
                 yield db
         except sqlite3.Error as exc:
             raise QueueError(f"{what} failed: {exc}", operation=operation) from exc
+
+
+def _delete(db: sqlite3.Connection, queue_name: str, receipts: Sequence[str]) -> bool:
+    """Delete the messages; True if one of them was in a group, whose next message it lets out."""
+    groups_freed = False
+    for receipt in receipts:
+        deleted = db.execute(
+            "DELETE FROM messages WHERE seq = ? AND receipt_token = ? AND queue = ? RETURNING group_id",
+            (*_receipt_row(receipt), queue_name),
+        ).fetchone()
+        groups_freed = groups_freed or (deleted is not None and deleted[0] is not None)
+    return groups_freed
 
 
 def _rows(queue_name: str, messages: Sequence[Sendable], now: float) -> list[tuple[object, ...]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from queues import default_result_queue, open_queue
-from queues.base import VisibilityChange, Wakeups
+from queues.base import OutgoingMessage, VisibilityChange, Wakeups
 from queues.local import LocalQueue
 from queues.wakeup import wakeup_directory
 from testkit.waiting import wait_until
@@ -148,7 +148,7 @@ def _woken(listener: Wakeups) -> bool:
     return bool(readable)
 
 
-def test_a_listener_is_woken_by_sends_releases_and_deletes_on_its_queue_only(queue: LocalQueue) -> None:
+def test_a_listener_is_woken_by_sends_releases_and_group_deletes_on_its_queue_only(queue: LocalQueue) -> None:
     listener = queue.listen()
     assert listener is not None
     try:
@@ -164,7 +164,15 @@ def test_a_listener_is_woken_by_sends_releases_and_deletes_on_its_queue_only(que
         queue.change_visibility([VisibilityChange(message.receipt, 0)])
         assert _woken(listener)
         (message,) = queue.receive(1, 0, visibility_timeout=60)
-        queue.delete([message.receipt])  # may let the next message of its group out
+        queue.delete([message.receipt])
+        assert not _woken(listener)  # nothing follows a message of no group
+        queue.send_batch([OutgoingMessage("first", "g"), OutgoingMessage("second", "g")])
+        assert _woken(listener)
+        (first,) = queue.receive(10, 0, visibility_timeout=60)
+        queue.delete([first.receipt])  # lets the group's next message out
+        assert _woken(listener)
+        (second,) = queue.receive(10, 0, visibility_timeout=60)
+        assert queue.settle([], [second.receipt], [])
         assert _woken(listener)
     finally:
         listener.close()
