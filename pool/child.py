@@ -65,8 +65,10 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     except SystemExit as stop:
         # SIGTERM: the job has unwound (its processes killed, its directory removed). Leave now:
         # a transfer thread still blocked on the network must not hold the exit up.
+        executor.close()
         logging.shutdown()
         os._exit(stop.code if isinstance(stop.code, int) else 1)
+    executor.close()
 
 
 def _serve(executor: JobExecutor, connection: Connection, slot: int, shared: SharedWithChild) -> None:

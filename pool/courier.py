@@ -22,6 +22,7 @@ from queues.base import BATCH_MAX, JobQueue, OutgoingMessage, QueueError, Visibi
 
 log = logging.getLogger(__name__)
 REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its call
+LOCAL_BATCH_DELAY_S = 0.005  # the same on the embedded queue, while jobs run
 NEVER = float("inf")
 
 
@@ -192,7 +193,7 @@ class ResultCourier:
         self.dead_letter_queue = dead_letter_queue
         self._pending: list[Parcel] = []
         self._oldest = 0.0
-        self._batches_over_time = not job_queue.is_local
+        self._batch_delay_s = LOCAL_BATCH_DELAY_S if job_queue.is_local else REMOTE_BATCH_DELAY_S
 
     def add(self, parcel: Parcel) -> None:
         if not self._pending:
@@ -207,13 +208,12 @@ class ResultCourier:
         """When the pending parcels must go out (None: nothing pending)."""
         if not self._pending:
             return None
-        if self._batches_over_time:
-            return max(0.0, self._oldest + REMOTE_BATCH_DELAY_S - time.monotonic())
-        return 0.0
+        return max(0.0, self._oldest + self._batch_delay_s - time.monotonic())
 
     def flush(self, *, force: bool = False) -> None:
-        """Hand what is pending to the outbox; for a remote queue, only once a batch is full or
-        has waited REMOTE_BATCH_DELAY_S, so that a busy worker makes one call per ten results."""
+        """Hand what is pending to the outbox, once a batch is full or has waited its delay (or
+        when forced), so that a busy worker makes one call per ten results on a remote queue,
+        and one transaction for several on the embedded queue."""
         due = self.seconds_to_flush()
         if due is None or (due > 0 and len(self._pending) < BATCH_MAX and not force):
             return

@@ -66,6 +66,15 @@ class JobExecutor:
             self.runner = NativeRunner(settings.pass_env, slot, on_job_start)
         self._resolve_reply_to = partial(check_reply_to, settings.queue_spec)
         self._bytes_in = 0  # of the current job
+        self._last_workspace: Workspace | None = None
+        self._spare_directory: Path | None = None  # the last job's directory, left empty: the next one's
+
+    def close(self) -> None:
+        """Remove what the executor keeps between jobs: its last job's emptied directory and
+        stream files."""
+        if self._last_workspace is not None:
+            self._last_workspace.discard()
+            self._last_workspace = self._spare_directory = None
 
     def execute(self, assignment: JobAssignment) -> JobReport:
         started = datetime.now(UTC)
@@ -193,7 +202,8 @@ class JobExecutor:
         assert request.command is not None
         limits = resolve_limits(request, self.settings.ceilings)
         self.runner.prepare(request.service)
-        workspace = Workspace.create(self.settings.scratch_dir, self.slot)
+        workspace = Workspace.create(self.settings.scratch_dir, self.slot, reuse=self._spare_directory)
+        self._last_workspace, self._spare_directory = workspace, None
         try:
             command = request.command
             # A thread per transfer direction only where there is something to transfer.
@@ -234,7 +244,7 @@ class JobExecutor:
             if staged.stderr_uri is None:
                 result.stderr = self._inline_stream("stderr", staged.stderr_path, result)
         finally:
-            workspace.remove()
+            self._spare_directory = workspace.remove()
 
 
 def _bounded(direction: str, limit_s: float | None, transfer: Callable[[TransferWatch], T]) -> T:

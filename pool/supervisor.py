@@ -216,7 +216,8 @@ class Supervisor:
             self._dispatch()
             # Results go out after the next jobs went in, so a child never waits on them.
             self.ledger.record()
-            self.courier.flush(force=self.stopping)  # stopping: no batch is worth waiting for
+            # No batch is worth waiting for when stopping, nor on the embedded queue when idle.
+            self.courier.flush(force=self.stopping or (self.job_queue.is_local and not self._busy_slots()))
             self.outbox.run_due()
             self._extend_visibility()
             self._replace_unresponsive()

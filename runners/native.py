@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from protocol.result import Usage
 from runners.limits import cores_for
@@ -64,7 +65,7 @@ class NativeRunner:
                 spec.kill_grace_s,
                 started=started,
                 sample_every_s=SAMPLE_INTERVAL_S,
-                first_sample_s=0.0,
+                first_sample_s=SAMPLE_INTERVAL_S,  # a short job is measured by its rusage alone
             )
         finally:
             # Whatever the job left behind goes with it.
@@ -72,7 +73,10 @@ class NativeRunner:
             process.returncode = 0  # reaped by os.wait4; keeps Popen from waiting again
             job.close()
         status, rusage = report.ended
-        usage = Usage(max_rss_bytes=report.peak_rss_bytes or 0, cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 3))
+        # The kernel's accounting of the reaped job covers it and the descendants it waited for,
+        # exactly; samples add up processes that ran at the same time.
+        max_rss = max(report.peak_rss_bytes or 0, rusage.ru_maxrss * 1024)
+        usage = Usage(max_rss_bytes=max_rss, cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 3))
         exit_code, signal_name = None, None
         if os.WIFSIGNALED(status):
             signal_name = signal.Signals(os.WTERMSIG(status)).name
@@ -84,8 +88,8 @@ class NativeRunner:
         try:
             with (
                 spec.stdin_path.open("rb") as stdin,
-                spec.stdout_path.open("wb") as stdout,
-                spec.stderr_path.open("wb") as stderr,
+                _open_for_writing(spec.stdout_path) as stdout,
+                _open_for_writing(spec.stderr_path) as stderr,
                 _affinity(None if spec.limits.cpus is None else cores_for(spec.limits.cpus, self.slot)),
             ):
                 return subprocess.Popen(
@@ -100,6 +104,15 @@ class NativeRunner:
                 )
         except OSError as exc:
             raise RunnerFault(f"cannot start {spec.argv[0]!r}: {exc.strerror or exc}") from exc
+
+
+def _open_for_writing(path: Path) -> BinaryIO:
+    """The file, created if missing, emptied if not empty (an empty one keeps its times: no
+    inode change to write)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    if os.fstat(descriptor).st_size:
+        os.ftruncate(descriptor, 0)
+    return os.fdopen(descriptor, "wb")
 
 
 @contextlib.contextmanager
@@ -123,16 +136,13 @@ class _NativeJob:
         self.pid = pid
         self.pidfd = os.pidfd_open(pid)
         self.tree = ProcessTree(pid)
-        self.samples = 0
 
     def ended(self) -> tuple[int, resource.struct_rusage] | None:
         reaped, status, rusage = os.wait4(self.pid, os.WNOHANG)
         return (status, rusage) if reaped else None
 
     def sample(self) -> UsageSample:
-        # The first sample, often within a millisecond of the start, reads the job alone.
-        sample = self.tree.sample(discover=self.samples > 0)
-        self.samples += 1
+        sample = self.tree.sample()
         return UsageSample(sample.rss_bytes, sample.cpu_seconds)
 
     def signal(self, signum: signal.Signals) -> None:

@@ -22,8 +22,8 @@ class TreeSample:
 def _read_stat(pid: int) -> TreeSample | None:
     """RSS and CPU time (own and reaped children's) of one live process, in a single read.
 
-    The job's own process is sampled this way because it is sampled for every job, often
-    within a millisecond of its start: one read of /proc/PID/stat instead of psutil's several.
+    The job's own process is sampled this way because it is sampled in every sample of every
+    job: one read of /proc/PID/stat instead of psutil's several.
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
@@ -63,15 +63,11 @@ class ProcessTree:
             del self._descendants[pid]
         return alive
 
-    def sample(self, *, discover: bool = True) -> TreeSample:
-        """Summed RSS and CPU time (including reaped children's) of the live tree.
-
-        Without `discover`, only the job's process and descendants already seen are read.
-        """
+    def sample(self) -> TreeSample:
+        """Summed RSS and CPU time (including reaped children's) of the live tree."""
         root = _read_stat(self.pid)
         rss, cpu = (root.rss_bytes, root.cpu_seconds) if root else (0, 0.0)
-        if discover:
-            self._discover()
+        self._discover()
         for process in self._live_descendants():
             try:
                 with process.oneshot():

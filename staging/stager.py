@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -197,7 +198,8 @@ class Stager:
             downloads.append((_ask(where, self._store(uri).stat, uri), path))
         else:
             data = stream.value if stream is not None and stream.value is not None else ""
-            path.write_text(data, encoding="utf-8")
+            if data or not _is_empty_file(path):  # the slot's last stdin, if empty, will do
+                path.write_text(data, encoding="utf-8")
 
     def stage_out(self, staged: StagedJob, workspace: Workspace, watch: TransferWatch | None = None) -> StageOutReport:
         """Upload whatever the command produced; raise StagingFault on a storage failure."""
@@ -263,3 +265,11 @@ def _ask(where: str, action: Callable[..., T], *arguments: Any) -> T:
         return action(*arguments)
     except StagingRejected as exc:
         raise StagingRejected(f"{where}: {exc}") from None
+
+
+def _is_empty_file(path: Path) -> bool:
+    try:
+        status = path.lstat()
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(status.st_mode) and status.st_size == 0

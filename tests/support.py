@@ -213,15 +213,22 @@ class Worker:
             self.results.delete([message.receipt])
 
     def leftovers(self) -> list[Path]:
-        """What jobs left in the scratch directory: job directories and captured streams."""
+        """What jobs left in the scratch directory: whatever is in a job directory or a captured
+        stream. A slot keeps its last job's directory and stream files, emptied, for its next
+        job: so empty ones are no leftovers, unless there are more job directories than slots."""
         if not self.scratch.exists():
             return []
-        found = []
+        found, empty_directories = [], []
         for entry in self.scratch.iterdir():
             if entry.name == STATUS_FILE_NAME:
                 continue  # the worker's own, not a job's
-            found += list(entry.iterdir()) if entry.name.startswith("job-streams-") else [entry]
-        return found
+            if entry.name.startswith("job-streams-"):
+                found += [stream for stream in entry.iterdir() if stream.is_symlink() or stream.stat().st_size]
+            elif entry.is_dir() and not entry.is_symlink() and not any(entry.iterdir()):
+                empty_directories.append(entry)
+            else:
+                found.append(entry)
+        return found + (empty_directories if len(empty_directories) > self.workers else [])
 
     def signal(self, signum: signal.Signals) -> None:
         assert self.process is not None

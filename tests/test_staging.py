@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -203,6 +204,33 @@ def test_workspace_removal_copes_with_read_only_directories(tmp_path: Path) -> N
     os.chmod(locked, 0o500)
     workspace.remove()
     assert not workspace.root.exists()
+
+
+def test_a_job_directory_left_empty_and_private_is_the_next_jobs(tmp_path: Path) -> None:
+    first = Workspace.create(tmp_path)
+    first.stdout.write_text("")
+    first.stderr.write_text("said something")
+    spare = first.remove()
+    assert spare == first.root and first.root.is_dir()
+    assert first.stdout.exists() and not first.stderr.exists()  # empty streams stay, others go
+    second = Workspace.create(tmp_path, reuse=spare)
+    assert second.root == first.root
+    second.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "leave", [lambda root: (root / "file").write_text("x"), lambda root: root.chmod(0o755)], ids=["files", "opened"]
+)
+def test_a_job_directory_left_with_files_or_opened_up_is_replaced(tmp_path: Path, leave: Any) -> None:
+    first = Workspace.create(tmp_path)
+    leave(first.root)
+    assert first.remove() is None and not first.root.exists()
+    spare = Workspace.create(tmp_path)
+    assert spare.remove() == spare.root
+    leave(spare.root)  # after the job: whatever touched it, it is not taken again
+    second = Workspace.create(tmp_path, reuse=spare.root)
+    assert second.root != spare.root and not spare.root.exists()
 
 
 def test_stale_workspaces_are_removed_at_start_up(tmp_path: Path) -> None:
