@@ -15,7 +15,6 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -33,7 +32,9 @@ class WakeupListener:
 
     def __init__(self, directory: Path, queue_name: str) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = directory / f"{queue_name}{_SEPARATOR}{os.getpid()}-{secrets.token_hex(4)}"
+        # os.urandom, not secrets: every pool child imports this module, and secrets brings
+        # OpenSSL's hashlib along (4 MB of memory per child).
+        self.path = directory / f"{queue_name}{_SEPARATOR}{os.getpid()}-{os.urandom(4).hex()}"
         os.mkfifo(self.path, 0o600)
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
