@@ -1,12 +1,13 @@
 """Wake-ups for the embedded queue: a worker listening on a queue is told at once when a
 message may have become receivable on it, instead of finding out at its next poll.
 
-Each listener is a named pipe in a directory beside the queue file, named
-`<queue name>@<listener id>`; whoever changes the queue writes a byte to the pipes of that
-queue's listeners. A listener keeps its own pipe open for writing too, so the pipe never
-reports end-of-file when a writer closes. A pipe whose listener died (nobody reading) is
-removed by the next writer. Wake-ups are a shortcut only: a listener still polls now and
-then, and one that cannot be made or reached costs nothing but latency.
+Each listener is a named pipe in a directory beside the queue file, one directory per queue
+name (`QUEUE_FILE.wake/q-NAME/`); whoever changes a queue writes a byte to every pipe in its
+directory (a queue nobody listens on has none: one failed system call). A listener keeps its
+own pipe open for writing too, so the pipe never reports end-of-file when a writer closes. A
+pipe whose listener died (nobody reading) is removed by the next writer. Wake-ups are a
+shortcut only: a listener still polls now and then, and one that cannot be made or reached
+costs nothing but latency.
 """
 
 from __future__ import annotations
@@ -20,21 +21,24 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_SEPARATOR = "@"  # never in a queue's name
-
 
 def wakeup_directory(queue_file: Path) -> Path:
     return queue_file.with_name(queue_file.name + ".wake")
+
+
+def _listeners_of(directory: Path, queue_name: str) -> Path:
+    return directory / f"q-{queue_name}"  # a prefix, as "." and ".." are queue names too
 
 
 class WakeupListener:
     """A named pipe a worker reads its wake-ups from; `fileno` goes into its selector."""
 
     def __init__(self, directory: Path, queue_name: str) -> None:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        listeners = _listeners_of(directory, queue_name)
+        listeners.mkdir(mode=0o700, parents=True, exist_ok=True)
         # os.urandom, not secrets: every pool child imports this module, and secrets brings
         # OpenSSL's hashlib along (4 MB of memory per child).
-        self.path = directory / f"{queue_name}{_SEPARATOR}{os.getpid()}-{os.urandom(4).hex()}"
+        self.path = listeners / f"{os.getpid()}-{os.urandom(4).hex()}"
         os.mkfifo(self.path, 0o600)
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -59,12 +63,11 @@ class WakeupListener:
 def wake_listeners(directory: Path, queue_name: str) -> None:
     """Wake every worker listening on the queue; never raises."""
     try:
-        entries = list(os.scandir(directory))
+        entries = list(os.scandir(_listeners_of(directory, queue_name)))
     except OSError:
         return  # no listener has ever been here
     for entry in entries:
-        if entry.name.rpartition(_SEPARATOR)[0] == queue_name:
-            _wake(entry)
+        _wake(entry)
 
 
 def _wake(entry: os.DirEntry[str]) -> None:

@@ -176,7 +176,7 @@ def test_a_listener_is_woken_by_sends_releases_and_group_deletes_on_its_queue_on
         assert _woken(listener)
     finally:
         listener.close()
-    assert not list(wakeup_directory(queue.path).iterdir())
+    assert not list((wakeup_directory(queue.path) / "q-jobs").iterdir())
 
 
 def test_a_sender_from_another_process_wakes_a_listener(queue: LocalQueue) -> None:
@@ -191,13 +191,13 @@ def test_a_sender_from_another_process_wakes_a_listener(queue: LocalQueue) -> No
 
 
 def test_the_pipe_of_a_dead_listener_is_removed_and_strangers_are_left_alone(queue: LocalQueue) -> None:
-    directory = wakeup_directory(queue.path)
-    directory.mkdir()
-    os.mkfifo(directory / "jobs@dead")  # its listener died: nobody reads it
-    (directory / "jobs@file").write_text("")  # not a pipe: never written to
+    directory = wakeup_directory(queue.path) / "q-jobs"
+    directory.mkdir(parents=True)
+    os.mkfifo(directory / "dead")  # its listener died: nobody reads it
+    (directory / "file").write_text("")  # not a pipe: never written to
     queue.send("job")
-    assert sorted(path.name for path in directory.iterdir()) == ["jobs@file"]
-    assert (directory / "jobs@file").read_text() == ""
+    assert sorted(path.name for path in directory.iterdir()) == ["file"]
+    assert (directory / "file").read_text() == ""
 
 
 def test_a_queue_whose_wakeups_cannot_be_made_is_polled(queue: LocalQueue, caplog: pytest.LogCaptureFixture) -> None:
