@@ -6,7 +6,7 @@ free up every D seconds start N * window / D messages within the window. Without
 when jobs take longer than the window, it holds none, so long jobs stay on the queue for
 other workers. A receive for held messages waits until half the allowance is missing, so that
 each receive brings several messages (fewer requests per job); a receive for an idle slot
-goes out at once.
+goes out at once. The supervisor turns prefetch off on FIFO queues (`NO_PREFETCH`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ class PrefetchSettings:
     @property
     def enabled(self) -> bool:
         return self.window_s > 0 and self.maximum > 0
+
+
+NO_PREFETCH = PrefetchSettings(0.0, 0)
 
 
 @dataclass(frozen=True)
