@@ -53,4 +53,5 @@ def _submit(settings: argparse.Namespace) -> int:
         body = sys.stdin.read() if settings.file == "-" else Path(settings.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read the job file {settings.file}: {exc}") from None
-    return submit(queue, body, wait=settings.wait, timeout_s=settings.timeout, group=settings.group)
+    terminal = sys.stderr if sys.stderr.isatty() else None
+    return submit(queue, body, wait=settings.wait, timeout_s=settings.timeout, group=settings.group, terminal=terminal)

@@ -89,6 +89,7 @@ def _child_settings(
         ),
         docker=_container_settings(settings, scratch_dir) if settings.command_name == "docker" else None,
         journal_path=journal_path if settings.dedupe == "job-id" else None,
+        progress_interval_s=settings.progress_interval,
     )
 
 

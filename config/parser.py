@@ -26,6 +26,7 @@ from config.values import (
 )
 from monitoring.state import DEFAULT_STALL_LIMIT_S
 from pool.prefetch import DEFAULT_PREFETCH_MAX, DEFAULT_PREFETCH_WINDOW_S
+from pool.progress import DEFAULT_PROGRESS_INTERVAL_S
 from pool.supervisor import DEFAULT_DEADLINE_MARGIN_S
 from protocol.body import DEFAULT_MAX_BODY_BYTES
 from queues import default_queue_spec, default_state_dir
@@ -218,6 +219,12 @@ def _add_delivery_options(parser: argparse.ArgumentParser) -> None:
         type=non_negative_int,
         default=DEFAULT_PREFETCH_MAX,
         help="most received messages held waiting for a slot; 0 turns prefetch off",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=positive_float,
+        default=DEFAULT_PROGRESS_INTERVAL_S,
+        help='seconds between a job\'s progress events, at most (for requests with "events": true)',
     )
 
 

@@ -17,6 +17,16 @@ class JobAssignment:
 
 
 @dataclass(frozen=True)
+class JobEventNote:
+    """A non-final message to send about the running job (`"events": true`)."""
+
+    message_id: str
+    body: str
+    reply_to: str | None
+    sequence: int  # per job, from 1: keeps each event's deduplication id its own
+
+
+@dataclass(frozen=True)
 class JobReport:
     message_id: str
     job_id: str

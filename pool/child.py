@@ -56,7 +56,12 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     configure_logging(settings.log_format, settings.log_level)
     journal = None if settings.journal_path is None else SqliteJournal(settings.journal_path, writer=False)
     executor = JobExecutor(
-        settings, slot, lambda pid: setattr(job_pid, "value", pid), partial(post, notice_board), journal
+        settings,
+        slot,
+        on_job_start=lambda pid: setattr(job_pid, "value", pid),
+        on_accepted=partial(post, notice_board),
+        journal=journal,
+        on_event=connection.send,  # from the job's thread, or its progress watcher's while the job runs
     )
     executor.runner.recover()
     connection.send("ready")

@@ -36,6 +36,13 @@ class Parcel:
     journaled: bool = True
     sent: bool = False  # its result went out
     dead_lettered: bool = False
+    event: int | None = None  # a job's event (its number), not its result: sent, nothing settled
+
+    @classmethod
+    def of_event(cls, outcome: Outcome, sequence: int) -> Parcel:
+        """A job's non-final message: sent like a result, with no message to settle and nothing
+        to journal."""
+        return cls("", NEVER, outcome, journaled=False, event=sequence)
 
     @property
     def deletes(self) -> bool:
@@ -155,10 +162,13 @@ def _dead_letter(parcel: Parcel) -> OutgoingMessage:
 
 def _outgoing(parcel: Parcel, body: Callable[[Outcome], str]) -> OutgoingMessage:
     """The message to send for a parcel: in its request's group, under one deduplication id
-    per attempt (resent, it is the same message)."""
+    per attempt and event (resent, it is the same message)."""
     outcome = parcel.outcome
     assert outcome is not None
-    return OutgoingMessage(body(outcome), outcome.group_id, outcome.deduplication_id)
+    deduplication_id = outcome.deduplication_id
+    if parcel.event is not None:
+        deduplication_id += f":event-{parcel.event}"
+    return OutgoingMessage(body(outcome), outcome.group_id, deduplication_id)
 
 
 def _send(queue: JobQueue, parcels: list[Parcel], message: Callable[[Parcel], OutgoingMessage], done_flag: str) -> None:
@@ -201,8 +211,8 @@ class ResultCourier:
         self._pending.append(parcel)
 
     def pending_count(self) -> int:
-        """Parcels waiting for their batch to go out."""
-        return len(self._pending)
+        """Messages answered whose answer waits for its batch to go out (events not counted)."""
+        return sum(1 for parcel in self._pending if parcel.event is None)
 
     def seconds_to_flush(self) -> float | None:
         """When the pending parcels must go out (None: nothing pending)."""

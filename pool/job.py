@@ -14,15 +14,16 @@ from typing import TypeVar
 from common.logs import add_job_fields
 from common.sizes import format_size
 from journal.base import JobJournal, JournalError
-from pool.assignment import JobAssignment, JobReport
+from pool.assignment import JobAssignment, JobEventNote, JobReport
 from pool.limits import resolve_limits
 from pool.notice import JobAccepted
 from pool.outcomes import new_result
+from pool.progress import ProgressWatcher
 from pool.settings import ChildSettings
 from protocol.argv import build_argv
 from protocol.body import DecodedBody, Envelope, decode_body
 from protocol.request import JobRequest, RequestRejected
-from protocol.result import ErrorInfo, JobResult, SkippedPath, Status, WorkerIdentity, utc_timestamp
+from protocol.result import ErrorInfo, JobEvent, JobResult, SkippedPath, Status, WorkerIdentity, utc_timestamp
 from queues import check_reply_to
 from runners.native import NativeRunner
 from runners.process import ImageRejected, Runner, RunnerFault, RunSpec, StopReason
@@ -42,14 +43,19 @@ class JobExecutor:
         self,
         settings: ChildSettings,
         slot: int,
+        *,
         on_job_start: Callable[[int], None] | None = None,
         on_accepted: Callable[[JobAccepted], None] | None = None,
         journal: JobJournal | None = None,
+        on_event: Callable[[JobEventNote], None] | None = None,
     ) -> None:
-        """`journal`: where to look up job ids already finished (deduplication by job id)."""
+        """`journal`: where to look up job ids already finished (deduplication by job id);
+        `on_event`: where a job's events go, for a request that asks for them."""
         self.settings = settings
         self.journal = journal
         self._on_accepted = on_accepted or (lambda _notice: None)
+        self._on_event = on_event or (lambda _note: None)
+        self._reply_to: str | None = None  # of the current job
         self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid)
         self.stager = Stager(
             {"file": LocalFileStore(list(settings.file_roots)), "s3": S3Store(settings.transfer_concurrency)},
@@ -84,7 +90,7 @@ class JobExecutor:
         # The one decode of the body; even a rejection knows its job id and reply queue.
         decoded = self._decode(assignment)
         envelope = decoded.envelope
-        reply_to = self._usable_reply_to(envelope.reply_to)
+        reply_to = self._reply_to = self._usable_reply_to(envelope.reply_to)
         result.id = envelope.id or assignment.message_id
         result.service, result.queue = envelope.service, envelope.queue
         self._on_accepted(JobAccepted(assignment.message_id, result.id, result.service, reply_to))
@@ -211,19 +217,23 @@ class JobExecutor:
             staged = _bounded("stage-in", transfer_limit_s, lambda w: self.stager.stage_in(command, workspace, w))
             self._bytes_in = staged.bytes_in
             argv = build_argv(self.settings.base_command, request.command.arguments, staged.argument_values)
-            outcome = self.runner.run(
-                RunSpec(
-                    argv,
-                    workspace.root,
-                    staged.stdin_path,
-                    staged.stdout_path,
-                    staged.stderr_path,
-                    limits,
-                    self.settings.kill_grace_s,
-                    image=request.service,
-                    labels={"api-worker.job-id": result.id, "api-worker.message-id": result.message_id},
-                )
+            spec = RunSpec(
+                argv,
+                workspace.root,
+                staged.stdin_path,
+                staged.stdout_path,
+                staged.stderr_path,
+                limits,
+                self.settings.kill_grace_s,
+                image=request.service,
+                labels={"api-worker.job-id": result.id, "api-worker.message-id": result.message_id},
             )
+            watcher = self._announce_start(request, result, spec)
+            try:
+                outcome = self.runner.run(spec)
+            finally:
+                if watcher is not None:
+                    watcher.finish()
             result.exit_code, result.signal, result.usage = outcome.exit_code, outcome.signal, outcome.usage
             if outcome.stopped_for is StopReason.TIMEOUT:
                 _fail(result, Status.TIMEOUT, "timeout", f"the job ran longer than {limits.timeout_s:g} s")
@@ -245,6 +255,35 @@ class JobExecutor:
                 result.stderr = self._inline_stream("stderr", staged.stderr_path, result)
         finally:
             self._spare_directory = workspace.remove()
+
+    def _announce_start(self, request: JobRequest, result: JobResult, spec: RunSpec) -> ProgressWatcher | None:
+        """For a request that asks for events: a `running` event now, and a watcher that turns
+        the job's progress file into `progress` events until the job ends."""
+        if not request.events:
+            return None
+        events = _EventSender(self._on_event, result.message_id, self._reply_to)
+        events.send(JobEvent.about(result, "running", started_at=utc_timestamp(), slot=self.slot))
+        watcher = ProgressWatcher(
+            spec.progress_path,
+            self.settings.progress_interval_s,
+            lambda progress: events.send(JobEvent.about(result, "progress", progress=progress)),
+        )
+        watcher.start()
+        return watcher
+
+
+class _EventSender:
+    """Numbers one job's events as they go to the supervisor."""
+
+    def __init__(self, emit: Callable[[JobEventNote], None], message_id: str, reply_to: str | None) -> None:
+        self.emit = emit
+        self.message_id = message_id
+        self.reply_to = reply_to
+        self.sequence = 0
+
+    def send(self, event: JobEvent) -> None:
+        self.sequence += 1
+        self.emit(JobEventNote(self.message_id, event.to_json(), self.reply_to, self.sequence))
 
 
 def _bounded(direction: str, limit_s: float | None, transfer: Callable[[TransferWatch], T]) -> T:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from journal.base import Outcome
-from pool.assignment import JobReport
+from pool.assignment import JobEventNote, JobReport
 from pool.notice import JobAccepted
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
 from queues.base import ReceivedMessage
@@ -43,6 +43,20 @@ class OutcomePolicy:
             reply_to=report.reply_to,
             dead_letter_body=message.body if report.status == Status.REJECTED and self.dead_letter else None,
             retry_in_s=None if report.final else self.retry_delay(message.receive_count),
+            group_id=message.group_id,
+        )
+
+    def of_event(self, message: ReceivedMessage, note: JobEventNote) -> Outcome:
+        """A running job's event: not an outcome of the attempt, only sent where its result goes."""
+        return Outcome(
+            message_id=message.message_id,
+            job_id=message.message_id,
+            attempt=message.receive_count,
+            status="event",
+            final=False,
+            receipt="",
+            result_json=note.body,
+            reply_to=note.reply_to,
             group_id=message.group_id,
         )
 

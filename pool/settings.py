@@ -31,3 +31,4 @@ class ChildSettings:
     ceilings: JobLimits
     docker: ContainerSettings | None  # for worker_kind "docker"
     journal_path: Path | None  # set: a job whose id the journal has as finished is not run again
+    progress_interval_s: float  # at most one progress event per job this often

@@ -33,9 +33,9 @@ from monitoring.metrics import (
 from monitoring.monitor import Monitor
 from monitoring.state import RunningJob, WorkerState, status_path
 from pool import faults
-from pool.assignment import JobAssignment, JobReport
+from pool.assignment import JobAssignment, JobEventNote, JobReport
 from pool.child import SharedWithChild, child_main
-from pool.courier import ResultCourier
+from pool.courier import Parcel, ResultCourier
 from pool.destinations import Destinations
 from pool.handoff import hand_over
 from pool.intake import Intake, PollingIntake
@@ -478,6 +478,8 @@ class Supervisor:
             self._announce_when_ready()
         elif isinstance(message, JobReport):
             self._complete(slot, message)
+        elif isinstance(message, JobEventNote) and slot.job is not None:
+            self._pass_on(slot.job.message, message)
 
     def _announce_when_ready(self) -> None:
         if not self.pool_ready and all(slot.ready for slot in self.slots):
@@ -500,6 +502,10 @@ class Supervisor:
         outcome = self.policy.of_report(message, report)
         self.ledger.add(outcome, job.visible_until)
         self._keep_group_order(message, outcome)
+
+    def _pass_on(self, message: ReceivedMessage, note: JobEventNote) -> None:
+        """A running job's event goes out with the results, in its request's group."""
+        self.courier.add(Parcel.of_event(self.policy.of_event(message, note), note.sequence))
 
     def _screen(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """Keep the messages to run: not those the journal has as finished (deleted, not run

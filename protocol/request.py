@@ -141,6 +141,7 @@ class JobRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     timeout: Positive | None = None
     transfer_timeout: Positive | None = None
     resources: Resources | None = None
+    events: bool = False  # also send non-final `running` and `progress` messages
 
     def __post_init__(self) -> None:
         _one_of("queue", self.queue, WORKER_KINDS)

@@ -110,5 +110,44 @@ def _escape_surrogates(value: Any) -> Any:
     return value
 
 
+class Progress(msgspec.Struct, frozen=True):
+    percent: float | None = None
+    message: str | None = None
+
+
+class JobEvent(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A non-final message about a running job, for a request with `"events": true`: on the
+    same destination as its result, with the result's identifying fields."""
+
+    id: str
+    message_id: str
+    status: str  # "running" or "progress"
+    worker: WorkerIdentity
+    attempt: int
+    final: bool
+    service: str | None = None
+    queue: str | None = None
+    started_at: str | None = None  # running
+    slot: int | None = None  # running: the worker's slot that runs it
+    progress: Progress | None = None  # progress
+
+    @classmethod
+    def about(cls, result: JobResult, status: str, **fields: Any) -> JobEvent:
+        return cls(
+            id=result.id,
+            message_id=result.message_id,
+            status=status,
+            worker=result.worker,
+            attempt=result.attempt,
+            final=False,
+            service=result.service,
+            queue=result.queue,
+            **fields,
+        )
+
+    def to_json(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+
 def utc_timestamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")

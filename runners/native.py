@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from protocol.result import Usage
 from runners.limits import cores_for
-from runners.process import RunnerFault, RunOutcome, RunSpec
+from runners.process import PROGRESS_VARIABLE, RunnerFault, RunOutcome, RunSpec
 from runners.tree import ProcessTree
 from runners.watch import UsageSample, watch
 
@@ -98,7 +98,7 @@ class NativeRunner:
                     stdout=stdout,
                     stderr=stderr,
                     cwd=spec.workdir,
-                    env=job_environment(spec.workdir, self.pass_env),
+                    env={**job_environment(spec.workdir, self.pass_env), PROGRESS_VARIABLE: str(spec.progress_path)},
                     start_new_session=True,
                     close_fds=True,
                 )

@@ -22,6 +22,10 @@ class StopReason(enum.Enum):
     CPU_TIME = "cpu_time"
 
 
+PROGRESS_VARIABLE = "API_WORKER_PROGRESS"  # names the job's progress file, in its environment
+PROGRESS_FILE_NAME = ".api-worker-progress"  # in the job directory (mounted at its own path in a container)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     argv: list[str]
@@ -33,6 +37,10 @@ class RunSpec:
     kill_grace_s: float = DEFAULT_KILL_GRACE_S
     image: str = ""  # docker only: the message's service
     labels: Mapping[str, str] = field(default_factory=dict)  # docker only: names the job on its container
+
+    @property
+    def progress_path(self) -> Path:
+        return self.workdir / PROGRESS_FILE_NAME
 
 
 @dataclass(frozen=True)

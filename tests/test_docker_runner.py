@@ -15,10 +15,11 @@ import psutil
 import pytest
 from docker import APIClient
 
+from testkit.images import BASE_IMAGE
 from testkit.moto_server import MotoServer, free_port
 from testkit.waiting import wait_until
 from tests.engine import EmptyRegistry, engine_socket_path, worker_containers
-from tests.support import SEED_INPUTS, TcpProxy, Worker, check_seed_result, seed_job
+from tests.support import REPO, SEED_INPUTS, TcpProxy, Worker, check_seed_result, seed_job
 
 WorkerFactory = Callable[..., Worker]
 
@@ -140,6 +141,52 @@ def test_cpu_time_limit_kills_a_busy_container(worker_factory: WorkerFactory, to
     assert result["status"] == "killed", result
     assert result["error"]["type"] == "cpu_time"
     assert result["usage"]["cpu_seconds"] > 0.5
+
+
+def test_a_sub_second_container_reports_its_usage(worker_factory: WorkerFactory, tool_image: str) -> None:
+    worker = worker_factory(runner=["docker"]).start()
+    job = docker_job(tool_image, [parameter("--allocate", 20), parameter("--sleep", 0.3)])
+    result = worker.result(worker.submit(job))
+
+    assert result["status"] == "succeeded", result
+    assert result["duration_s"] < 5
+    assert result["usage"]["max_rss_bytes"] > 0
+    assert result["usage"]["cpu_seconds"] is not None
+
+
+def test_a_container_reports_progress_through_its_mounted_file(worker_factory: WorkerFactory, tool_image: str) -> None:
+    worker = worker_factory(options=["--progress-interval", "0.1"], runner=["docker"]).start()
+    job = docker_job(tool_image, [parameter("--progress", "30 one"), parameter("--progress", "70 two")], events=True)
+    message_id = worker.submit(job)
+    worker.result(message_id)
+    messages = worker.results_for(message_id)
+
+    assert [m["status"] for m in messages] == ["running", "progress", "progress", "succeeded"]
+    assert [m["progress"]["percent"] for m in messages[1:3]] == [30.0, 70.0]
+
+
+def test_the_docker_example_runs(worker_factory: WorkerFactory, tool_image: str, tmp_path: Path) -> None:
+    example = json.loads((REPO / "examples" / "docker-upper.json").read_text())
+    # A busybox like the example's, built here (no registry to pull from); its entrypoint is
+    # already `sh -c`, so the example's first two words go.
+    example["service"] = BASE_IMAGE
+    arguments = example["command"]["arguments"]
+    assert [argument["value"] for argument in arguments[:2]] == ["sh", "-c"]
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    example["command"]["arguments"] = [*arguments[2:-1], {**arguments[-1], "value": f"file://{outputs}/upper.txt"}]
+    worker = worker_factory(options=["--file-root", str(outputs)], runner=["docker"]).start()
+    message_id = worker.submit(example)
+    result = worker.result(message_id)
+
+    assert result["status"] == "succeeded", (result["stderr"], result["error"], result["exit_code"])
+    assert result["stdout"] == "RAW INPUT DATA\nFROM THE QUEUE\n"
+    assert (outputs / "upper.txt").read_text() == "RAW INPUT DATA\nFROM THE QUEUE\n"
+    events = worker.results_for(message_id)[:-1]
+    assert [(e["status"], e.get("progress")) for e in events] == [
+        ("running", None),
+        ("progress", {"percent": 50.0, "message": "converting"}),
+    ]
 
 
 def test_image_policy_rejects_what_it_does_not_allow(

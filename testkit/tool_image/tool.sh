@@ -17,6 +17,7 @@ while [ $# -gt 0 ]; do
     --spin) while :; do :; done ;;
     --close-output) exec >&- 2>&-; sleep "$2"; exit 0 ;;
     --allocate) dd if=/dev/zero of=/dev/null bs="$2"M count=1 2>/dev/null; shift 2 ;;
+    --progress) echo "$2" >>"$API_WORKER_PROGRESS"; sleep 0.4; shift 2 ;;
     --print-sandbox)
       # who the job runs as, what it may do and see: for the isolation tests
       echo "id=$(id -u):$(id -g)"

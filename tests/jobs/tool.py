@@ -21,6 +21,9 @@ parser.add_argument("--child-allocate", type=int, metavar="MB", help="start a ch
 parser.add_argument("--record-run", metavar="FILE", help="append a line to FILE, to count runs")
 parser.add_argument("--spawn-sleeper", metavar="PIDFILE", help="start a long-sleeping child, write its pid")
 parser.add_argument("--kill-parent-once", metavar="MARKER", help="unless MARKER exists: create it, kill the pool child")
+parser.add_argument("--progress", action="append", default=[], help="append a line to the progress file")
+parser.add_argument("--progress-pause", type=float, default=0, help="seconds to wait after each --progress line")
+parser.add_argument("--progress-flood", type=int, default=0, help="append this many progress lines at once")
 options = parser.parse_args()
 
 
@@ -57,6 +60,14 @@ if options.kill_parent_once and not os.path.exists(options.kill_parent_once):
     Path(options.kill_parent_once).write_text("killed")
     os.kill(os.getppid(), signal.SIGKILL)
     time.sleep(60)
+if options.progress or options.progress_flood:
+    with open(os.environ["API_WORKER_PROGRESS"], "a") as progress:
+        for line in options.progress:
+            progress.write(line + "\n")
+            progress.flush()
+            time.sleep(options.progress_pause)
+        for index in range(options.progress_flood):
+            progress.write(f"{index * 100 // options.progress_flood} line {index}\n")
 if options.started:
     write_whole(options.started, str(os.getpid()))
 time.sleep(options.sleep)
