@@ -261,8 +261,12 @@ def _run_attached(api: APIClient, container: str, spec: RunSpec, has_stdin: bool
             started = time.monotonic()
             api.start(container)
             job = _ContainerJob(api, container, streams)
+            # The cgroup's files are read at once and often; the engine's stats cost a round trip.
             interval = STATS_INTERVAL_S if job.accounting is None else CGROUP_INTERVAL_S
-            report = watch(job, limits, spec.kill_grace_s, started=started, sample_every_s=interval, first_sample_s=0.0)
+            first = STATS_INTERVAL_S if job.accounting is None else 0.0
+            report = watch(
+                job, limits, spec.kill_grace_s, started=started, sample_every_s=interval, first_sample_s=first
+            )
         finally:
             streams.close()
     status_code = int(report.ended["StatusCode"])
