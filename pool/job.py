@@ -14,6 +14,7 @@ from typing import TypeVar
 from common.logs import add_job_fields
 from common.sizes import format_size
 from journal.base import JobJournal, JournalError
+from pool import faults
 from pool.assignment import JobAssignment, JobEventNote, JobReport
 from pool.limits import resolve_limits
 from pool.notice import JobAccepted
@@ -283,7 +284,11 @@ class _EventSender:
 
     def send(self, event: JobEvent) -> None:
         self.sequence += 1
-        self.emit(JobEventNote(self.message_id, event.to_json(), self.reply_to, self.sequence))
+        try:
+            faults.check("event")
+            self.emit(JobEventNote(self.message_id, event.to_json(), self.reply_to, self.sequence))
+        except Exception:  # an event is never worth the job
+            log.warning("could not pass on an event of the job", exc_info=True)
 
 
 def _bounded(direction: str, limit_s: float | None, transfer: Callable[[TransferWatch], T]) -> T:

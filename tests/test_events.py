@@ -134,3 +134,13 @@ def test_events_on_fifo_queues_keep_the_group_and_do_not_displace_the_result(tmp
         assert worker.result_groups[message_id] == "g1"
     finally:
         worker.stop()
+
+
+def test_an_event_that_cannot_be_passed_on_costs_the_job_nothing(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(
+        options=["--progress-interval", "0.1"], environment={"API_WORKER_TEST_FAULTS": "event:1"}
+    ).start()
+    message_id = worker.submit(_progress_job(["50 half"], 0.3, events=True))
+    messages = _messages(worker, message_id)
+    assert [m["status"] for m in messages] == ["progress", "succeeded"]  # the running event was lost
+    assert len(worker.log_records_with("could not pass on an event of the job")) == 1
