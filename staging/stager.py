@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import stat
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -28,7 +27,7 @@ from staging.mirror import mirror_path
 from staging.prefix_walk import walk_prefix
 from staging.stores import ObjectStore, StoredObject
 from staging.watch import TransferWatch
-from staging.workspace import Workspace
+from staging.workspace import Workspace, is_empty_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -198,7 +197,7 @@ class Stager:
             downloads.append((_ask(where, self._store(uri).stat, uri), path))
         else:
             data = stream.value if stream is not None and stream.value is not None else ""
-            if data or not _is_empty_file(path):  # the slot's last stdin, if empty, will do
+            if data or not is_empty_file(path):  # the slot's last stdin, if empty, will do
                 path.write_text(data, encoding="utf-8")
 
     def stage_out(self, staged: StagedJob, workspace: Workspace, watch: TransferWatch | None = None) -> StageOutReport:
@@ -265,11 +264,3 @@ def _ask(where: str, action: Callable[..., T], *arguments: Any) -> T:
         return action(*arguments)
     except StagingRejected as exc:
         raise StagingRejected(f"{where}: {exc}") from None
-
-
-def _is_empty_file(path: Path) -> bool:
-    try:
-        status = path.lstat()
-    except FileNotFoundError:
-        return False
-    return stat.S_ISREG(status.st_mode) and status.st_size == 0

@@ -66,10 +66,8 @@ class Workspace:
         removing a directory for every job costs the filesystem journal writes. Likewise empty
         stream files stay, to be written again."""
         for stream in (self.stdin, self.stdout, self.stderr):
-            with contextlib.suppress(FileNotFoundError):
-                status = stream.lstat()
-                if status.st_size or not stat.S_ISREG(status.st_mode):
-                    stream.unlink()
+            if not is_empty_file(stream):
+                stream.unlink(missing_ok=True)
         if is_empty_and_private(self.root):
             return self.root
         remove_tree(self.root)
@@ -79,6 +77,15 @@ class Workspace:
         """Remove the job directory and the slot's stream files, whatever is in them."""
         remove_tree(self.root)
         remove_tree(self.streams)
+
+
+def is_empty_file(path: Path) -> bool:
+    """A regular file (not a link to one) with nothing in it."""
+    try:
+        status = path.lstat()
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(status.st_mode) and status.st_size == 0
 
 
 def is_empty_and_private(directory: Path) -> bool:
