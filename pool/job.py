@@ -56,7 +56,6 @@ class JobExecutor:
         self.journal = journal
         self._on_accepted = on_accepted or (lambda _notice: None)
         self._on_event = on_event or (lambda _note: None)
-        self._reply_to: str | None = None  # of the current job
         self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid)
         self.stager = Stager(
             {"file": LocalFileStore(list(settings.file_roots)), "s3": S3Store(settings.transfer_concurrency)},
@@ -91,7 +90,7 @@ class JobExecutor:
         # The one decode of the body; even a rejection knows its job id and reply queue.
         decoded = self._decode(assignment)
         envelope = decoded.envelope
-        reply_to = self._reply_to = self._usable_reply_to(envelope.reply_to)
+        reply_to = self._usable_reply_to(envelope.reply_to)
         result.id = envelope.id or assignment.message_id
         result.service, result.queue = envelope.service, envelope.queue
         self._on_accepted(JobAccepted(assignment.message_id, result.id, result.service, reply_to))
@@ -109,7 +108,7 @@ class JobExecutor:
             request = decoded.request
             assert request is not None
             self._check_addressed_to_us(request)
-            self._run(request, result)
+            self._run(request, result, reply_to)
         except RequestRejected as exc:
             _fail(result, Status.REJECTED, "invalid_request", str(exc))
         except ImageRejected as exc:
@@ -202,7 +201,8 @@ class JobExecutor:
         if request.reply_to is not None:
             _check(lambda: self._resolve_reply_to(request.reply_to or ""), "reply_to")
 
-    def _run(self, request: JobRequest, result: JobResult) -> None:
+    def _run(self, request: JobRequest, result: JobResult, reply_to: str | None) -> None:
+        """`reply_to`: where the result goes, and so the job's events."""
         if request.test:
             result.status = Status.ALIVE
             return
@@ -229,7 +229,7 @@ class JobExecutor:
                 image=request.service,
                 labels={"api-worker.job-id": result.id, "api-worker.message-id": result.message_id},
             )
-            watcher = self._announce_start(request, result, spec)
+            watcher = self._announce_start(request, result, spec, reply_to)
             try:
                 outcome = self.runner.run(spec)
             finally:
@@ -257,12 +257,14 @@ class JobExecutor:
         finally:
             self._spare_directory = workspace.remove()
 
-    def _announce_start(self, request: JobRequest, result: JobResult, spec: RunSpec) -> ProgressWatcher | None:
+    def _announce_start(
+        self, request: JobRequest, result: JobResult, spec: RunSpec, reply_to: str | None
+    ) -> ProgressWatcher | None:
         """For a request that asks for events: a `running` event now, and a watcher that turns
         the job's progress file into `progress` events until the job ends."""
         if not request.events:
             return None
-        events = _EventSender(self._on_event, result.message_id, self._reply_to)
+        events = _EventSender(self._on_event, result.message_id, reply_to)
         events.send(JobEvent.about(result, "running", started_at=utc_timestamp(), slot=self.slot))
         watcher = ProgressWatcher(
             spec.progress_path,
