@@ -87,21 +87,17 @@ def _job_id(body: str) -> str | None:
 def _with_reply_queue(queue: JobQueue, body: str, *, events: bool) -> tuple[str, JobQueue | None, bool]:
     """Route the result to a private reply queue unless the job already names one; with
     `events`, ask for the job's events too (unless the job says whether it wants them)."""
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError:
-        data = None
-    if isinstance(data, dict) and events and "events" not in data:
+    data = _parse(body)
+    if data is None:  # not a JSON object: the worker will reject it and answer on its result queue
+        return body, default_result_queue(queue), False
+    if events and "events" not in data:
         data["events"] = True
         body = json.dumps(data)
-    if isinstance(data, dict) and isinstance(data.get("reply_to"), str):
+    if isinstance(data.get("reply_to"), str):
         return body, queue.sibling(data["reply_to"]), False
-    if isinstance(data, dict):
-        reply_queue = queue.private_reply_queue()
-        data["reply_to"] = reply_queue.reply_address
-        return json.dumps(data), reply_queue, True
-    # Not a JSON object: the worker will reject it and answer on its result queue.
-    return body, default_result_queue(queue), False
+    reply_queue = queue.private_reply_queue()
+    data["reply_to"] = reply_queue.reply_address
+    return json.dumps(data), reply_queue, True
 
 
 def _await_final_result(
