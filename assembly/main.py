@@ -3,7 +3,6 @@ wrong to an exit status."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -15,7 +14,7 @@ from client.status import print_status
 from client.submit import submit
 from common.logs import configure_logging
 from config.parser import build_parser
-from config.settings import check_worker_settings, parse_settings
+from config.settings import StatusSettings, SubmitSettings, check_worker_settings, parse_settings
 from journal.base import JournalUnusable
 from monitoring.state import status_path
 from queues import open_queue
@@ -31,12 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ, parser)
     configure_logging(settings.log_format, settings.log_level)
     try:
-        if settings.command_name == "submit":
+        if isinstance(settings, SubmitSettings):
             return _submit(settings)
-        if settings.command_name == "status":
+        if isinstance(settings, StatusSettings):
             return print_status(status_path(settings.scratch_dir.resolve()), as_json=settings.json)
-        check_worker_settings(settings)
-        return serve(settings)
+        return serve(check_worker_settings(settings))
     except ValueError as exc:
         parser.error(str(exc))
     except JournalUnusable as exc:
@@ -47,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_QUEUE_UNUSABLE
 
 
-def _submit(settings: argparse.Namespace) -> int:
+def _submit(settings: SubmitSettings) -> int:
     queue = open_queue(settings.submit_queue or settings.queue, settings.large_payload_bucket)
     try:
         body = sys.stdin.read() if settings.file == "-" else Path(settings.file).read_text(encoding="utf-8")

@@ -1,23 +1,33 @@
-"""Build the worker from its settings (queues, journal, outcome policy, runner and child
-settings, monitoring, supervisor) and run it until it stops."""
+"""The composition root: build the worker's parts from its settings (queues, journal, outcome
+policy, child settings, custody, slot table, intake and outbox as the queue's profile asks,
+courier, ledger, monitoring), wire them into a supervisor and run it until it stops."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
 from pathlib import Path
 
+from config.settings import WorkerSettings
+from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
 from monitoring.monitor import Monitor
 from monitoring.state import status_path
+from pool.courier import ResultCourier
+from pool.custody import Custody
+from pool.destinations import Destinations
+from pool.intake import AnyIntake, Intake, PollingIntake
+from pool.ledger import Ledger
+from pool.outbox import InlineOutbox, Outbox, ThreadOutbox
 from pool.outcomes import OutcomePolicy
-from pool.prefetch import PrefetchSettings
+from pool.prefetch import NO_PREFETCH, Prefetch, PrefetchSettings
 from pool.settings import ChildSettings
-from pool.supervisor import Supervisor, SupervisorSettings
+from pool.slots import SlotTable
+from pool.supervisor import Supervisor, SupervisorParts, SupervisorSettings
+from pool.waker import Waker
 from queues import default_result_queue, open_queue
-from queues.base import LONG_POLL_S, JobQueue
+from queues.base import LONG_POLL_S, POLL_INTERVAL_S, JobQueue
 from runners.container_settings import ContainerSettings
 from runners.image_policy import ImagePolicy
 from runners.limits import JobLimits
@@ -25,7 +35,7 @@ from runners.limits import JobLimits
 log = logging.getLogger(__name__)
 
 
-def serve(settings: argparse.Namespace) -> int:
+def serve(settings: WorkerSettings) -> int:
     """Run the worker; its exit status. ValueError: the settings cannot work here."""
     scratch_dir = settings.scratch_dir.resolve()
     bucket = settings.large_payload_bucket
@@ -38,43 +48,78 @@ def serve(settings: argparse.Namespace) -> int:
         log.info("no --result-queue given: results go to the log only")
     journal = SqliteJournal(settings.journal.expanduser().absolute())
     try:
-        outcomes = OutcomePolicy(
+        policy = OutcomePolicy(
             max_attempts=job_queue.attempts_limit(settings.max_attempts),
             retry_delay_s=settings.retry_delay,
             dead_letter=dead_letter_queue is not None,
         )
-        child = _child_settings(settings, scratch_dir, job_queue, outcomes, journal.path)
+        child = _child_settings(settings, scratch_dir, job_queue, journal.path)
         # Jobs report an unusable scratch directory themselves (a mount may yet appear): not fatal here.
         with contextlib.suppress(OSError):
             scratch_dir.mkdir(parents=True, exist_ok=True)
-        supervisor = Supervisor(
-            _supervisor_settings(settings, child),
+        waker = Waker()
+        outbox: Outbox = InlineOutbox() if job_queue.profile.calls_in_loop else ThreadOutbox()
+        health = JournalHealth(journal.location)
+        courier = ResultCourier(
             job_queue,
-            result_queue,
-            journal,
+            Destinations(job_queue, result_queue),
+            outbox,
+            journal=journal,
+            health=health,
             dead_letter_queue=dead_letter_queue,
-            monitor=_monitor(settings, scratch_dir),
         )
-        return supervisor.run()
+        prefetch = PrefetchSettings(settings.prefetch_window, settings.prefetch_max)
+        parts = SupervisorParts(
+            queue=job_queue,
+            slots=SlotTable(child, settings.workers, job_deadline_s(child, settings.deadline_margin)),
+            custody=Custody(job_queue, outbox, settings.visibility_timeout),
+            intake=_intake(settings, job_queue, waker),
+            outbox=outbox,
+            courier=courier,
+            ledger=Ledger(journal, health, courier, retention_s=settings.journal_retention),
+            policy=policy,
+            prefetch=Prefetch(prefetch if job_queue.profile.prefetch else NO_PREFETCH, settings.workers),
+            monitor=_monitor(settings, scratch_dir),
+            waker=waker,
+        )
+        return Supervisor(SupervisorSettings(settings.shutdown_grace, settings.health_stall_limit), parts).run()
     finally:
         journal.close()
 
 
+def job_deadline_s(child: ChildSettings, margin_s: float) -> float | None:
+    """How long a child may hold one job before the supervisor kills it: both transfer
+    allowances, the job's timeout, the kill grace and the margin. None without a job timeout
+    ceiling: the command itself may then run for as long as it likes."""
+    limits = child.ceilings
+    if limits.timeout_s is None:
+        return None
+    return 2 * (limits.transfer_timeout_s or 0.0) + limits.timeout_s + child.kill_grace_s + margin_s
+
+
+def _intake(settings: WorkerSettings, job_queue: JobQueue, waker: Waker) -> AnyIntake:
+    """The loop receives itself from a queue whose calls are local transactions; a thread
+    long-polls any other, so the loop never waits on the network."""
+    if job_queue.profile.calls_in_loop:
+        return PollingIntake(job_queue, visibility_timeout=settings.visibility_timeout, poll_interval_s=POLL_INTERVAL_S)
+    return Intake(job_queue, visibility_timeout=settings.visibility_timeout, wait_seconds=LONG_POLL_S, wake=waker.wake)
+
+
 def _child_settings(
-    settings: argparse.Namespace, scratch_dir: Path, job_queue: JobQueue, outcomes: OutcomePolicy, journal_path: Path
+    settings: WorkerSettings, scratch_dir: Path, job_queue: JobQueue, journal_path: Path
 ) -> ChildSettings:
+    native = settings.native
     return ChildSettings(
         worker_kind=settings.command_name,
-        service=getattr(settings, "service", None),
-        base_command=tuple(settings.program),
+        service=native.service if native else None,
+        base_command=native.program if native else (),
         scratch_dir=scratch_dir,
         queue_spec=job_queue.spec,
         supervisor_pid=os.getpid(),
-        outcomes=outcomes,
         log_format=settings.log_format,
         log_level=settings.log_level,
         file_roots=tuple(root.absolute() for root in settings.file_root),
-        pass_env=tuple(settings.pass_env),
+        pass_env=settings.pass_env,
         kill_grace_s=settings.kill_grace,
         transfer_concurrency=settings.transfer_concurrency,
         job_disk_bytes=settings.job_disk,
@@ -87,38 +132,27 @@ def _child_settings(
             cpu_seconds=settings.job_cpu_time,
             transfer_timeout_s=settings.transfer_timeout,
         ),
-        docker=_container_settings(settings, scratch_dir) if settings.command_name == "docker" else None,
+        docker=_container_settings(settings, scratch_dir),
         journal_path=journal_path if settings.dedupe == "job-id" else None,
         progress_interval_s=settings.progress_interval,
     )
 
 
-def _container_settings(settings: argparse.Namespace, scratch_dir: Path) -> ContainerSettings:
+def _container_settings(settings: WorkerSettings, scratch_dir: Path) -> ContainerSettings | None:
+    docker = settings.docker
+    if docker is None:
+        return None
     return ContainerSettings(
         worker_label=str(scratch_dir),
-        images=ImagePolicy(settings.pull, tuple(settings.allow_image)),
-        user=settings.container_user,
-        network=settings.network,
-        pids_limit=settings.pids_limit,
-        pass_env=tuple(settings.pass_env),
+        images=ImagePolicy(docker.pull, docker.allow_image),
+        user=docker.container_user,
+        network=docker.network,
+        pids_limit=docker.pids_limit,
+        pass_env=settings.pass_env,
     )
 
 
-def _supervisor_settings(settings: argparse.Namespace, child: ChildSettings) -> SupervisorSettings:
-    return SupervisorSettings(
-        workers=settings.workers,
-        visibility_timeout=settings.visibility_timeout,
-        poll_wait_s=LONG_POLL_S,  # for queues received from by a thread
-        shutdown_grace_s=settings.shutdown_grace,
-        child=child,
-        journal_retention_s=settings.journal_retention,
-        stall_limit_s=settings.health_stall_limit,
-        deadline_margin_s=settings.deadline_margin,
-        prefetch=PrefetchSettings(settings.prefetch_window, settings.prefetch_max),
-    )
-
-
-def _monitor(settings: argparse.Namespace, scratch_dir: Path) -> Monitor:
+def _monitor(settings: WorkerSettings, scratch_dir: Path) -> Monitor:
     try:
         return Monitor(status_path(scratch_dir), settings.metrics_address, settings.metrics_port)
     except OSError as exc:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
-import uuid
 from typing import Any, TextIO
 
 from client.live_status import LiveStatus
 from queues import default_result_queue
-from queues.base import BATCH_MAX, JobQueue, OutgoingMessage, VisibilityChange, check_group_id
+from queues.base import BATCH_MAX, JobQueue, OutgoingMessage, VisibilityChange
 
 EXIT_SUCCEEDED = 0
 EXIT_NOT_SUCCEEDED = 1
@@ -33,7 +31,7 @@ def submit(
     """ValueError naming the problem when `group` cannot be used with this queue. With
     `terminal` (stderr, when it is one), `--wait` asks for the job's events and shows them
     there on a status line; the result alone still goes to `out`."""
-    message = _grouped(queue, body, group)
+    message = queue.job_message(body, group, _job_id(body))
     reply_queue = None
     private_reply_queue = False
     live = LiveStatus(terminal) if wait and terminal is not None else None
@@ -55,27 +53,6 @@ def submit(
         return EXIT_NO_RESULT
     print(json.dumps(result, indent=2), file=out)
     return EXIT_SUCCEEDED if result.get("status") in SUCCESS_STATUSES else EXIT_NOT_SUCCEEDED
-
-
-def _grouped(queue: JobQueue, body: str, group: str | None) -> OutgoingMessage:
-    """The message's group and deduplication id: on a FIFO queue, the group given or else the
-    job's id, deduplicated by the job's id (SQS drops a resend of one id within 5 minutes);
-    on the embedded queue, the group given, if any."""
-    if group is not None and not (queue.is_fifo or queue.is_local):
-        raise ValueError("--group needs a FIFO queue (its name ends in .fifo) or the embedded queue")
-    if not queue.is_fifo:
-        return OutgoingMessage(body, group)  # the embedded queue checks the group as it sends
-    job_id = _job_id(body)
-    if group is not None:
-        check_group_id(group)
-    elif job_id is not None:
-        try:
-            check_group_id(job_id)
-        except ValueError as exc:
-            raise ValueError(f"the job's id cannot be its message group ({exc}): give --group") from None
-        group = job_id
-    deduplication_id = hashlib.sha256(job_id.encode()).hexdigest() if job_id is not None else uuid.uuid4().hex
-    return OutgoingMessage(body, group or uuid.uuid4().hex, deduplication_id)
 
 
 def _job_id(body: str) -> str | None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from common.durations import parse_duration
 from common.logs import LOG_FORMATS
 from common.sizes import parse_size
+from config.client_commands import add_status_command, add_submit_command
+from config.help import HelpFormatter
 from config.layers import ENV_PREFIX, ReplacingAppend
 from config.values import (
     container_user,
@@ -25,9 +27,6 @@ from config.values import (
     size,
 )
 from monitoring.state import DEFAULT_STALL_LIMIT_S
-from pool.prefetch import DEFAULT_PREFETCH_MAX, DEFAULT_PREFETCH_WINDOW_S
-from pool.progress import DEFAULT_PROGRESS_INTERVAL_S
-from pool.supervisor import DEFAULT_DEADLINE_MARGIN_S
 from protocol.body import DEFAULT_MAX_BODY_BYTES
 from queues import default_queue_spec, default_state_dir
 from runners.image_policy import PULL_POLICIES
@@ -35,15 +34,10 @@ from runners.process import DEFAULT_KILL_GRACE_S
 from staging.stager import DEFAULT_TRANSFER_CONCURRENCY
 
 WORKER_COMMANDS = ("native", "docker")
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except the empty ones (None, no list items): their help says what happens."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default == []:
-            return action.help
-        return super()._get_help_string(action)
+DEFAULT_PREFETCH_WINDOW_S = 1.0
+DEFAULT_PREFETCH_MAX = 10
+DEFAULT_PROGRESS_INTERVAL_S = 2.0  # at most one progress event per job this often
+DEFAULT_DEADLINE_MARGIN_S = 300.0  # beyond a job's limits: image pull, start-up, clean-up
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     pass_env = _pass_env_parent()
     _add_native_command(commands, pass_env)
     _add_docker_command(commands, pass_env)
-    _add_status_command(commands)
-    _add_submit_command(commands)
+    add_status_command(commands)
+    add_submit_command(commands)
     return parser
 
 
@@ -379,39 +373,3 @@ def _add_docker_command(
     docker.add_argument(
         "--pids-limit", type=positive_int, default=1024, help="most processes and threads in one job's container"
     )
-
-
-def _add_status_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    status = commands.add_parser(
-        "status",
-        help="print what the worker using --scratch-dir is doing",
-        description="Print the state of the running worker that uses --scratch-dir (from its status file): "
-        "health, slots, jobs, running jobs. Exit 0 if it is healthy, 1 if it is not, 3 if it is not running.",
-        formatter_class=HelpFormatter,
-    )
-    status.add_argument("--json", action="store_true", help="print the state as one JSON object instead")
-
-
-def _add_submit_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    submit = commands.add_parser(
-        "submit",
-        help="enqueue a job message from a file or stdin",
-        description="Enqueue a job message. With --wait, print the job's final result and exit 0 if it succeeded "
-        "(1 if it did not, 4 if no result came in time).",
-        formatter_class=HelpFormatter,
-    )
-    submit.add_argument(
-        "--queue", dest="submit_queue", default=None, help="queue to send to (default: the global --queue)"
-    )
-    submit.add_argument(
-        "--group",
-        default=None,
-        metavar="ID",
-        help="message group: one job of a group runs at a time, in order (a FIFO queue, default: the job's id; "
-        "or the embedded queue, default: none)",
-    )
-    submit.add_argument("--wait", action="store_true", help="wait for the job's final result and print it")
-    submit.add_argument(
-        "--timeout", type=positive_float, default=None, help="seconds to wait with --wait (default: no limit)"
-    )
-    submit.add_argument("file", help="the job message file, or - for stdin")

@@ -1,28 +1,116 @@
-"""The worker's settings: the command line over the environment over the config file,
-checked as a whole before anything is built from them."""
+"""The program's settings: the command line over the environment over the config file, read into
+frozen, typed settings for the subcommand asked for, and checked as a whole before anything is
+built from them."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 from config.layers import apply_layers, config_path, read_config_file
 from config.parser import build_parser, worker_parsers
 from config.program import parse_program, resolve_executable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SettingsError(ValueError):
     """The settings cannot work together; the message names the option."""
 
 
+@dataclass(frozen=True)
+class NativeSettings:
+    program: tuple[str, ...]  # as given; `check_worker_settings` finds it on this host
+    service: str | None
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    pull: str
+    allow_image: tuple[str, ...]
+    container_user: tuple[int, int] | None
+    network: str | None
+    pids_limit: int
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """`native` and `docker`: every option of the worker, named as its flag."""
+
+    command_name: str
+    log_format: str
+    log_level: str
+    workers: int
+    queue: str
+    result_queue: str | None
+    dead_letter_queue: str | None
+    large_payload_bucket: str | None
+    max_body_size: int
+    scratch_dir: Path
+    file_root: tuple[Path, ...]
+    transfer_concurrency: int
+    max_inline_output: int
+    journal: Path
+    journal_retention: float
+    dedupe: str
+    visibility_timeout: float
+    max_attempts: int
+    retry_delay: float
+    prefetch_window: float
+    prefetch_max: int
+    progress_interval: float
+    job_timeout: float | None
+    job_memory: int | None
+    job_cpus: float | None
+    job_cpu_time: float | None
+    job_disk: int | None
+    transfer_timeout: float
+    deadline_margin: float
+    metrics_port: int | None
+    metrics_address: str
+    health_stall_limit: float
+    shutdown_grace: float
+    kill_grace: float
+    pass_env: tuple[str, ...]
+    native: NativeSettings | None
+    docker: DockerSettings | None
+
+
+@dataclass(frozen=True)
+class SubmitSettings:
+    log_format: str
+    log_level: str
+    queue: str
+    large_payload_bucket: str | None
+    submit_queue: str | None
+    group: str | None
+    wait: bool
+    timeout: float | None
+    file: str
+
+
+@dataclass(frozen=True)
+class StatusSettings:
+    log_format: str
+    log_level: str
+    scratch_dir: Path
+    json: bool
+
+
+Settings = WorkerSettings | SubmitSettings | StatusSettings
+
+
 def parse_settings(
     argv: Sequence[str], environ: Mapping[str, str], parser: argparse.ArgumentParser | None = None
-) -> argparse.Namespace:
+) -> Settings:
     """Every setting, from all layers; exits with a usage message (status 2) on a bad value."""
     parser = parser or build_parser()
     try:
@@ -30,24 +118,46 @@ def parse_settings(
         apply_layers(worker_parsers(parser), read_config_file(path) if path else {}, environ)
     except ValueError as exc:
         parser.error(str(exc))
-    settings = parser.parse_args(list(argv))
-    if settings.log_format is None:
-        settings.log_format = "text" if sys.stderr.isatty() else "json"
-    return settings
+    namespace = parser.parse_args(list(argv))
+    if namespace.log_format is None:
+        namespace.log_format = "text" if sys.stderr.isatty() else "json"
+    return typed_settings(namespace)
 
 
-def check_worker_settings(settings: argparse.Namespace) -> None:
+def typed_settings(namespace: argparse.Namespace) -> Settings:
+    """The parsed command line as the settings of its subcommand."""
+    if namespace.command_name == "submit":
+        return _read(SubmitSettings, namespace)
+    if namespace.command_name == "status":
+        return _read(StatusSettings, namespace)
+    native = _read(NativeSettings, namespace) if namespace.command_name == "native" else None
+    docker = _read(DockerSettings, namespace) if namespace.command_name == "docker" else None
+    return _read(WorkerSettings, namespace, native=native, docker=docker)
+
+
+def _read(kind: type[T], namespace: argparse.Namespace, **given: Any) -> T:
+    """The fields of `kind` from the namespace's attributes of the same names (lists as tuples)."""
+    values = dict(given)
+    for field in dataclasses.fields(kind):  # type: ignore[arg-type]
+        if field.name not in values:
+            value = getattr(namespace, field.name)
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+    return kind(**values)
+
+
+def check_worker_settings(settings: WorkerSettings) -> WorkerSettings:
     """What only the whole set can tell, for `native` and `docker`; SettingsError if wrong.
-    Sets `settings.program` to the native command found on this host."""
-    if settings.command_name == "docker":
-        if settings.container_user is not None and os.geteuid() != 0:
+    Returns the settings with the native command as found on this host; changes nothing."""
+    if settings.docker is not None:
+        if settings.docker.container_user is not None and os.geteuid() != 0:
             raise SettingsError("--container-user needs the worker to run as root (it hands each job directory over)")
-        if not settings.allow_image:
-            log.warning("no --allow-image given: jobs may run any image", extra={"pull": settings.pull})
-        settings.program = []
-    else:
-        settings.program = resolve_executable(parse_program(settings.program))
-        if settings.service is None:
+        if not settings.docker.allow_image:
+            log.warning("no --allow-image given: jobs may run any image", extra={"pull": settings.docker.pull})
+    if settings.native is not None:
+        program = tuple(resolve_executable(parse_program(settings.native.program)))
+        if settings.native.service is None:
             log.warning("no --service given: jobs for any service name are accepted")
+        settings = dataclasses.replace(settings, native=dataclasses.replace(settings.native, program=program))
     if not settings.file_root:
         log.info("no --file-root given: file:// URIs are refused")
+    return settings

@@ -1,4 +1,5 @@
-"""Forgets finished jobs once the retention is over, on a thread of its own, never on the job path."""
+"""Forgets finished jobs once the retention is over; the ledger runs it on a thread of its own,
+never on the job path."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ CHUNK = 1000  # tombstones per transaction, so a prune never holds the journal f
 MAX_INTERVAL_S = 60.0
 
 
-class JournalPruner(threading.Thread):
+class JournalPruner:
     def __init__(self, journal: JobJournal, retention_s: float, health: JournalHealth) -> None:
-        super().__init__(name="journal-pruner", daemon=True)
         self.journal = journal
         self.retention_s = retention_s
         self.health = health
@@ -25,12 +25,6 @@ class JournalPruner(threading.Thread):
 
     def stop(self) -> None:
         self._stopping.set()
-        if self.is_alive():
-            self.join(timeout=5)
-
-    def run(self) -> None:
-        while not self._stopping.wait(self.interval_s):
-            self.prune_once()
 
     def prune_once(self) -> int:
         cutoff = time.time() - self.retention_s

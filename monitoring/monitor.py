@@ -35,6 +35,10 @@ class Monitor:
         if self.server is not None:
             self.server.stop()
 
+    def problem(self) -> str | None:
+        """The monitoring server's thread's, if it is failing or dead."""
+        return None if self.server is None else self.server.problem()
+
     def due(self) -> bool:
         return time.monotonic() - self._published_at >= PUBLISH_INTERVAL_S
 

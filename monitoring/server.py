@@ -14,8 +14,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import msgspec
 from prometheus_client import make_wsgi_app
 
+from common import faults
 from monitoring.metrics import REGISTRY
 from monitoring.state import WorkerState
+from monitoring.thread_health import ThreadHealth, run_guarded
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -36,15 +38,28 @@ class MonitoringServer:
         self.metrics_app = make_wsgi_app(REGISTRY)
         self.server = make_server(address, port, self._app, _ThreadingServer, _QuietHandler)
         self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, name="monitoring", daemon=True)
+        self.health = ThreadHealth("monitoring")
+        self._stopping = threading.Event()
+        self.thread = threading.Thread(
+            target=run_guarded, args=(self.health, self._serve, self._stopping, 0.0), name="monitoring", daemon=True
+        )
 
     def start(self) -> None:
         self.thread.start()
         log.info("serving metrics and health", extra={"address": self.server.server_address[0], "port": self.port})
 
     def stop(self) -> None:
+        self._stopping.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def problem(self) -> str | None:
+        alive = self.thread.is_alive() or self.thread.ident is None or self._stopping.is_set()
+        return self.health.problem(alive=alive)
+
+    def _serve(self) -> None:
+        faults.check("monitoring")
+        self.server.serve_forever()
 
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")

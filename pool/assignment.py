@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from protocol.result import JobResult
 from queues.base import BodyDefect
 
 
@@ -28,14 +28,21 @@ class JobEventNote:
 
 @dataclass(frozen=True)
 class JobReport:
-    message_id: str
-    job_id: str
-    result_json: str
-    status: str
-    reply_to: str | None
-    final: bool  # False: a system error to retry
-    summary: dict[str, Any]  # for the log line
-    duration_s: float = 0.0
+    """What happened to a job, as its child saw it: the result's facts and whether an error is
+    worth another attempt. Whether this attempt is final is the outcome policy's to say."""
+
+    result: JobResult
+    retryable: bool  # an `error` that another attempt may not meet (storage down, engine away)
+    reply_to: str | None  # the request's usable reply queue, if it named one
     bytes_in: int = 0  # staged in
     bytes_out: int = 0  # uploaded
-    duplicate_of: str | None = None  # not run: the journal has this job as finished under that message
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    """A job not run: the journal has its id as finished under another message."""
+
+    message_id: str
+    job_id: str
+    status: str
+    finished_as: str  # the message it finished under

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from journal.base import JobJournal, JournalError, Outcome
 from journal.health import JournalHealth
 from pool.destinations import Destinations
-from pool.outbox import InlineOutbox, ThreadOutbox
+from pool.outbox import Outbox
+from pool.outcomes import JobEventMessage
 from queues.base import BATCH_MAX, JobQueue, OutgoingMessage, QueueError, VisibilityChange
 
 log = logging.getLogger(__name__)
-REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its call
-LOCAL_BATCH_DELAY_S = 0.005  # the same on the embedded queue, while jobs run
 NEVER = float("inf")
 
 
@@ -32,21 +31,36 @@ class Parcel:
 
     receipt: str
     give_up_at: float  # monotonic time its receipt's visibility lapses: then deleting it no longer matters
-    outcome: Outcome | None = None  # None: a duplicate delivery, only to be deleted
+    outcome: Outcome | None = None  # None: a duplicate delivery, only to be deleted (or an event)
     journaled: bool = True
     sent: bool = False  # its result went out
     dead_lettered: bool = False
-    event: int | None = None  # a job's event (its number), not its result: sent, nothing settled
+    event: JobEventMessage | None = None  # a running job's event: sent, nothing settled
 
     @classmethod
-    def of_event(cls, outcome: Outcome, sequence: int) -> Parcel:
+    def of_event(cls, event: JobEventMessage) -> Parcel:
         """A job's non-final message: sent like a result, with no message to settle and nothing
         to journal."""
-        return cls("", NEVER, outcome, journaled=False, event=sequence)
+        return cls("", NEVER, journaled=False, event=event)
 
     @property
     def deletes(self) -> bool:
-        return self.outcome is None or self.outcome.retry_in_s is None
+        return self.event is None and (self.outcome is None or self.outcome.retry_in_s is None)
+
+    @property
+    def reply_to(self) -> str | None:
+        source = self.event or self.outcome
+        return None if source is None else source.reply_to
+
+    def message(self) -> OutgoingMessage | None:
+        """What it sends to its destination: the job's event or its result, in its request's
+        group, under one deduplication id per attempt and event (resent, it is the same
+        message); None when there is nothing (left) to send."""
+        if self.event is not None:
+            return OutgoingMessage(self.event.body, self.event.group_id, self.event.deduplication_id)
+        if self.outcome is None or not self.outcome.result_json:  # a duplicate, or sent before a restart
+            return None
+        return OutgoingMessage(self.outcome.result_json, self.outcome.group_id, self.outcome.deduplication_id)
 
 
 class _Delivery:
@@ -71,12 +85,12 @@ class _Delivery:
     def _results_by_destination(self) -> dict[int, tuple[JobQueue | None, list[Parcel]]]:
         groups: dict[int, tuple[JobQueue | None, list[Parcel]]] = {}
         for parcel in self.parcels:
-            if parcel.outcome is None or parcel.sent:
+            if parcel.sent:
                 continue
-            if not parcel.outcome.result_json:  # sent before a restart
+            if parcel.message() is None:
                 parcel.sent = True
                 continue
-            queue = self.courier.destinations.resolve(parcel.outcome.reply_to)
+            queue = self.courier.destinations.resolve(parcel.reply_to)
             groups.setdefault(id(queue), (queue, []))[1].append(parcel)
         return groups
 
@@ -153,22 +167,15 @@ class _Delivery:
 
 
 def _result(parcel: Parcel) -> OutgoingMessage:
-    return _outgoing(parcel, lambda outcome: outcome.result_json)
+    message = parcel.message()
+    assert message is not None
+    return message
 
 
 def _dead_letter(parcel: Parcel) -> OutgoingMessage:
-    return _outgoing(parcel, lambda outcome: outcome.dead_letter_body or "")
-
-
-def _outgoing(parcel: Parcel, body: Callable[[Outcome], str]) -> OutgoingMessage:
-    """The message to send for a parcel: in its request's group, under one deduplication id
-    per attempt and event (resent, it is the same message)."""
     outcome = parcel.outcome
     assert outcome is not None
-    deduplication_id = outcome.deduplication_id
-    if parcel.event is not None:
-        deduplication_id += f":event-{parcel.event}"
-    return OutgoingMessage(body(outcome), outcome.group_id, deduplication_id)
+    return OutgoingMessage(outcome.dead_letter_body or "", outcome.group_id, outcome.deduplication_id)
 
 
 def _send(queue: JobQueue, parcels: list[Parcel], message: Callable[[Parcel], OutgoingMessage], done_flag: str) -> None:
@@ -189,7 +196,7 @@ class ResultCourier:
         self,
         job_queue: JobQueue,
         destinations: Destinations,
-        outbox: InlineOutbox | ThreadOutbox,
+        outbox: Outbox,
         *,
         journal: JobJournal,
         health: JournalHealth,
@@ -203,7 +210,7 @@ class ResultCourier:
         self.dead_letter_queue = dead_letter_queue
         self._pending: list[Parcel] = []
         self._oldest = 0.0
-        self._batch_delay_s = LOCAL_BATCH_DELAY_S if job_queue.is_local else REMOTE_BATCH_DELAY_S
+        self._batch_delay_s = job_queue.profile.result_batch_delay_s
 
     def add(self, parcel: Parcel) -> None:
         if not self._pending:
@@ -219,6 +226,10 @@ class ResultCourier:
         if not self._pending:
             return None
         return max(0.0, self._oldest + self._batch_delay_s - time.monotonic())
+
+    def next_due(self) -> float | None:
+        """When the pending parcels must go out (monotonic; None: nothing pending)."""
+        return self._oldest + self._batch_delay_s if self._pending else None
 
     def flush(self, *, force: bool = False) -> None:
         """Hand what is pending to the outbox, once a batch is full or has waited its delay (or

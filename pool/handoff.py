@@ -9,11 +9,16 @@ waits for the child to read it, or fails once a hung child is killed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 
+from common import faults
+from monitoring.metrics import record_thread_failure
 from pool.assignment import JobAssignment
+
+log = logging.getLogger(__name__)
 
 DIRECT_BYTES = 32 * 1024  # well under Linux's 64 KiB pipe capacity
 
@@ -28,5 +33,13 @@ def hand_over(connection: Connection, assignment: JobAssignment) -> None:
 
 
 def _send(connection: Connection, data: bytes) -> None:
-    with contextlib.suppress(OSError):  # the child died or was replaced meanwhile
+    """A failure here costs no job: a child that never takes its job is replaced and the job
+    handed on (the slot table's confirmation)."""
+    try:
+        faults.check("hand-over")
         connection.send_bytes(data)
+    except OSError:
+        pass  # the child died or was replaced meanwhile
+    except Exception:
+        record_thread_failure("hand-over")
+        log.exception("handing a job to its child failed; the child will be replaced")

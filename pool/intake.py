@@ -7,10 +7,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from common import faults
 from monitoring.metrics import record_queue_error
-from pool import faults
+from monitoring.thread_health import ThreadHealth
 from pool.prefetch import NOTHING_WANTED, ReceiveRequest
-from pool.thread_health import ThreadHealth
 from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange, Wakeups
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,8 @@ class Intake(threading.Thread):
     def woken(self) -> None:
         pass
 
-    def seconds_to_next_poll(self) -> float | None:
-        return None
+    def next_due(self) -> float | None:
+        return None  # the thread polls; it wakes the loop when messages arrive
 
     def _wanted(self) -> int:
         return self._request.count(len(self._undelivered))
@@ -173,6 +173,9 @@ class PollingIntake:
         if self.wakeups is not None:
             self.poll_interval_s = max(self.poll_interval_s, POLL_WITH_WAKEUPS_S)
 
+    def is_alive(self) -> bool:
+        return False  # no thread
+
     def join(self, timeout: float | None = None) -> None:
         if self.wakeups is not None:
             self.wakeups.close()
@@ -193,10 +196,11 @@ class PollingIntake:
     def offer(self, request: ReceiveRequest, *, groups_held: bool = False) -> None:
         self._request = request
 
-    def seconds_to_next_poll(self) -> float | None:
+    def next_due(self) -> float | None:
+        """When the loop must next call `take` to poll (monotonic), if it wants messages."""
         if self._stopping or not self._request.count(0):
             return None
-        return max(0.0, self._next_poll - time.monotonic())
+        return self._next_poll
 
     def take(self) -> list[ReceivedMessage]:
         now = time.monotonic()
@@ -213,3 +217,6 @@ class PollingIntake:
         if not messages:
             self._next_poll = now + self.poll_interval_s
         return messages
+
+
+AnyIntake = Intake | PollingIntake

@@ -7,15 +7,14 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from common import faults
 from common.logs import add_job_fields
 from common.sizes import format_size
 from journal.base import JobJournal, JournalError
-from pool import faults
-from pool.assignment import JobAssignment, JobEventNote, JobReport
+from pool.assignment import DuplicateReport, JobAssignment, JobEventNote, JobReport
 from pool.limits import resolve_limits
 from pool.notice import JobAccepted
 from pool.outcomes import new_result
@@ -26,8 +25,9 @@ from protocol.body import DecodedBody, Envelope, decode_body
 from protocol.request import JobRequest, RequestRejected
 from protocol.result import ErrorInfo, JobEvent, JobResult, SkippedPath, Status, WorkerIdentity, utc_timestamp
 from queues import check_reply_to
+from runners.limits import JobLimits
 from runners.native import NativeRunner
-from runners.process import ImageRejected, Runner, RunnerFault, RunSpec, StopReason
+from runners.process import ImageRejected, Runner, RunnerFault, RunOutcome, RunSpec, StopReason
 from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
 from staging.s3_store import S3Store
@@ -70,7 +70,6 @@ class JobExecutor:
             self.runner = DockerRunner(settings.docker, slot)
         else:
             self.runner = NativeRunner(settings.pass_env, slot, on_job_start)
-        self._resolve_reply_to = partial(check_reply_to, settings.queue_spec)
         self._bytes_in = 0  # of the current job
         self._last_workspace: Workspace | None = None
         self._spare_directory: Path | None = None  # the last job's directory, left empty: the next one's
@@ -82,7 +81,7 @@ class JobExecutor:
             self._last_workspace.discard()
             self._last_workspace = self._spare_directory = None
 
-    def execute(self, assignment: JobAssignment) -> JobReport:
+    def execute(self, assignment: JobAssignment) -> JobReport | DuplicateReport:
         started = datetime.now(UTC)
         self._bytes_in = 0
         clock = time.monotonic()
@@ -90,7 +89,7 @@ class JobExecutor:
         # The one decode of the body; even a rejection knows its job id and reply queue.
         decoded = self._decode(assignment)
         envelope = decoded.envelope
-        reply_to = self._usable_reply_to(envelope.reply_to)
+        reply_to, reply_to_problem = self._check_reply_to(envelope.reply_to)
         result.id = envelope.id or assignment.message_id
         result.service, result.queue = envelope.service, envelope.queue
         self._on_accepted(JobAccepted(assignment.message_id, result.id, result.service, reply_to))
@@ -99,7 +98,21 @@ class JobExecutor:
         if duplicate is not None:
             return duplicate
         log.info("job started")
-        retryable = True
+        retryable = self._attempt(assignment, decoded, result, reply_to, reply_to_problem)
+        result.finished_at = utc_timestamp()
+        result.duration_s = round(time.monotonic() - clock, 3)
+        bytes_out = sum(output.bytes for output in result.outputs)
+        return JobReport(result, retryable, reply_to, bytes_in=self._bytes_in, bytes_out=bytes_out)
+
+    def _attempt(
+        self,
+        assignment: JobAssignment,
+        decoded: DecodedBody,
+        result: JobResult,
+        reply_to: str | None,
+        reply_to_problem: str | None,
+    ) -> bool:
+        """Run the job, filling in `result`; whether an error is worth another attempt."""
         try:
             if assignment.defect is not None and assignment.defect.retryable:
                 raise StagingFault(assignment.defect.problem)
@@ -107,7 +120,7 @@ class JobExecutor:
                 raise decoded.rejection
             request = decoded.request
             assert request is not None
-            self._check_addressed_to_us(request)
+            self._check_addressed_to_us(request, reply_to_problem)
             self._run(request, result, reply_to)
         except RequestRejected as exc:
             _fail(result, Status.REJECTED, "invalid_request", str(exc))
@@ -117,7 +130,7 @@ class JobExecutor:
             _fail(result, Status.REJECTED, "staging", str(exc))
         except StagingFault as exc:
             _fail(result, Status.ERROR, "staging", str(exc))
-            retryable = exc.retryable
+            return exc.retryable
         except RunnerFault as exc:
             _fail(result, Status.ERROR, "runner", str(exc))
         except OSError as exc:  # the scratch disk: full, read-only, gone
@@ -125,23 +138,9 @@ class JobExecutor:
         except Exception as exc:  # a bug must cost one job, never the child
             log.exception("job failed unexpectedly")
             _fail(result, Status.ERROR, "internal", f"{type(exc).__name__}: {exc}")
-        result.finished_at = utc_timestamp()
-        result.duration_s = round(time.monotonic() - clock, 3)
-        result.final = self.settings.outcomes.is_final(result.status, retryable, assignment.receive_count)
-        return JobReport(
-            assignment.message_id,
-            result.id,
-            result.to_json(),
-            str(result.status),
-            reply_to,
-            result.final,
-            result.summary(),
-            duration_s=result.duration_s or 0.0,
-            bytes_in=self._bytes_in,
-            bytes_out=sum(output.bytes for output in result.outputs),
-        )
+        return True
 
-    def _finished_before(self, assignment: JobAssignment, decoded: DecodedBody, job_id: str) -> JobReport | None:
+    def _finished_before(self, assignment: JobAssignment, decoded: DecodedBody, job_id: str) -> DuplicateReport | None:
         """With deduplication by job id: a job the journal has as finished under another
         message is not run again (the supervisor deletes this message)."""
         if self.journal is None or decoded.request is None or decoded.envelope.id is None:
@@ -153,16 +152,8 @@ class JobExecutor:
             return None
         if finished is None or finished.message_id == assignment.message_id:
             return None
-        return JobReport(
-            assignment.message_id,
-            job_id,
-            "",
-            str(finished.status),
-            None,
-            True,
-            {"job_id": job_id, "message_id": assignment.message_id, "finished_as": finished.message_id},
-            duplicate_of=finished.message_id,
-        )
+        log.info("job already finished under another message", extra={"finished_as": finished.message_id})
+        return DuplicateReport(assignment.message_id, job_id, str(finished.status), finished.message_id)
 
     def _decode(self, assignment: JobAssignment) -> DecodedBody:
         """The request; or, for a body the queue could not fetch, a rejection or nothing to read."""
@@ -181,16 +172,18 @@ class JobExecutor:
             result.skipped.append(SkippedPath(name, reason))
         return text
 
-    def _usable_reply_to(self, name: str | None) -> str | None:
+    def _check_reply_to(self, name: str | None) -> tuple[str | None, str | None]:
+        """The reply queue a body names, checked once: (name, None) if usable, else (None,
+        why not); a rejection's result then goes to the worker's result queue."""
         if name is None:
-            return None
+            return None, None
         try:
-            self._resolve_reply_to(name)
-        except ValueError:
-            return None
-        return name
+            check_reply_to(self.settings.queue_spec, name)
+        except ValueError as exc:
+            return None, str(exc)
+        return name, None
 
-    def _check_addressed_to_us(self, request: JobRequest) -> None:
+    def _check_addressed_to_us(self, request: JobRequest, reply_to_problem: str | None) -> None:
         if request.queue != self.settings.worker_kind:
             raise RequestRejected(
                 "queue", f"this worker runs {self.settings.worker_kind!r} jobs, not {request.queue!r}"
@@ -198,8 +191,8 @@ class JobExecutor:
         # A docker job's service is the image to run; the runner checks it against the image policy.
         if self.settings.service is not None and request.service != self.settings.service:
             raise RequestRejected("service", f"this worker serves {self.settings.service!r}, not {request.service!r}")
-        if request.reply_to is not None:
-            _check(lambda: self._resolve_reply_to(request.reply_to or ""), "reply_to")
+        if reply_to_problem is not None:
+            raise RequestRejected("reply_to", reply_to_problem)
 
     def _run(self, request: JobRequest, result: JobResult, reply_to: str | None) -> None:
         """`reply_to`: where the result goes, and so the job's events."""
@@ -235,19 +228,7 @@ class JobExecutor:
             finally:
                 if watcher is not None:
                     watcher.finish()
-            result.exit_code, result.signal, result.usage = outcome.exit_code, outcome.signal, outcome.usage
-            if outcome.stopped_for is StopReason.TIMEOUT:
-                _fail(result, Status.TIMEOUT, "timeout", f"the job ran longer than {limits.timeout_s:g} s")
-            elif outcome.stopped_for is StopReason.MEMORY:
-                limit = format_size(limits.memory_bytes or 0)
-                _fail(result, Status.KILLED, "memory", f"the job's processes used more than {limit} of memory")
-            elif outcome.stopped_for is StopReason.CPU_TIME:
-                _fail(result, Status.KILLED, "cpu_time", f"the job used more than {limits.cpu_seconds:g} CPU-seconds")
-            elif outcome.exit_code == 0:
-                result.status = Status.SUCCEEDED
-            else:
-                how = f"exit code {outcome.exit_code}" if outcome.signal is None else f"signal {outcome.signal}"
-                _fail(result, Status.FAILED, "exit", f"the command ended with {how}")
+            _classify(result, outcome, limits)
             report = _bounded("stage-out", transfer_limit_s, lambda w: self.stager.stage_out(staged, workspace, w))
             result.outputs, result.skipped = report.uploaded, report.skipped
             if staged.stdout_uri is None:
@@ -321,11 +302,21 @@ def _bounded(direction: str, limit_s: float | None, transfer: Callable[[Transfer
     return outcome[0]
 
 
-def _check(action: Callable[[], object], field: str) -> None:
-    try:
-        action()
-    except ValueError as exc:
-        raise RequestRejected(field, str(exc)) from None
+def _classify(result: JobResult, outcome: RunOutcome, limits: JobLimits) -> None:
+    """What the command's end means for the job: its status, and the error if it failed."""
+    result.exit_code, result.signal, result.usage = outcome.exit_code, outcome.signal, outcome.usage
+    if outcome.stopped_for is StopReason.TIMEOUT:
+        _fail(result, Status.TIMEOUT, "timeout", f"the job ran longer than {limits.timeout_s:g} s")
+    elif outcome.stopped_for is StopReason.MEMORY:
+        limit = format_size(limits.memory_bytes or 0)
+        _fail(result, Status.KILLED, "memory", f"the job's processes used more than {limit} of memory")
+    elif outcome.stopped_for is StopReason.CPU_TIME:
+        _fail(result, Status.KILLED, "cpu_time", f"the job used more than {limits.cpu_seconds:g} CPU-seconds")
+    elif outcome.exit_code == 0:
+        result.status = Status.SUCCEEDED
+    else:
+        how = f"exit code {outcome.exit_code}" if outcome.signal is None else f"signal {outcome.signal}"
+        _fail(result, Status.FAILED, "exit", f"the command ended with {how}")
 
 
 def _fail(result: JobResult, status: Status, kind: str, message: str) -> None:

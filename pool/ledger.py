@@ -5,12 +5,14 @@ left undelivered sent again at start-up."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
-from journal.base import FinishedJob, JobJournal, JournalError, Outcome
+from journal.base import JobJournal, JournalError, Outcome
 from journal.health import JournalHealth
 from journal.pruner import JournalPruner
 from monitoring.metrics import record_duplicate_delivery
+from monitoring.thread_health import ThreadHealth, run_guarded
 from pool.courier import Parcel, ResultCourier
 from queues.base import ReceivedMessage
 
@@ -25,21 +27,39 @@ class Ledger:
         self.health = health
         self.courier = courier
         self.pruner = JournalPruner(journal, retention_s, health)
+        self.pruner_health = ThreadHealth("journal-pruner")
+        self._stopping = threading.Event()
+        self._pruner_thread = threading.Thread(
+            target=run_guarded,
+            args=(self.pruner_health, self.pruner.prune_once, self._stopping, self.pruner.interval_s),
+            name="journal-pruner",
+            daemon=True,
+        )
         self._finished: list[tuple[Outcome, float]] = []  # to record, with their receipts' visibility end
 
     def start(self) -> None:
         self.resume()
-        self.pruner.start()
+        self._pruner_thread.start()
 
     def stop(self) -> None:
         self.record()
+        self._stopping.set()
         self.pruner.stop()
+        if self._pruner_thread.is_alive():
+            self._pruner_thread.join(timeout=5)
+
+    def problem(self) -> str | None:
+        """The pruner thread's, if it is failing or dead."""
+        started = self._pruner_thread.ident is not None
+        alive = self._pruner_thread.is_alive() or not started or self._stopping.is_set()
+        return self.pruner_health.problem(alive=alive)
 
     def add(self, outcome: Outcome, visible_until: float) -> None:
         self._finished.append((outcome, visible_until))
 
-    def has_unrecorded(self) -> bool:
-        return bool(self._finished)
+    def next_due(self) -> float | None:
+        """Outcomes to record are due at once."""
+        return time.monotonic() if self._finished else None
 
     def record(self) -> None:
         """Outcomes go into the journal, in one transaction, before anything of them is sent;
@@ -75,15 +95,19 @@ class Ledger:
             self.courier.add(Parcel(outcome.receipt, now, outcome))
         self.courier.flush(force=True)
 
-    def finished_among(self, messages: list[ReceivedMessage]) -> dict[str, FinishedJob]:
-        """The jobs of these messages that the journal has as finished, by message id."""
-        if not messages:
-            return {}
+    def answer_finished(self, messages: list[ReceivedMessage], visible_until: float) -> list[ReceivedMessage]:
+        """The messages whose jobs are not finished. Those the journal has as finished (looked
+        up once, all together) are answered from it and deleted, never run again."""
         try:
-            return self.journal.finished([message.message_id for message in messages])
+            finished = self.journal.finished([message.message_id for message in messages])
         except JournalError as exc:
             self.health.failed(str(exc), "received messages are run without a journal check")
-            return {}
+            return messages
+        for message in messages:
+            done = finished.get(message.message_id)
+            if done is not None:
+                self.answer_duplicate(message, done.job_id, done.status, done.message_id, visible_until)
+        return [message for message in messages if message.message_id not in finished]
 
     def answer_duplicate(
         self, message: ReceivedMessage, job_id: str, status: str, finished_as: str, visible_until: float

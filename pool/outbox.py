@@ -16,10 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from common import faults
 from monitoring.metrics import record_queue_error
-from pool import faults
-from pool.thread_health import ThreadHealth
+from monitoring.thread_health import ThreadHealth
 from queues.base import QueueError
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,28 @@ def _attempt(item: _Call, health: ThreadHealth) -> bool:
     return False
 
 
+class Outbox(Protocol):
+    def start(self) -> None: ...
+
+    def submit(self, name: str, call: Callable[[], None], deadline: float) -> None:
+        """Make `call`, retried with backoff until it goes through or `deadline` (monotonic) passes."""
+        ...
+
+    def run_due(self) -> None:
+        """Retry the calls that are due, where the loop makes them."""
+        ...
+
+    def next_due(self) -> float | None:
+        """When the loop must next call `run_due` (monotonic), if ever."""
+        ...
+
+    def pending(self) -> int: ...
+
+    def problem(self) -> str | None: ...
+
+    def stop(self, timeout: float) -> None: ...
+
+
 class InlineOutbox:
     """Runs each call at once, in the loop; a call that fails is run again, with backoff, when
     the loop next asks (`run_due`), until its deadline."""
@@ -92,10 +115,8 @@ class InlineOutbox:
         for item in due:
             self._run(item)
 
-    def seconds_to_due(self) -> float | None:
-        if not self._failed:
-            return None
-        return max(0.0, min(item.due for item in self._failed) - time.monotonic())
+    def next_due(self) -> float | None:
+        return min((item.due for item in self._failed), default=None)
 
     def pending(self) -> int:
         return len(self._failed)
@@ -129,8 +150,8 @@ class ThreadOutbox(threading.Thread):
     def run_due(self) -> None:
         pass  # the thread runs calls when they are due
 
-    def seconds_to_due(self) -> float | None:
-        return None
+    def next_due(self) -> float | None:
+        return None  # the thread runs calls when they are due
 
     def pending(self) -> int:
         with self._condition:

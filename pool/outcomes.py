@@ -30,35 +30,9 @@ class OutcomePolicy:
     def retry_delay(self, attempt: int) -> float:
         return min(MAX_RETRY_DELAY_S, self.retry_delay_s * 2.0 ** (attempt - 1))
 
-    def of_report(self, message: ReceivedMessage, report: JobReport) -> Outcome:
+    def of_report(self, message: ReceivedMessage, report: JobReport) -> tuple[Outcome, JobResult]:
         """The outcome of a job its child finished and reported."""
-        return Outcome(
-            message_id=message.message_id,
-            job_id=report.job_id,
-            attempt=message.receive_count,
-            status=report.status,
-            final=report.final,
-            receipt=message.receipt,
-            result_json=report.result_json,
-            reply_to=report.reply_to,
-            dead_letter_body=message.body if report.status == Status.REJECTED and self.dead_letter else None,
-            retry_in_s=None if report.final else self.retry_delay(message.receive_count),
-            group_id=message.group_id,
-        )
-
-    def of_event(self, message: ReceivedMessage, note: JobEventNote) -> Outcome:
-        """A running job's event: not an outcome of the attempt, only sent where its result goes."""
-        return Outcome(
-            message_id=message.message_id,
-            job_id=message.message_id,
-            attempt=message.receive_count,
-            status="event",
-            final=False,
-            receipt="",
-            result_json=note.body,
-            reply_to=note.reply_to,
-            group_id=message.group_id,
-        )
+        return self._decide(message, report.result, report.retryable, report.reply_to)
 
     def of_lost_job(
         self, message: ReceivedMessage, accepted: JobAccepted | None, why: str
@@ -67,29 +41,69 @@ class OutcomePolicy:
         children (a fault of ours it triggers) is given up on its last attempt and
         dead-lettered. `accepted`: what the child said of the job before it died, if anything."""
         attempt = message.receive_count
-        final = attempt >= self.max_attempts
-        if final:
+        if attempt >= self.max_attempts:
             why += f"; attempt {attempt} of {self.max_attempts}: given up"
         result = new_result(message.message_id, attempt, WorkerIdentity.of_this_host(os.getpid()))
         result.id = accepted.job_id if accepted else message.message_id
         result.service = accepted.service if accepted else None
         result.finished_at = result.started_at
         result.error = ErrorInfo("worker", why)
-        result.final = final
+        return self._decide(message, result, True, accepted.reply_to if accepted else None, lost=True)
+
+    def _decide(
+        self,
+        message: ReceivedMessage,
+        result: JobResult,
+        retryable: bool,
+        reply_to: str | None,
+        *,
+        lost: bool = False,
+    ) -> tuple[Outcome, JobResult]:
+        """Final or retried, after what delay, dead-lettered or not; the result serialized once.
+        A rejected message is dead-lettered, and so is one that kept killing children (`lost`)
+        on its last attempt; a lost job is retried at once, another error after a backoff."""
+        attempt = message.receive_count
+        result.final = self.is_final(result.status, retryable, attempt)
+        dead_letter = self.dead_letter and (result.status == Status.REJECTED or (lost and result.final))
+        retry_in_s = 0.0 if lost else self.retry_delay(attempt)
         outcome = Outcome(
             message_id=message.message_id,
             job_id=result.id,
             attempt=attempt,
-            status=Status.ERROR,
-            final=final,
+            status=str(result.status),
+            final=result.final,
             receipt=message.receipt,
             result_json=result.to_json(),
-            reply_to=accepted.reply_to if accepted else None,
-            dead_letter_body=message.body if final and self.dead_letter else None,
-            retry_in_s=None if final else 0.0,
+            reply_to=reply_to,
+            dead_letter_body=message.body if dead_letter else None,
+            retry_in_s=None if result.final else retry_in_s,
             group_id=message.group_id,
         )
         return outcome, result
+
+    @staticmethod
+    def event(message: ReceivedMessage, note: JobEventNote) -> JobEventMessage:
+        """A running job's event: not an outcome of the attempt, only sent where its result goes."""
+        return JobEventMessage(message.message_id, message.receive_count, note.body, note.reply_to,
+                               message.group_id, note.sequence)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JobEventMessage:
+    """A non-final message about a running job, sent with the results to its result's
+    destination and in its request's group; nothing of it is journaled or settled."""
+
+    message_id: str
+    attempt: int
+    body: str
+    reply_to: str | None
+    group_id: str | None
+    sequence: int  # per job, from 1
+
+    @property
+    def deduplication_id(self) -> str:
+        """Never the result's own (`MESSAGE_ID:ATTEMPT`): SQS would drop the later one."""
+        return f"{self.message_id}:{self.attempt}:event-{self.sequence}"
 
 
 def new_result(message_id: str, attempt: int, worker: WorkerIdentity, started: datetime | None = None) -> JobResult:

@@ -6,7 +6,8 @@ free up every D seconds start N * window / D messages within the window. Without
 when jobs take longer than the window, it holds none, so long jobs stay on the queue for
 other workers. A receive for held messages waits until half the allowance is missing, so that
 each receive brings several messages (fewer requests per job); a receive for an idle slot
-goes out at once. The supervisor turns prefetch off on FIFO queues (`NO_PREFETCH`).
+goes out at once. The composition root turns prefetch off where the queue's profile says
+so, on FIFO queues (`NO_PREFETCH`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from statistics import fmean
 
 from queues.base import BATCH_MAX
 
-DEFAULT_PREFETCH_WINDOW_S = 1.0
-DEFAULT_PREFETCH_MAX = 10
 DURATION_HISTORY = 20  # recent jobs the estimate is taken over
 SHORTEST_DURATION_S = 0.001  # a floor under the estimate, against dividing by zero
 

@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common import faults
+from monitoring.thread_health import ThreadHealth, run_guarded
 from protocol.result import Progress
 
 log = logging.getLogger(__name__)
-DEFAULT_PROGRESS_INTERVAL_S = 2.0
 CHECK_EVERY_S = 0.1
 TAIL_BYTES = 64 * 1024  # of what was appended since the last look, only this much is read
 MAX_MESSAGE_CHARS = 1000
@@ -62,6 +63,7 @@ class ProgressWatcher:
         self._sent_at = -math.inf
         self._complained = False
         self._stop = threading.Event()
+        self.health = ThreadHealth("progress")
         self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
 
     def start(self) -> None:
@@ -76,10 +78,13 @@ class ProgressWatcher:
             self._send()
 
     def _run(self) -> None:
-        while not self._stop.wait(CHECK_EVERY_S):
-            self._look(final=False)
-            if self._latest is not None and time.monotonic() - self._sent_at >= self.interval_s:
-                self._send()
+        run_guarded(self.health, self._check, self._stop, CHECK_EVERY_S)
+
+    def _check(self) -> None:
+        faults.check("progress")
+        self._look(final=False)
+        if self._latest is not None and time.monotonic() - self._sent_at >= self.interval_s:
+            self._send()
 
     def _send(self) -> None:
         assert self._latest is not None

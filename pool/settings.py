@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pool.outcomes import OutcomePolicy
 from runners.container_settings import ContainerSettings
 from runners.limits import JobLimits
 
@@ -18,7 +17,6 @@ class ChildSettings:
     scratch_dir: Path
     queue_spec: str
     supervisor_pid: int
-    outcomes: OutcomePolicy
     log_format: str
     log_level: str
     file_roots: tuple[Path, ...]

@@ -11,14 +11,15 @@ from typing import Annotated
 
 import msgspec
 
-from protocol.uris import URI_SCHEMES
+from protocol.uris import URI_SCHEMES, UriRejected, parse_uri
 
 ARGUMENT_TYPES = ("input", "parameter", "output")
 STREAM_TYPES = ("pipe", "uri")
 WORKER_KINDS = ("docker", "native")
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-Uri = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+MAX_URI_CHARS = 4096
+Uri = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URI_CHARS)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
@@ -54,11 +55,19 @@ def _one_of(field: str, value: str, choices: tuple[str, ...]) -> None:
         raise FieldProblem(field, "must be one of " + ", ".join(choices))
 
 
-def _check_uri(field: str, value: str) -> None:
+def _check_uri(field: str, value: str, *, prefix: bool = False) -> None:
+    """Parsed here, as the body is decoded: a bad URI is rejected before any image pull or
+    transfer."""
     _check_no_nul(field, value)
+    if len(value) > MAX_URI_CHARS:
+        raise FieldProblem(field, f"must be a URI of at most {MAX_URI_CHARS} characters, not {len(value)}")
     starts = tuple(f"{scheme}://" for scheme in URI_SCHEMES)
     if not value.startswith(starts):
         raise FieldProblem(field, "must be a URI starting with " + " or ".join(starts))
+    try:
+        parse_uri(value, prefix=prefix)
+    except UriRejected as exc:
+        raise FieldProblem(field, str(exc)) from None
 
 
 class Stream(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -111,7 +120,7 @@ class Command(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def __post_init__(self) -> None:
         for field in ("input", "output"):
             for index, value in enumerate(getattr(self, field)):
-                _check_uri(f"{field}[{index}]", value)
+                _check_uri(f"{field}[{index}]", value, prefix=True)
 
     @property
     def names_files(self) -> bool:

@@ -86,6 +86,18 @@ class QueueError(Exception):
         self.operation = operation
 
 
+@dataclass(frozen=True)
+class DeliveryProfile:
+    """How the pool is to work a backend, known when the backend is built."""
+
+    calls_in_loop: bool  # calls are local transactions, quicker made at once than handed to a thread
+    result_batch_delay_s: float  # how long a result may wait for others to share its call
+    flush_when_idle: bool  # no batch is worth waiting for while no job runs
+    # Holding received messages beyond the idle slots. Not on a FIFO queue: a held message
+    # locks its whole group there, for every worker.
+    prefetch: bool
+
+
 class Wakeups(Protocol):
     """Readable (its `fileno` in a selector) when a message may have become receivable."""
 
@@ -103,15 +115,13 @@ class JobQueue(Protocol):
         ...
 
     @property
-    def is_local(self) -> bool:
-        """Calls are local transactions, quicker made at once than handed to a thread (so the
-        supervisor's loop receives and settles itself); else they go over the network."""
+    def profile(self) -> DeliveryProfile:
+        """How the pool is to receive from, batch for and settle on this backend."""
         ...
 
-    @property
-    def is_fifo(self) -> bool:
-        """Every message sent needs a group (an SQS FIFO queue). The embedded queue takes
-        groups too, but does not require them."""
+    def job_message(self, body: str, group: str | None, job_id: str | None) -> OutgoingMessage:
+        """A job to send, in `group` if given, as this backend needs it (a FIFO queue needs a
+        group and a deduplication id); ValueError naming the problem if it cannot take it."""
         ...
 
     def attempts_limit(self, default: int) -> int:

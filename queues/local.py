@@ -21,7 +21,9 @@ from pathlib import Path
 from common.sqlite import connect, write_transaction
 from queues.base import (
     POLL_INTERVAL_S,
+    DeliveryProfile,
     JobQueue,
+    OutgoingMessage,
     QueueError,
     ReceivedMessage,
     Sendable,
@@ -32,6 +34,9 @@ from queues.base import (
 from queues.wakeup import WakeupListener, wake_listeners, wakeup_directory
 
 log = logging.getLogger(__name__)
+# Calls are local transactions: the supervisor's loop receives and settles itself, and batches
+# results only briefly, while jobs run.
+LOCAL_PROFILE = DeliveryProfile(calls_in_loop=True, result_batch_delay_s=0.005, flush_when_idle=True, prefetch=True)
 
 DEFAULT_QUEUE_NAME = "jobs"
 RESULTS_QUEUE_NAME = "results"
@@ -167,12 +172,11 @@ class LocalQueue:
         return received
 
     @property
-    def is_local(self) -> bool:
-        return True
+    def profile(self) -> DeliveryProfile:
+        return LOCAL_PROFILE
 
-    @property
-    def is_fifo(self) -> bool:
-        return False  # groups are optional here
+    def job_message(self, body: str, group: str | None, job_id: str | None) -> OutgoingMessage:
+        return OutgoingMessage(body, group)  # groups are optional here; `send` checks one given
 
     def attempts_limit(self, default: int) -> int:
         return default

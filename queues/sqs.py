@@ -8,6 +8,7 @@ S3 with AWS's extended client (`sqs_extended_client`), which reads both the curr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -23,16 +24,19 @@ from queues.base import (
     BATCH_MAX,
     LONG_POLL_S,
     BodyDefect,
+    DeliveryProfile,
     JobQueue,
     OutgoingMessage,
     QueueError,
     ReceivedMessage,
     Sendable,
     VisibilityChange,
+    check_group_id,
     outgoing,
 )
 
 MAX_VISIBILITY_S = 43200
+REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its send call
 T = TypeVar("T")
 
 _RETRIES = {"mode": "standard", "max_attempts": 5}
@@ -101,7 +105,8 @@ class SqsQueue:
         self.url = url
         self.large_payload_bucket = large_payload_bucket
         self.max_body_bytes = max_body_bytes  # a pointer to a larger payload is not downloaded
-        self._attributes: dict[str, str] | None = None
+        # SQS requires a FIFO queue's name to end in `.fifo`, so its URL says what it is.
+        self._fifo = url.rstrip("/").endswith(".fifo")
         # A FIFO receive that failed on the way back is retried with the same attempt id, so
         # that SQS returns the messages it took for it instead of hiding them.
         self._unanswered_receive: str | None = None
@@ -128,16 +133,31 @@ class SqsQueue:
         return self.url
 
     @property
-    def is_local(self) -> bool:
-        return False
+    def profile(self) -> DeliveryProfile:
+        return DeliveryProfile(
+            calls_in_loop=False,
+            result_batch_delay_s=REMOTE_BATCH_DELAY_S,
+            flush_when_idle=False,
+            prefetch=not self._fifo,
+        )
 
-    @property
-    def is_fifo(self) -> bool:
-        """FIFO queue names end in `.fifo`; a URL that does not show it is asked about once
-        it was looked up (the jobs queue is, at start)."""
-        if self.url.rstrip("/").endswith(".fifo"):
-            return True
-        return self._attributes is not None and self._attributes.get("FifoQueue") == "true"
+    def job_message(self, body: str, group: str | None, job_id: str | None) -> OutgoingMessage:
+        """On a FIFO queue: the group given or else the job's id, deduplicated by the job's id
+        (SQS drops a resend of one id within 5 minutes)."""
+        if not self._fifo:
+            if group is not None:
+                raise ValueError("--group needs a FIFO queue (its name ends in .fifo) or the embedded queue")
+            return OutgoingMessage(body)
+        if group is not None:
+            check_group_id(group)
+        elif job_id is not None:
+            try:
+                check_group_id(job_id)
+            except ValueError as exc:
+                raise ValueError(f"the job's id cannot be its message group ({exc}): give --group") from None
+            group = job_id
+        deduplication_id = hashlib.sha256(job_id.encode()).hexdigest() if job_id is not None else uuid.uuid4().hex
+        return OutgoingMessage(body, group or uuid.uuid4().hex, deduplication_id)
 
     def attempts_limit(self, default: int) -> int:
         """The redrive policy's maxReceiveCount: SQS moves the message on after that attempt,
@@ -206,7 +226,7 @@ class SqsQueue:
 
     def _entry(self, entry_id: str, message: OutgoingMessage) -> dict[str, Any]:
         entry: dict[str, Any] = {"Id": entry_id, "MessageBody": message.body}
-        if self.is_fifo:
+        if self._fifo:
             # Both are required here; a message without a group is a group of its own.
             deduplication_id = message.deduplication_id or uuid.uuid4().hex
             entry["MessageGroupId"] = message.group_id or deduplication_id
@@ -224,7 +244,7 @@ class SqsQueue:
             "MessageSystemAttributeNames": ["ApproximateReceiveCount", "MessageGroupId"],
             "MessageAttributeNames": ["All"],
         }
-        if self.is_fifo:
+        if self._fifo:
             attempt = self._unanswered_receive or uuid.uuid4().hex
             arguments["ReceiveRequestAttemptId"] = attempt
             self._unanswered_receive = attempt  # until an answer came back
@@ -320,13 +340,11 @@ class SqsQueue:
 
     def max_receive_count(self) -> int | None:
         """The redrive policy's maxReceiveCount: the attempt after which SQS gives up."""
-        self._attributes = self._call(
+        attributes = self._call(
             "get_queue_attributes",
-            lambda: self._client().get_queue_attributes(
-                QueueUrl=self.url, AttributeNames=["RedrivePolicy", "FifoQueue"]
-            ),
+            lambda: self._client().get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"]),
         ).get("Attributes", {})
-        policy = self._attributes.get("RedrivePolicy")
+        policy = attributes.get("RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None
 
 

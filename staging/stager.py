@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from common.sizes import format_size
-from protocol.request import Command, Stream
+from protocol.request import Argument, Command, Stream
 from protocol.result import SkippedPath, UploadedObject
 from protocol.uris import ObjectUri, UriRejected, parse_uri
 from staging.errors import StagingFault, StagingRejected
@@ -84,23 +84,14 @@ class Stager:
             stderr_path=workspace.stderr,
         )
         for index, argument in enumerate(command.arguments):
-            where = f"command.arguments[{index}].value"
-            if argument.type == "parameter":
-                staged.argument_values.append(argument.text)
-            elif argument.type == "input":
-                uri = _parse(where, argument.text)
-                with watch.moving(str(uri)):
-                    stored = _ask(where, self._store(uri).stat, uri)
-                local = _mirror(where, workspace.inputs, uri)
-                downloads.append((stored, local))
-                staged.argument_values.append(str(local))
-            else:
-                uri = _parse(where, argument.text)
-                _ask(where, self._store(uri).authorize_upload, uri)
-                local = _mirror(where, workspace.outputs, uri)
-                local.parent.mkdir(parents=True, exist_ok=True)
-                staged.output_files.append((local, uri))
-                staged.argument_values.append(str(local))
+            self._stage_argument(
+                f"command.arguments[{index}].value",
+                argument=argument,
+                workspace=workspace,
+                staged=staged,
+                downloads=downloads,
+                watch=watch,
+            )
 
         for index, text in enumerate(command.input):
             where = f"command.input[{index}]"
@@ -131,6 +122,34 @@ class Stager:
         if downloads:
             log.info("staged in", extra={"objects": len(downloads), "bytes": staged.bytes_in})
         return staged
+
+    def _stage_argument(
+        self,
+        where: str,
+        *,
+        argument: Argument,
+        workspace: Workspace,
+        staged: StagedJob,
+        downloads: list[tuple[StoredObject, Path]],
+        watch: TransferWatch,
+    ) -> None:
+        """A parameter as it is; an input to download, an output to collect, as local paths."""
+        if argument.type == "parameter":
+            staged.argument_values.append(argument.text)
+        elif argument.type == "input":
+            uri = _parse(where, argument.text)
+            with watch.moving(str(uri)):
+                stored = _ask(where, self._store(uri).stat, uri)
+            local = _mirror(where, workspace.inputs, uri)
+            downloads.append((stored, local))
+            staged.argument_values.append(str(local))
+        else:
+            uri = _parse(where, argument.text)
+            _ask(where, self._store(uri).authorize_upload, uri)
+            local = _mirror(where, workspace.outputs, uri)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            staged.output_files.append((local, uri))
+            staged.argument_values.append(str(local))
 
     def fetch(self, stored: StoredObject, local: Path, watch: TransferWatch | None = None) -> None:
         """Download one object under a temporary name, and rename it into place only once

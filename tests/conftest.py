@@ -13,6 +13,22 @@ from docker import APIClient
 from testkit.images import build_test_images, reach_engine
 from testkit.moto_server import MotoServer
 from tests.support import Worker, new_queue
+from tests.user_state import UserStateGuard
+
+_user_state = UserStateGuard()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session gets a HOME and XDG directories of its own before anything runs, so that no
+    test (nor a worker it starts) reads or writes the user's own state."""
+    _user_state.isolate()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    changed = _user_state.changes()
+    if changed:
+        print(f"\nthe tests wrote outside their own HOME: {changed}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

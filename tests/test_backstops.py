@@ -20,8 +20,8 @@ from typing import Any
 import psutil
 import pytest
 
+from common.faults import ENVIRONMENT_VARIABLE
 from monitoring.state import STATUS_FILE_NAME
-from pool.faults import ENVIRONMENT_VARIABLE
 from pool.supervisor import EXIT_LOOP_FAILURE
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
@@ -240,3 +240,34 @@ def test_a_job_held_past_the_supervisors_deadline_loses_its_child(
     final = worker.result(message_id)  # handed back at once: the retry runs into its own timeout
     assert (final["status"], final["attempt"]) == ("timeout", 2)
     assert child.pid not in pool_children(worker) and len(pool_children(worker)) == 1
+
+
+def test_a_monitoring_server_thread_that_fails_restarts_and_serves_again(worker_factory: WorkerFactory) -> None:
+    port = free_port()
+    worker = worker_factory(options=["--metrics-port", str(port)], environment={ENVIRONMENT_VARIABLE: "monitoring:2"})
+    worker.start()
+    worker.wait_for_log("pool ready")
+    wait_until(lambda: _answers(port), 30, "the monitoring server serving after its restarts")
+    failures = worker.log_records_with("a helper thread failed; restarting it")
+    assert [record["helper"] for record in failures] == ["monitoring", "monitoring"]
+    assert "fault injected at monitoring" in failures[0]["exc_info"]
+    assert 'api_worker_thread_failures_total{thread="monitoring"} 2.0' in metrics(port)
+    assert worker.result(worker.submit(job()))["status"] == "succeeded"
+
+
+def test_a_progress_watcher_that_fails_restarts_and_the_job_goes_on(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(environment={ENVIRONMENT_VARIABLE: "progress:2"}).start()
+    message = job([{"type": "parameter", "name": "--progress", "value": "50 halfway"},
+                   {"type": "parameter", "name": "--sleep", "value": 1.5}], events=True)  # fmt: skip
+    message_id = worker.submit(message)
+    assert worker.result(message_id)["status"] == "succeeded"
+    progress = [event for event in worker.results_for(message_id) if event["status"] == "progress"]
+    assert progress and progress[-1]["progress"] == {"percent": 50.0, "message": "halfway"}
+    failures = worker.log_records_with("a helper thread failed; restarting it")
+    assert [record["helper"] for record in failures] == ["progress", "progress"]
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError, urllib.error.URLError):
+        return health(port)[0] in (200, 503)
+    return False

@@ -15,7 +15,16 @@ from journal.sqlite import SqliteJournal
 from pool.courier import NEVER, Parcel, ResultCourier
 from pool.destinations import UNUSABLE_TTL_S, Destinations
 from pool.outbox import InlineOutbox, ThreadOutbox
-from queues.base import JobQueue, QueueError, ReceivedMessage, Sendable, VisibilityChange, outgoing
+from queues.base import (
+    DeliveryProfile,
+    JobQueue,
+    OutgoingMessage,
+    QueueError,
+    ReceivedMessage,
+    Sendable,
+    VisibilityChange,
+    outgoing,
+)
 
 
 class FlakyQueue:
@@ -23,13 +32,15 @@ class FlakyQueue:
 
     spec = "flaky"
     reply_address = "flaky"
-    is_local = False
-    is_fifo = False
+    profile = DeliveryProfile(calls_in_loop=False, result_batch_delay_s=0.5, flush_when_idle=False, prefetch=True)
 
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.deleted: list[str] = []
         self.failures_left = 1
+
+    def job_message(self, body: str, group: str | None, job_id: str | None) -> OutgoingMessage:
+        return OutgoingMessage(body, group)
 
     def send(self, message: Sendable) -> str:
         return self.send_batch([message])[0]

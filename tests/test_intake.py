@@ -4,6 +4,7 @@ receiving as prefetch asks."""
 from __future__ import annotations
 
 import select
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +27,13 @@ def test_a_send_wakes_the_intake_before_its_next_poll(intake: PollingIntake, tmp
     assert intake.wakeups is not None and intake.poll_interval_s == POLL_WITH_WAKEUPS_S
     intake.offer(ReceiveRequest(1, 0, 1))
     assert intake.take() == []  # the queue is empty: the next poll is a quarter second away
-    next_poll = intake.seconds_to_next_poll()
-    assert next_poll is not None and next_poll > 0
+    next_poll = intake.next_due()
+    assert next_poll is not None and next_poll > time.monotonic()
     LocalQueue(tmp_path / "q.sqlite3").send("job")  # another client, as `submit` is
     readable, _, _ = select.select([intake.wakeups.fileno()], [], [], 10)
     assert readable
     intake.woken()
-    assert intake.seconds_to_next_poll() == 0
+    assert intake.next_due() == 0  # at once
     assert [message.body for message in intake.take()] == ["job"]
 
 

@@ -5,6 +5,7 @@ imports the tests."""
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,3 +51,63 @@ def test_nothing_but_the_tests_imports_the_tests() -> None:
     for path in [*python_files(*LAYERS, "bench", "testkit"), REPO / "supervisor.py"]:
         for module in imported_modules(path):
             assert module.split(".")[0] != "tests", f"{path.relative_to(REPO)} imports {module}"
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 50
+MAX_SUPERVISOR_LINES = 250
+
+
+def product_files() -> list[Path]:
+    return [*python_files(*LAYERS), REPO / "supervisor.py"]
+
+
+def test_no_product_module_is_over_400_lines() -> None:
+    lines = {str(path.relative_to(REPO)): len(path.read_text().splitlines()) for path in product_files()}
+    long = {name: count for name, count in lines.items() if count > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_no_product_function_is_over_50_lines() -> None:
+    long = {}
+    for path in product_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long[f"{path.relative_to(REPO)}:{node.lineno} {node.name}"] = lines
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_the_supervisor_class_only_orchestrates() -> None:
+    tree = ast.parse((REPO / "pool" / "supervisor.py").read_text(encoding="utf-8"))
+    supervisor = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Supervisor")
+    lines = (supervisor.end_lineno or supervisor.lineno) - supervisor.lineno + 1
+    assert lines < MAX_SUPERVISOR_LINES, f"the Supervisor class has {lines} lines"
+
+
+def test_only_queues_asks_what_kind_of_queue_it_is() -> None:
+    """Backends bring their behaviour (`JobQueue.profile`, `job_message`): nothing outside
+    queues/ branches on whether a queue is local or FIFO."""
+    for path in [*python_files(*(layer for layer in LAYERS if layer != "queues")), REPO / "supervisor.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("is_local", "is_fifo"):
+                raise AssertionError(f"{path.relative_to(REPO)}:{node.lineno} reads {node.attr}")
+
+
+def test_the_settings_package_is_read_only_by_the_composition_root() -> None:
+    """config/ builds on nothing of the pool, and only assembly/ reads the settings."""
+    for path in python_files("config"):
+        for module in imported_modules(path):
+            assert module.split(".")[0] != "pool", f"{path.relative_to(REPO)} imports {module}"
+    for path in python_files(*(layer for layer in LAYERS if layer not in ("assembly", "config"))):
+        for module in imported_modules(path):
+            assert module.split(".")[0] != "config", f"{path.relative_to(REPO)} imports {module}"
+
+
+def test_the_session_keeps_off_the_users_own_state() -> None:
+    """conftest gives the session a HOME and XDG directories of its own (and fails the run if
+    anything under the real ones changed)."""
+    home = Path(os.environ["HOME"])
+    assert home.name.startswith("api-worker-tests-home-")
+    assert Path(os.environ["XDG_STATE_HOME"]).is_relative_to(home)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from common.faults import ENVIRONMENT_VARIABLE
 from monitoring.state import WorkerState
-from pool.faults import ENVIRONMENT_VARIABLE
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
 from tests.support import REPO, SUPERVISOR, Worker, job
@@ -185,7 +185,8 @@ def test_metrics_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         completed = subprocess.run(
             [sys.executable, str(SUPERVISOR), "--queue", f"local:{tmp_path}/q.sqlite3", "--scratch-dir",
-             str(tmp_path / "scratch"), "--metrics-port", str(port), "native", "--", "true"],
+             str(tmp_path / "scratch"), "--journal", str(tmp_path / "journal.sqlite3"), "--metrics-port", str(port),
+             "native", "--", "true"],
             capture_output=True, text=True, cwd=REPO, check=False, timeout=60,
         )  # fmt: skip
     assert completed.returncode == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -137,3 +138,39 @@ def test_envelope_is_read_leniently_from_invalid_messages() -> None:
     assert decode_body('{"id": "a", "queue": 5, "reply_to": "r"}').envelope == Envelope(id="a", reply_to="r")
     assert decode_body("not json").envelope == Envelope()
     assert decode_body("[1]").envelope == Envelope()
+
+
+@pytest.mark.parametrize(
+    ("where", "expected_field"),
+    [
+        (lambda body, uri: body["command"]["arguments"][0].update(value=uri), "command.arguments[0].value"),
+        (lambda body, uri: body["command"]["stderr"].update(value=uri), "command.stderr.value"),
+        (lambda body, uri: body["command"]["input"].__setitem__(0, uri), "command.input[0]"),
+    ],
+)
+def test_every_uri_is_at_most_4096_characters(where: Callable[[Any, str], None], expected_field: str) -> None:
+    for length, accepted in ((4096, True), (4097, False)):
+        body = copy.deepcopy(SEED)
+        where(body, _uri_of_length(length))
+        decoded = decode_body(json.dumps(body))
+        assert (decoded.rejection is None) is accepted, decoded.rejection
+        if not accepted:
+            assert decoded.rejection is not None and decoded.rejection.field == expected_field
+            assert re.search("at most 4096 characters|of length <= 4096", decoded.rejection.problem)
+
+
+def test_a_uri_that_would_escape_its_directory_is_rejected_before_anything_runs() -> None:
+    body = copy.deepcopy(SEED)
+    body["command"]["arguments"][0]["value"] = "s3://bucket/a/../../etc/passwd"
+    decoded = decode_body(json.dumps(body))
+    assert decoded.rejection is not None and decoded.rejection.field == "command.arguments[0].value"
+    assert "'..' segment" in decoded.rejection.problem
+
+
+def _uri_of_length(length: int) -> str:
+    """An S3 URI of exactly `length` characters whose key segments are valid file names."""
+    uri = "s3://bucket/"
+    while len(uri) < length:
+        uri += "k" * min(200, length - len(uri)) + "/"
+    uri = uri[:length]
+    return uri[:-1] + "k" if uri.endswith("/") else uri

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 
 from monitoring.metrics import record_thread_failure
+
+log = logging.getLogger(__name__)
 
 RESTART_DELAYS_S = (0.5, 1, 2, 5, 10, 30)
 
@@ -39,3 +43,18 @@ class ThreadHealth:
             if self._failures_in_row:
                 return f"the {self.name} thread is failing ({self._failures_in_row} in a row; {self._last_error})"
         return None
+
+
+def run_guarded(health: ThreadHealth, step: Callable[[], None], stopping: threading.Event, interval_s: float) -> None:
+    """A helper thread's body: `step` every `interval_s` until `stopping` is set. An exception
+    is logged with its traceback and counted, and the step runs again after a growing delay."""
+    delay = interval_s
+    while not stopping.wait(delay):
+        try:
+            step()
+        except Exception as exc:
+            delay = health.failed(exc)
+            log.exception("a helper thread failed; restarting it", extra={"helper": health.name, "retry_in_s": delay})
+            continue
+        health.succeeded()
+        delay = interval_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from protocol.body import decode_body
 from protocol.request import Command
 from staging.errors import StagingRejected
 from staging.file_store import LocalFileStore
@@ -104,9 +106,13 @@ def test_unconfigured_scheme_is_rejected(workspace: Workspace) -> None:
         Stager({}).stage_in(command(arguments=[{"type": "input", "value": "s3://b/k"}]), workspace)
 
 
-def test_dotdot_in_an_output_uri_is_rejected(stager: Stager, workspace: Workspace, data: Path) -> None:
-    with pytest.raises(StagingRejected, match=r"'\.\.' segment"):
-        stager.stage_in(command(arguments=[{"type": "output", "value": f"file://{data}/../escape"}]), workspace)
+def test_dotdot_in_an_output_uri_is_rejected_as_the_body_is_decoded(data: Path) -> None:
+    body = {"service": "s", "queue": "native", "command": {"arguments": [
+        {"type": "output", "value": f"file://{data}/../escape"}]}}  # fmt: skip
+    decoded = decode_body(json.dumps(body))
+    assert decoded.request is None and decoded.rejection is not None
+    assert decoded.rejection.field == "command.arguments[0].value"
+    assert "'..' segment" in decoded.rejection.problem
 
 
 def test_outputs_and_output_prefixes_are_uploaded(stager: Stager, workspace: Workspace, data: Path) -> None:

@@ -1,0 +1,156 @@
+"""Message custody: every message this worker holds between its receipt and its settlement.
+
+A received message is held in its lane until a slot takes it, then runs; meanwhile the
+heartbeat keeps it hidden from other workers, and on shutdown (or when an earlier job of its
+group is retried) a held message goes back to the queue at once. Custody knows messages, never
+processes: which child runs a job is the slot table's business.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+
+from pool.lanes import Held, Lanes
+from pool.outbox import Outbox
+from queues.base import JobQueue, ReceivedMessage, VisibilityChange
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """A message whose job a slot was given."""
+
+    message: ReceivedMessage
+    visible_until: float  # monotonic time its visibility lapses unless extended
+    started: float = field(default_factory=time.monotonic)
+    confirmed: bool = False  # its child said it took the job
+
+    def log_fields(self, job_id: str | None = None, service: str | None = None) -> dict[str, object]:
+        """The fields every log line about a job carries (the child adds them to its own lines)."""
+        return {
+            "job_id": job_id or self.message.message_id,
+            "message_id": self.message.message_id,
+            "attempt": self.message.receive_count,
+            "service": service,
+        }
+
+
+class Custody:
+    def __init__(self, queue: JobQueue, outbox: Outbox, visibility_timeout: float) -> None:
+        self.queue = queue
+        self.outbox = outbox
+        self.visibility_timeout = visibility_timeout
+        self.lanes = Lanes()  # received, not yet started
+        self.running: list[Running] = []
+
+    @property
+    def held(self) -> int:
+        """Messages received and waiting for a slot."""
+        return len(self.lanes)
+
+    def kept_visible(self) -> Iterator[Running | Held]:
+        """Every message this worker keeps hidden: running jobs and waiting ones."""
+        yield from self.running
+        yield from self.lanes
+
+    def busy_groups(self) -> set[str]:
+        return {job.message.group_id for job in self.running if job.message.group_id}
+
+    def holds_groups(self) -> bool:
+        """Whether a message group is locked by a message this worker holds (running or waiting)."""
+        return any(kept.message.group_id for kept in self.kept_visible())
+
+    def startable(self) -> list[Held]:
+        return self.lanes.startable(self.busy_groups())
+
+    def hold(self, messages: list[ReceivedMessage]) -> None:
+        self.lanes.add(messages, time.monotonic() + self.visibility_timeout)
+
+    def take_redelivered(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
+        """The messages that are new here. A redelivery of one running or waiting here is not:
+        the job keeps its place and takes the new receipt."""
+        kept = {kept.message.message_id: kept for kept in self.kept_visible()}
+        fresh = []
+        for message in messages:
+            holder = kept.get(message.message_id)
+            if holder is None:
+                fresh.append(message)
+                continue
+            if isinstance(holder, Running):
+                log.warning(
+                    "message redelivered while its job runs here; the job takes the new receipt",
+                    extra=holder.log_fields(),
+                )
+            else:
+                log.warning(
+                    "message redelivered while it waits here; it keeps its place and takes the new receipt",
+                    extra={"message_id": message.message_id, "attempt": message.receive_count},
+                )
+            holder.message = message
+            holder.visible_until = time.monotonic() + self.visibility_timeout
+        return fresh
+
+    def start(self, held: Held) -> Running:
+        self.lanes.take(held)
+        job = Running(held.message, held.visible_until)
+        self.running.append(job)
+        return job
+
+    def finish(self, job: Running) -> None:
+        self.running.remove(job)
+
+    def put_back(self, job: Running) -> None:
+        """A job handed back before it started (its child never took it): first in line again."""
+        self.finish(job)
+        self.lanes.put_back(job.message, job.visible_until)
+
+    def release(self, messages: list[ReceivedMessage], why: str) -> None:
+        """Back to the queue at once (visibility 0), for this worker or another."""
+        if not messages:
+            return
+        changes = [VisibilityChange(m.receipt, 0) for m in messages]
+        log.info("releasing messages", extra={"count": len(messages), "reason": why})
+        deadline = time.monotonic() + self.visibility_timeout
+        self.outbox.submit(
+            f"release {len(messages)} messages", partial(self.queue.change_visibility, changes), deadline
+        )
+
+    def release_waiting(self, why: str) -> None:
+        self.release(self.lanes.take_all(), why)
+
+    def release_running(self, job: Running, why: str) -> None:
+        self.finish(job)
+        self.release([job.message], why)
+
+    def keep_group_order(self, message: ReceivedMessage, final: bool) -> None:
+        """A job of a group that is to be retried comes back first: the group's later messages
+        held here go back to the queue at once, behind it (its retry delay keeps the group
+        locked on the queue until then)."""
+        if message.group_id is not None and not final:
+            self.release(self.lanes.take_group(message.group_id), "an earlier job of their group is retried")
+
+    # --- visibility heartbeat ---------------------------------------------------------
+
+    def extend_visibility(self) -> None:
+        """Messages whose visibility is half over are hidden for another full timeout."""
+        now = time.monotonic()
+        margin = self.visibility_timeout / 2
+        due = [kept for kept in self.kept_visible() if kept.visible_until - now <= margin]
+        if not due:
+            return
+        changes = [VisibilityChange(kept.message.receipt, self.visibility_timeout) for kept in due]
+        # Retried (remote queues) until the current window closes; then the messages come back.
+        deadline = min(kept.visible_until for kept in due)
+        self.outbox.submit("extend visibility", partial(self.queue.change_visibility, changes), deadline)
+        for kept in due:
+            kept.visible_until = now + self.visibility_timeout
+
+    def next_due(self) -> float | None:
+        """When the heartbeat is next due (monotonic), if anything is held."""
+        margin = self.visibility_timeout / 2
+        return min((kept.visible_until - margin for kept in self.kept_visible()), default=None)

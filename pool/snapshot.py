@@ -1,0 +1,54 @@
+"""The worker's state as the status file, the metrics and systemd's STATUS line show it."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from monitoring.metrics import child_restart_count, jobs_by_status, queue_error_count
+from monitoring.state import RunningJob, WorkerState
+from protocol.version import VERSION
+
+if TYPE_CHECKING:
+    from pool.supervisor import Supervisor
+
+
+def worker_state(supervisor: Supervisor) -> WorkerState:
+    slots, custody, parts = supervisor.slots, supervisor.custody, supervisor.parts
+    now, clock = time.time(), time.monotonic()
+    live = slots.live()
+    busy = [slot for slot in live if slot.job is not None]
+    threads = (parts.intake, parts.outbox, parts.ledger, parts.monitor)
+    return WorkerState(
+        pid=os.getpid(),
+        version=VERSION,
+        kind=slots.child.worker_kind,
+        queue=parts.queue.spec,
+        workers=slots.count,
+        started_at=supervisor.started_at,
+        updated_at=now,
+        busy=len(busy),
+        idle=sum(1 for slot in live if slot.idle),
+        starting=sum(1 for slot in live if not slot.ready),
+        in_flight=len(busy) + custody.held + parts.courier.pending_count(),
+        held=custody.held,
+        jobs=jobs_by_status(),
+        queue_errors=queue_error_count(),
+        child_restarts=child_restart_count(),
+        boot_failures=slots.boot_failures,
+        stopping=supervisor.stopping,
+        journal_problem=parts.ledger.health.problem,
+        thread_problems=[problem for part in threads if (problem := part.problem())],
+        stall_limit_s=supervisor.settings.stall_limit_s,
+        running=[
+            RunningJob(
+                slot.index,
+                slot.job.message.message_id,
+                slot.job.message.receive_count,
+                round(clock - slot.job.started, 1),
+            )
+            for slot in busy
+            if slot.job is not None
+        ],
+    )

@@ -1,0 +1,32 @@
+"""The self-pipe that wakes the supervisor's loop: from a signal handler (which only records
+the signal) or from a helper thread that has something for the loop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+
+class Waker:
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def fileno(self) -> int:
+        """Readable when the loop was woken."""
+        return self._read
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe: the loop is awake anyway
+            os.write(self._write, b"\0")
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 512):
+                pass
+
+    def close(self) -> None:
+        for descriptor in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
