@@ -39,8 +39,12 @@ class Monitor:
         """The monitoring server's thread's, if it is failing or dead."""
         return None if self.server is None else self.server.problem()
 
+    def next_due(self) -> float:
+        """When the next snapshot is due (monotonic)."""
+        return self._published_at + PUBLISH_INTERVAL_S
+
     def due(self) -> bool:
-        return time.monotonic() - self._published_at >= PUBLISH_INTERVAL_S
+        return time.monotonic() >= self.next_due()
 
     def publish(self, state: WorkerState) -> None:
         self._published_at = time.monotonic()

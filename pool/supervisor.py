@@ -306,6 +306,7 @@ class Supervisor:
             self.courier.next_due(),
             self.outbox.next_due(),
             self.ledger.next_due(),
+            self.parts.monitor.next_due(),
             self.stop_deadline,
         ]
         return max(0.0, min(moment for moment in due if moment is not None) - now)

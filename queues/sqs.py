@@ -107,6 +107,12 @@ class SqsQueue:
         self.max_body_bytes = max_body_bytes  # a pointer to a larger payload is not downloaded
         # SQS requires a FIFO queue's name to end in `.fifo`, so its URL says what it is.
         self._fifo = url.rstrip("/").endswith(".fifo")
+        self._profile = DeliveryProfile(
+            calls_in_loop=False,
+            result_batch_delay_s=REMOTE_BATCH_DELAY_S,
+            flush_when_idle=False,
+            prefetch=not self._fifo,
+        )
         # A FIFO receive that failed on the way back is retried with the same attempt id, so
         # that SQS returns the messages it took for it instead of hiding them.
         self._unanswered_receive: str | None = None
@@ -134,12 +140,7 @@ class SqsQueue:
 
     @property
     def profile(self) -> DeliveryProfile:
-        return DeliveryProfile(
-            calls_in_loop=False,
-            result_batch_delay_s=REMOTE_BATCH_DELAY_S,
-            flush_when_idle=False,
-            prefetch=not self._fifo,
-        )
+        return self._profile
 
     def job_message(self, body: str, group: str | None, job_id: str | None) -> OutgoingMessage:
         """On a FIFO queue: the group given or else the job's id, deduplicated by the job's id

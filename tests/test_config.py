@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from pathlib import Path
 
@@ -10,6 +11,14 @@ import pytest
 
 from config.layers import apply_layers, config_path, env_name, read_config_file, setting_name
 from config.parser import build_parser, worker_parsers
+from config.settings import (
+    NativeSettings,
+    StatusSettings,
+    SubmitSettings,
+    WorkerSettings,
+    check_worker_settings,
+    parse_settings,
+)
 from tests.support import REPO, Worker, job
 
 
@@ -112,3 +121,28 @@ def test_the_readme_settings_table_lists_every_worker_option_with_its_variable()
             if setting is not None:
                 assert rows.get(f"--{setting}") == env_name(setting), f"--{setting} is not in the README's table"
     assert rows["--config"] == "API_WORKER_CONFIG"
+
+
+def test_each_subcommand_reads_into_frozen_typed_settings_of_its_own() -> None:
+    native = parse_settings(["--workers", "3", "--file-root", "/data", "native", "--service", "wc", "--", "true"], {})
+    assert isinstance(native, WorkerSettings) and native.docker is None and native.native is not None
+    assert (native.workers, native.file_root, native.native.service) == (3, (Path("/data"),), "wc")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        native.workers = 4  # type: ignore[misc]
+    docker = parse_settings(["docker", "--allow-image", "local/*", "--pids-limit", "64"], {})
+    assert isinstance(docker, WorkerSettings) and docker.native is None and docker.docker is not None
+    assert (docker.docker.allow_image, docker.docker.pids_limit, docker.docker.pull) == (("local/*",), 64, "missing")
+    submit = parse_settings(["submit", "--wait", "--group", "g", "job.json"], {})
+    assert isinstance(submit, SubmitSettings) and (submit.wait, submit.group, submit.file) == (True, "g", "job.json")
+    status = parse_settings(["status", "--json"], {})
+    assert isinstance(status, StatusSettings) and status.json
+
+
+def test_checking_the_settings_changes_nothing_and_returns_the_command_found() -> None:
+    settings = parse_settings(["native", "--", "true", "--flag"], {})
+    assert isinstance(settings, WorkerSettings)
+    checked = check_worker_settings(settings)
+    assert checked.native is not None and checked.native.program == ("true", "--flag")
+    assert settings.native is not None and settings.native.program == ("--", "true", "--flag")
+    with pytest.raises(ValueError, match="is not an executable file"):
+        check_worker_settings(dataclasses.replace(settings, native=NativeSettings(("no-such-command-here",), None)))
