@@ -15,9 +15,9 @@ import msgspec
 from prometheus_client import make_wsgi_app
 
 from common import faults
-from monitoring.metrics import REGISTRY
+from common.thread_health import ThreadHealth, run_guarded
+from monitoring.metrics import REGISTRY, record_thread_failure
 from monitoring.state import WorkerState
-from monitoring.thread_health import ThreadHealth, run_guarded
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -38,7 +38,7 @@ class MonitoringServer:
         self.metrics_app = make_wsgi_app(REGISTRY)
         self.server = make_server(address, port, self._app, _ThreadingServer, _QuietHandler)
         self.port = self.server.server_port
-        self.health = ThreadHealth("monitoring")
+        self.health = ThreadHealth("monitoring", record_thread_failure)
         self._stopping = threading.Event()
         self.thread = threading.Thread(
             target=run_guarded, args=(self.health, self._serve, self._stopping, 0.0), name="monitoring", daemon=True

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 
 from common import faults
-from monitoring.metrics import record_queue_error
-from monitoring.thread_health import ThreadHealth
+from common.thread_health import ThreadHealth
+from monitoring.metrics import record_queue_error, record_thread_failure
 from pool.prefetch import NOTHING_WANTED, ReceiveRequest
 from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange, Wakeups
 
@@ -66,7 +66,7 @@ class Intake(threading.Thread):
         self._short_polls_until = 0.0
         self._undelivered: list[ReceivedMessage] = []
         self._stopping = False
-        self.health = ThreadHealth("intake")
+        self.health = ThreadHealth("intake", record_thread_failure)
 
     def offer(self, request: ReceiveRequest, *, groups_held: bool = False) -> None:
         """Tell the intake what to receive, and whether this worker holds a message group."""

@@ -8,11 +8,11 @@ import logging
 import threading
 import time
 
+from common.thread_health import ThreadHealth, run_guarded
 from journal.base import JobJournal, JournalError, Outcome
 from journal.health import JournalHealth
 from journal.pruner import JournalPruner
-from monitoring.metrics import record_duplicate_delivery
-from monitoring.thread_health import ThreadHealth, run_guarded
+from monitoring.metrics import record_duplicate_delivery, record_thread_failure
 from pool.courier import Parcel, ResultCourier
 from queues.base import ReceivedMessage
 
@@ -27,7 +27,7 @@ class Ledger:
         self.health = health
         self.courier = courier
         self.pruner = JournalPruner(journal, retention_s, health)
-        self.pruner_health = ThreadHealth("journal-pruner")
+        self.pruner_health = ThreadHealth("journal-pruner", record_thread_failure)
         self._stopping = threading.Event()
         self._pruner_thread = threading.Thread(
             target=run_guarded,

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from common import faults
-from monitoring.metrics import record_queue_error
-from monitoring.thread_health import ThreadHealth
+from common.thread_health import ThreadHealth
+from monitoring.metrics import record_queue_error, record_thread_failure
 from queues.base import QueueError
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class InlineOutbox:
     def __init__(self) -> None:
         self._failed: list[_Call] = []
         self._order = itertools.count()
-        self.health = ThreadHealth("outbox")
+        self.health = ThreadHealth("outbox", record_thread_failure)
 
     def start(self) -> None:
         pass
@@ -140,7 +140,7 @@ class ThreadOutbox(threading.Thread):
         self._calls: list[_Call] = []
         self._order = itertools.count()
         self._stopping = False
-        self.health = ThreadHealth("outbox")
+        self.health = ThreadHealth("outbox", record_thread_failure)
 
     def submit(self, name: str, call: Callable[[], None], deadline: float) -> None:
         with self._condition:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common import faults
-from monitoring.thread_health import ThreadHealth, run_guarded
+from common.thread_health import ThreadHealth, run_guarded
 from protocol.result import Progress
 
 log = logging.getLogger(__name__)

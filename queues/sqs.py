@@ -8,7 +8,6 @@ S3 with AWS's extended client (`sqs_extended_client`), which reads both the curr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -157,6 +156,10 @@ class SqsQueue:
             except ValueError as exc:
                 raise ValueError(f"the job's id cannot be its message group ({exc}): give --group") from None
             group = job_id
+        # Imported here: hashlib brings OpenSSL (4 MB) into every pool child, which imports this
+        # module; only a client sending a job needs it.
+        import hashlib  # noqa: PLC0415
+
         deduplication_id = hashlib.sha256(job_id.encode()).hexdigest() if job_id is not None else uuid.uuid4().hex
         return OutgoingMessage(body, group or uuid.uuid4().hex, deduplication_id)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +113,13 @@ def test_the_session_keeps_off_the_users_own_state() -> None:
     home = Path(os.environ["HOME"])
     assert home.name.startswith("api-worker-tests-home-")
     assert Path(os.environ["XDG_STATE_HOME"]).is_relative_to(home)
+
+
+def test_a_pool_child_imports_nothing_heavy_it_does_not_use() -> None:
+    """Every child of the pool pays for each module it imports (8 children: 8 times): no metrics,
+    no OpenSSL (hashlib), no AWS or Docker SDK until a job needs one."""
+    code = "import sys, pool.child; print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                                check=True).stdout.split())  # fmt: skip
+    heavy = {"_hashlib", "prometheus_client", "docker", "boto3", "botocore", "monitoring.metrics"}
+    assert not loaded & heavy, f"a pool child imports {sorted(loaded & heavy)}"

@@ -1,4 +1,4 @@
-"""A guarded helper thread (monitoring/thread_health.py): an exception is logged, counted and
+"""A guarded helper thread (common/thread_health.py): an exception is logged, counted and
 shown, and the step runs again after a growing delay."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from monitoring.thread_health import RESTART_DELAYS_S, ThreadHealth, run_guarded
+from common.thread_health import RESTART_DELAYS_S, ThreadHealth, run_guarded
 from testkit.waiting import wait_until
 
 

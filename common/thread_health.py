@@ -1,12 +1,11 @@
-"""How a helper thread of the supervisor is doing, for /healthz, the status command and a metric."""
+"""How a helper thread is doing (for /healthz, the status command and a metric), and the body
+that keeps one running through unexpected exceptions."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-
-from monitoring.metrics import record_thread_failure
 
 log = logging.getLogger(__name__)
 
@@ -17,15 +16,18 @@ class ThreadHealth:
     """A thread's body catches every exception, reports it here, and runs again after the
     returned delay; the thread counts as failing until an iteration goes through."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, count_failure: Callable[[str], None] | None = None) -> None:
+        """`count_failure`: told the thread's name at each failure (the supervisor's metric)."""
         self.name = name
+        self._count_failure = count_failure
         self._lock = threading.Lock()
         self._failures_in_row = 0
         self._last_error = ""
 
     def failed(self, exc: BaseException) -> float:
         """Record a failure; how long to wait before running the body again."""
-        record_thread_failure(self.name)
+        if self._count_failure is not None:
+            self._count_failure(self.name)
         with self._lock:
             self._failures_in_row += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
