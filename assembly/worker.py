@@ -4,12 +4,14 @@ courier, ledger, monitoring), wire them into a supervisor and run it until it st
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
+from typing import IO
 
+from common.pathlock import PathInUse, hold_lock
 from config.settings import WorkerSettings
+from journal.base import JournalInUse
 from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
 from monitoring.monitor import Monitor
@@ -31,13 +33,32 @@ from queues.base import LONG_POLL_S, POLL_INTERVAL_S, JobQueue
 from runners.container_settings import ContainerSettings
 from runners.image_policy import ImagePolicy
 from runners.limits import JobLimits
+from staging.workspace import SCRATCH_LOCK_NAME
 
 log = logging.getLogger(__name__)
 
 
 def serve(settings: WorkerSettings) -> int:
-    """Run the worker; its exit status. ValueError: the settings cannot work here."""
+    """Run the worker; its exit status. ValueError: the settings cannot work here (another
+    worker holds one of this one's paths, say)."""
     scratch_dir = settings.scratch_dir.resolve()
+    scratch_lock = _hold_scratch_dir(scratch_dir)
+    try:
+        return _serve(settings, scratch_dir)
+    finally:
+        if scratch_lock is not None:
+            scratch_lock.close()
+
+
+def _serve(settings: WorkerSettings, scratch_dir: Path) -> int:
+    journal = _open_journal(settings.journal.expanduser().absolute())
+    try:
+        return _run(settings, scratch_dir, journal)
+    finally:
+        journal.close()
+
+
+def _run(settings: WorkerSettings, scratch_dir: Path, journal: SqliteJournal) -> int:
     bucket = settings.large_payload_bucket
     job_queue = open_queue(settings.queue, bucket, settings.max_body_size)
     result_queue = (
@@ -46,45 +67,85 @@ def serve(settings: WorkerSettings) -> int:
     dead_letter_queue = open_queue(settings.dead_letter_queue, bucket) if settings.dead_letter_queue else None
     if result_queue is None:
         log.info("no --result-queue given: results go to the log only")
-    journal = SqliteJournal(settings.journal.expanduser().absolute())
-    try:
-        policy = OutcomePolicy(
-            max_attempts=job_queue.attempts_limit(settings.max_attempts),
-            retry_delay_s=settings.retry_delay,
-            dead_letter=dead_letter_queue is not None,
-        )
-        child = _child_settings(settings, scratch_dir, job_queue, journal.path)
-        # Jobs report an unusable scratch directory themselves (a mount may yet appear): not fatal here.
-        with contextlib.suppress(OSError):
-            scratch_dir.mkdir(parents=True, exist_ok=True)
-        waker = Waker()
-        outbox: Outbox = InlineOutbox() if job_queue.profile.calls_in_loop else ThreadOutbox()
-        health = JournalHealth(journal.location)
-        courier = ResultCourier(
-            job_queue,
-            Destinations(job_queue, result_queue),
-            outbox,
-            journal=journal,
-            health=health,
+    policy = OutcomePolicy(
+        max_attempts=job_queue.attempts_limit(settings.max_attempts),
+        retry_delay_s=settings.retry_delay,
+        dead_letter=dead_letter_queue is not None,
+        instance=settings.name,
+    )
+    child = _child_settings(settings, scratch_dir, job_queue, journal.path)
+    return Supervisor(
+        SupervisorSettings(settings.shutdown_grace, settings.health_stall_limit),
+        _parts(
+            settings,
+            child,
+            job_queue=job_queue,
+            result_queue=result_queue,
             dead_letter_queue=dead_letter_queue,
-        )
-        prefetch = PrefetchSettings(settings.prefetch_window, settings.prefetch_max)
-        parts = SupervisorParts(
-            queue=job_queue,
-            slots=SlotTable(child, settings.workers, job_deadline_s(child, settings.deadline_margin)),
-            custody=Custody(job_queue, outbox, settings.visibility_timeout),
-            intake=_intake(settings, job_queue, waker),
-            outbox=outbox,
-            courier=courier,
-            ledger=Ledger(journal, health, courier, retention_s=settings.journal_retention),
+            journal=journal,
             policy=policy,
-            prefetch=Prefetch(prefetch if job_queue.profile.prefetch else NO_PREFETCH, settings.workers),
-            monitor=_monitor(settings, scratch_dir),
-            waker=waker,
-        )
-        return Supervisor(SupervisorSettings(settings.shutdown_grace, settings.health_stall_limit), parts).run()
-    finally:
-        journal.close()
+        ),
+    ).run()
+
+
+def _parts(
+    settings: WorkerSettings,
+    child: ChildSettings,
+    *,
+    job_queue: JobQueue,
+    result_queue: JobQueue | None,
+    dead_letter_queue: JobQueue | None,
+    journal: SqliteJournal,
+    policy: OutcomePolicy,
+) -> SupervisorParts:
+    waker = Waker()
+    outbox: Outbox = InlineOutbox() if job_queue.profile.calls_in_loop else ThreadOutbox()
+    health = JournalHealth(journal.location)
+    courier = ResultCourier(
+        job_queue,
+        Destinations(job_queue, result_queue),
+        outbox,
+        journal=journal,
+        health=health,
+        dead_letter_queue=dead_letter_queue,
+    )
+    prefetch = PrefetchSettings(settings.prefetch_window, settings.prefetch_max)
+    return SupervisorParts(
+        queue=job_queue,
+        slots=SlotTable(child, settings.workers, job_deadline_s(child, settings.deadline_margin)),
+        custody=Custody(job_queue, outbox, settings.visibility_timeout),
+        intake=_intake(settings, job_queue, waker),
+        outbox=outbox,
+        courier=courier,
+        ledger=Ledger(journal, health, courier, retention_s=settings.journal_retention),
+        policy=policy,
+        prefetch=Prefetch(prefetch if job_queue.profile.prefetch else NO_PREFETCH, settings.workers),
+        monitor=_monitor(settings, child.scratch_dir),
+        waker=waker,
+    )
+
+
+def _hold_scratch_dir(scratch_dir: Path) -> IO[bytes] | None:
+    """The scratch directory's lock, held while the worker runs: its start-up clean-up, job
+    directories, containers (labelled with it) and status file are this worker's alone."""
+    try:
+        return hold_lock(scratch_dir / SCRATCH_LOCK_NAME)
+    except PathInUse as exc:
+        raise ValueError(
+            f"scratch directory {scratch_dir} is in use by another worker (pid {exc.holder}): "
+            "give this worker its own --scratch-dir, or another --name"
+        ) from None
+    except OSError as exc:
+        # Jobs report an unusable scratch directory themselves (a mount may yet appear): not fatal here.
+        log.warning("cannot lock the scratch directory", extra={"path": str(scratch_dir), "error": str(exc)})
+        return None
+
+
+def _open_journal(path: Path) -> SqliteJournal:
+    try:
+        return SqliteJournal(path)
+    except JournalInUse as exc:
+        raise ValueError(f"{exc}: give this worker its own --journal, or another --name") from None
 
 
 def job_deadline_s(child: ChildSettings, margin_s: float) -> float | None:
@@ -111,6 +172,7 @@ def _child_settings(
     native = settings.native
     return ChildSettings(
         worker_kind=settings.command_name,
+        instance=settings.name,
         service=native.service if native else None,
         base_command=native.program if native else (),
         scratch_dir=scratch_dir,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,3 +35,20 @@ def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def set_up(connection: sqlite3.Connection, setup: Callable[[sqlite3.Connection], None]) -> None:
+    """Run `setup` (journal mode, schema) on a new connection, again while another process is
+    setting the same file up: there SQLite may answer `database is locked` at once, without its
+    busy wait (switching to WAL needs the file to itself). Gives up after BUSY_TIMEOUT_S."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            setup(connection)
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                raise
+            if connection.in_transaction:
+                connection.rollback()
+        time.sleep(random.uniform(0.005, 0.05))  # noqa: S311 (spreads the retries, nothing secret)

@@ -19,6 +19,7 @@ from config.layers import ENV_PREFIX, ReplacingAppend
 from config.values import (
     container_user,
     duration,
+    instance_name,
     non_negative_float,
     non_negative_int,
     port,
@@ -93,6 +94,14 @@ def worker_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentPar
 
 def _add_queue_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--name",
+        type=instance_name,
+        default=None,
+        help="this worker's instance name, which keys its default paths (letters, digits, '.', '_', '-'; "
+        "default: the jobs queue's name and a digest of its address, so workers of different queues never "
+        "share a path)",
+    )
+    parser.add_argument(
         "--queue",
         default=default_queue_spec(),
         help="jobs queue: local:PATH[#NAME] for the embedded queue, or an SQS queue URL",
@@ -122,7 +131,11 @@ def _add_queue_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_storage_options(parser: argparse.ArgumentParser, state: Path) -> None:
     parser.add_argument(
-        "--scratch-dir", type=Path, default=state / "scratch", help="parent of the per-job directories; one per worker"
+        "--scratch-dir",
+        type=Path,
+        default=None,
+        help=f"parent of the per-job directories, locked by the worker while it runs "
+        f"(default: {state}/NAME/scratch, NAME the --name)",
     )
     parser.add_argument(
         "--file-root",
@@ -149,9 +162,10 @@ def _add_journal_options(parser: argparse.ArgumentParser, state: Path) -> None:
     parser.add_argument(
         "--journal",
         type=Path,
-        default=state / "journal.sqlite3",
+        default=None,
         metavar="PATH",
-        help="file of the jobs this worker finished (SQLite), so that none runs twice; one per worker",
+        help=f"file of the jobs this worker finished (SQLite), so that none runs twice; locked by the worker "
+        f"while it runs (default: {state}/NAME/journal.sqlite3)",
     )
     parser.add_argument(
         "--journal-retention",

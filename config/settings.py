@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from config.layers import apply_layers, config_path, read_config_file
 from config.parser import build_parser, worker_parsers
 from config.program import parse_program, resolve_executable
+from queues import default_instance_name, default_state_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +47,7 @@ class WorkerSettings:
     """`native` and `docker`: every option of the worker, named as its flag."""
 
     command_name: str
+    name: str  # the instance: keys the default paths, named in results
     log_format: str
     log_level: str
     workers: int
@@ -101,6 +103,7 @@ class SubmitSettings:
 class StatusSettings:
     log_format: str
     log_level: str
+    name: str
     scratch_dir: Path
     json: bool
 
@@ -128,21 +131,38 @@ def typed_settings(namespace: argparse.Namespace) -> Settings:
     """The parsed command line as the settings of its subcommand."""
     if namespace.command_name == "submit":
         return _read(SubmitSettings, namespace)
+    paths = _instance_paths(namespace)
     if namespace.command_name == "status":
-        return _read(StatusSettings, namespace)
+        return _read(StatusSettings, namespace, **paths)
     native = _read(NativeSettings, namespace) if namespace.command_name == "native" else None
     docker = _read(DockerSettings, namespace) if namespace.command_name == "docker" else None
-    return _read(WorkerSettings, namespace, native=native, docker=docker)
+    return _read(WorkerSettings, namespace, native=native, docker=docker, **paths)
+
+
+def _instance_paths(namespace: argparse.Namespace) -> dict[str, Any]:
+    """The instance name, and the per-worker paths not given, below the state directory in a
+    folder of the instance's own: two workers of different queues never share one."""
+    name = namespace.name or default_instance_name(namespace.queue)
+    home = default_state_dir() / name
+    return {
+        "name": name,
+        "scratch_dir": namespace.scratch_dir or home / "scratch",
+        "journal": namespace.journal or home / "journal.sqlite3",
+    }
 
 
 def _read(kind: type[T], namespace: argparse.Namespace, **given: Any) -> T:
     """The fields of `kind` from the namespace's attributes of the same names (lists as tuples)."""
-    values = dict(given)
+    values = {name: value for name, value in given.items() if name in _field_names(kind)}
     for field in dataclasses.fields(kind):  # type: ignore[arg-type]
         if field.name not in values:
             value = getattr(namespace, field.name)
             values[field.name] = tuple(value) if isinstance(value, list) else value
     return kind(**values)
+
+
+def _field_names(kind: type[Any]) -> set[str]:
+    return {field.name for field in dataclasses.fields(kind)}
 
 
 def check_worker_settings(settings: WorkerSettings) -> WorkerSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from common.durations import parse_duration
 from common.sizes import parse_size
@@ -71,3 +72,14 @@ def container_user(text: str) -> tuple[int, int]:
         return parse_user(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def instance_name(text: str) -> str:
+    if not _INSTANCE_NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no instance name: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return text

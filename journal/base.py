@@ -12,6 +12,10 @@ class JournalUnusable(Exception):
     """The journal cannot be opened as one (corrupt, not a journal, newer version, in use)."""
 
 
+class JournalInUse(JournalUnusable):
+    """Another worker holds the journal."""
+
+
 class JournalError(Exception):
     """A read or write of an open journal failed (disk full, I/O error)."""
 

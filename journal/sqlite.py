@@ -7,8 +7,6 @@ hundred bytes, kept for the retention so that a redelivered message is recognise
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
 import threading
 import time
@@ -17,8 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from common.pathlock import PathInUse, hold_lock
 from common.sqlite import connect, write_transaction
-from journal.base import FinishedJob, JournalError, JournalUnusable, Outcome, OutcomeKey
+from journal.base import FinishedJob, JournalError, JournalInUse, JournalUnusable, Outcome, OutcomeKey
 
 APPLICATION_ID = 0x41505752  # "APWR": marks the file as an api-worker journal
 FORMAT_VERSION = 2  # 2: deliveries.group_id
@@ -292,20 +291,9 @@ def _while_older(rows: list[tuple[object, ...]], before: float) -> Iterator[tupl
 
 def _lock(path: Path) -> IO[bytes]:
     """An exclusive lock beside the journal, held while the worker runs."""
-    lock_path = path.with_name(f"{path.name}.lock")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock_file = lock_path.open("a+b")
+        return hold_lock(path.with_name(f"{path.name}.lock"))
+    except PathInUse as exc:
+        raise JournalInUse(f"journal {path} is in use by another worker (pid {exc.holder})") from None
     except OSError as exc:
         raise JournalUnusable(f"journal {path} cannot be opened: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock_file.seek(0)
-        holder = lock_file.read().decode(errors="replace").strip() or "unknown"
-        lock_file.close()
-        raise JournalUnusable(f"journal {path} is in use by another worker (pid {holder})") from None
-    lock_file.truncate(0)
-    lock_file.write(str(os.getpid()).encode())
-    lock_file.flush()
-    return lock_file

@@ -56,7 +56,7 @@ class JobExecutor:
         self.journal = journal
         self._on_accepted = on_accepted or (lambda _notice: None)
         self._on_event = on_event or (lambda _note: None)
-        self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid)
+        self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid, settings.instance)
         self.stager = Stager(
             {"file": LocalFileStore(list(settings.file_roots)), "s3": S3Store(settings.transfer_concurrency)},
             concurrency=settings.transfer_concurrency,

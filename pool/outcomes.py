@@ -22,6 +22,7 @@ class OutcomePolicy:
     max_attempts: int  # the attempt after which a system error is final
     retry_delay_s: float  # before the second attempt; doubles with each further one
     dead_letter: bool  # a dead-letter queue is configured
+    instance: str | None = None  # the worker's instance name, for the results it writes itself
 
     def is_final(self, status: Status, retryable: bool, attempt: int) -> bool:
         """Only a system error is ever retried, and only while attempts remain."""
@@ -43,7 +44,7 @@ class OutcomePolicy:
         attempt = message.receive_count
         if attempt >= self.max_attempts:
             why += f"; attempt {attempt} of {self.max_attempts}: given up"
-        result = new_result(message.message_id, attempt, WorkerIdentity.of_this_host(os.getpid()))
+        result = new_result(message.message_id, attempt, WorkerIdentity.of_this_host(os.getpid(), self.instance))
         result.id = accepted.job_id if accepted else message.message_id
         result.service = accepted.service if accepted else None
         result.finished_at = result.started_at

@@ -12,6 +12,7 @@ from runners.limits import JobLimits
 @dataclass(frozen=True)
 class ChildSettings:
     worker_kind: str
+    instance: str  # the worker's instance name, in every result
     service: str | None
     base_command: tuple[str, ...]
     scratch_dir: Path

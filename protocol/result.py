@@ -48,10 +48,11 @@ class WorkerIdentity(msgspec.Struct, frozen=True):
     host: str
     pid: int
     version: str = VERSION
+    name: str | None = None  # the worker's instance name (`--name`)
 
     @classmethod
-    def of_this_host(cls, pid: int) -> WorkerIdentity:
-        return cls(host=socket.gethostname(), pid=pid)
+    def of_this_host(cls, pid: int, name: str | None = None) -> WorkerIdentity:
+        return cls(host=socket.gethostname(), pid=pid, name=name)
 
 
 class JobResult(msgspec.Struct):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import zlib
 from pathlib import Path
 
 from protocol.body import DEFAULT_MAX_BODY_BYTES
@@ -19,6 +21,20 @@ def default_state_dir() -> Path:
 
 def default_queue_spec() -> str:
     return f"local:{default_state_dir() / 'queue.sqlite3'}"
+
+
+def default_instance_name(spec: str) -> str:
+    """A readable name for the worker of a queue: the queue's own name and a digest of its whole
+    address (`jobs-1c2d3e4f`), so that workers of different queues never share default paths.
+    The digest is a CRC: it only tells addresses apart, and needs no OpenSSL in the children."""
+    if is_sqs_url(spec):
+        readable, address = spec.rstrip("/").rsplit("/", 1)[-1], spec.rstrip("/")
+    else:
+        location, _, name = spec.removeprefix("local:").partition("#")
+        path = Path(location).expanduser().absolute()
+        readable, address = f"{path.stem}-{name or DEFAULT_QUEUE_NAME}", f"local:{path}#{name or DEFAULT_QUEUE_NAME}"
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", readable).strip("-.")[:40] or "worker"
+    return f"{readable}-{zlib.crc32(address.encode()):08x}"
 
 
 def open_queue(

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from common.sqlite import connect, write_transaction
+from common.sqlite import connect, set_up, write_transaction
 from queues.base import (
     POLL_INTERVAL_S,
     DeliveryProfile,
@@ -114,11 +114,7 @@ class LocalQueue:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 connection = connect(self.path)
-                connection.execute("PRAGMA journal_mode=WAL")
-                # Read pages through a memory map rather than a system call per page.
-                connection.execute("PRAGMA mmap_size=268435456")
-                connection.executescript(_SCHEMA)
-                _add_group_column(connection)
+                set_up(connection, _set_up)
             except (sqlite3.Error, OSError) as exc:
                 raise QueueError(f"cannot open local queue {self.path}: {exc}", operation="open") from exc
             self._local.connection = connection
@@ -284,6 +280,14 @@ def _rows(queue_name: str, messages: Sequence[Sendable], now: float) -> list[tup
             check_group_id(message.group_id)
         rows.append((queue_name, str(uuid.uuid4()), message.body, now, now, message.group_id))
     return rows
+
+
+def _set_up(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA journal_mode=WAL")
+    # Read pages through a memory map rather than a system call per page.
+    connection.execute("PRAGMA mmap_size=268435456")
+    connection.executescript(_SCHEMA)
+    _add_group_column(connection)
 
 
 def _add_group_column(connection: sqlite3.Connection) -> None:

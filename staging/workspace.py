@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+SCRATCH_LOCK_NAME = ".api-worker.lock"  # held by the worker that owns the scratch directory
 JOB_DIR_PREFIX = "job-"
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from typing import Any
 import psutil
 
 from monitoring.state import STATUS_FILE_NAME
-from queues import open_queue
+from queues import default_instance_name, default_state_dir, open_queue
 from queues.base import OutgoingMessage
 from queues.local import LocalQueue
+from staging.workspace import SCRATCH_LOCK_NAME
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
 
@@ -104,16 +105,22 @@ class Worker:
         environment: dict[str, str] | None = None,
         program: list[str] | None = None,
         runner: list[str] | None = None,
+        default_paths: bool = False,
     ) -> None:
         """The embedded queue in `directory` by default; or `queue` / `result_queue` (SQS URLs).
         Jobs run tests/jobs/tool.py unless `program` gives other words to follow `native --service tool`,
-        or `runner` other words (e.g. `docker ...`) after the global options."""
+        or `runner` other words (e.g. `docker ...`) after the global options. `default_paths`: no
+        --scratch-dir and --journal given: the worker's own defaults (the session's state directory)."""
         self.directory = directory
         self.queue_path = directory / "queue.sqlite3"
         self.scratch = directory / "scratch"
         self.log_path = directory / "worker.log"
         self.journal_path = directory / "journal.sqlite3"
         self.queue_spec = queue or f"local:{self.queue_path}"
+        self.default_paths = default_paths
+        if default_paths:
+            instance = default_state_dir() / default_instance_name(self.queue_spec)
+            self.scratch, self.journal_path = instance / "scratch", instance / "journal.sqlite3"
         self.jobs: Any = open_queue(self.queue_spec)
         self.results: Any = open_queue(result_queue) if result_queue else LocalQueue(self.queue_path, "results")
         self.environment = environment
@@ -132,10 +139,7 @@ class Worker:
             "--queue",
             self.queue_spec,
             *(["--result-queue", self.results.spec] if self.queue_spec != f"local:{self.queue_path}" else []),
-            "--scratch-dir",
-            str(self.scratch),
-            "--journal",
-            str(self.journal_path),
+            *([] if self.default_paths else ["--scratch-dir", str(self.scratch), "--journal", str(self.journal_path)]),
             "--workers",
             str(self.workers),
             "--log-format",
@@ -220,7 +224,7 @@ class Worker:
             return []
         found, empty_directories = [], []
         for entry in self.scratch.iterdir():
-            if entry.name == STATUS_FILE_NAME:
+            if entry.name in (STATUS_FILE_NAME, SCRATCH_LOCK_NAME):
                 continue  # the worker's own, not a job's
             if entry.name.startswith("job-streams-"):
                 found += [stream for stream in entry.iterdir() if stream.is_symlink() or stream.stat().st_size]

@@ -15,12 +15,13 @@ from testkit.images import PYTHON_BASE_IMAGE
 from tests.support import REPO
 
 UNIT = REPO / "api-worker.service"
+TEMPLATE_UNIT = REPO / "api-worker@.service"
 WORKER_IMAGE = "local/api-worker:test"
 
 
-def unit_settings() -> dict[str, list[str]]:
+def unit_settings(unit: Path = UNIT) -> dict[str, list[str]]:
     settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, _, value = line.partition("=")
             settings.setdefault(key.strip(), []).append(value.strip())
@@ -38,6 +39,34 @@ def test_the_systemd_unit_verifies_cleanly(tmp_path: Path) -> None:
     completed = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout + completed.stderr == "", "warnings mean ignored settings"
+
+
+def test_the_template_unit_verifies_for_two_instances_side_by_side(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        if os.environ.get("CI"):
+            pytest.fail("systemd-analyze is missing")
+        pytest.skip("systemd-analyze is missing")
+    template = tmp_path / "api-worker@.service"
+    template.write_text(TEMPLATE_UNIT.read_text().replace("/opt/api-worker", str(REPO)))
+    instances = [tmp_path / f"api-worker@{name}.service" for name in ("docker", "gdal")]
+    for instance in instances:
+        instance.symlink_to(template.name)
+    completed = subprocess.run(["systemd-analyze", "verify", *map(str, instances)], capture_output=True, text=True,
+                               check=False)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout + completed.stderr == "", "warnings mean ignored settings"
+
+
+def test_each_instance_has_its_own_name_settings_and_state_directory() -> None:
+    settings = unit_settings(TEMPLATE_UNIT)
+    assert "API_WORKER_NAME=%i" in settings["Environment"]
+    assert "API_WORKER_CONFIG=/etc/api-worker/%i.toml" in settings["Environment"]
+    assert settings["EnvironmentFile"] == ["-/etc/api-worker/%i.env"]
+    assert settings["StateDirectory"] == ["api-worker api-worker/%i"]
+    plain = unit_settings()
+    for key in ("Type", "KillMode", "TimeoutStopSec", "Restart", "RestartPreventExitStatus", "WatchdogSec",
+                "ProtectSystem", "NoNewPrivileges", "CapabilityBoundingSet", "ExecStart", "User"):  # fmt: skip
+        assert settings[key] == plain[key], key
 
 
 def test_the_systemd_unit_stops_gracefully_and_restarts_on_failure() -> None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,25 @@ def test_a_queue_whose_wakeups_cannot_be_made_is_polled(queue: LocalQueue, caplo
     assert "polling only" in caplog.text
     queue.send("job")  # the sender does not mind either
     assert [m.body for m in queue.receive(1, 0, visibility_timeout=60)] == ["job"]
+
+
+def test_processes_opening_a_new_queue_file_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
+    """A worker and clients setting up one new file together: none fails with `database is locked`."""
+    opener = (
+        "import sys, time; from pathlib import Path; from queues.local import LocalQueue\n"
+        "start = float(sys.argv[2])\n"
+        "time.sleep(max(0.0, start - time.time()))\n"
+        "LocalQueue(Path(sys.argv[1])).send('hello')\n"
+    )
+    for attempt in range(4):
+        path = tmp_path / f"fresh-{attempt}.sqlite3"
+        start = time.time() + 1.0  # every process is up and waiting by then
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", opener, str(path), str(start)], cwd=REPO, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(10)
+        ]
+        failures = [p.communicate(timeout=60)[1] for p in processes if p.wait(timeout=60) != 0]
+        assert not failures, failures[0]
+        assert LocalQueue(path).count() == 10
