@@ -5,10 +5,10 @@ courier, ledger, monitoring), wire them into a supervisor and run it until it st
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import IO
 
+from assembly.child_settings import child_settings, job_deadline_s
 from common.pathlock import PathInUse, hold_lock
 from config.settings import WorkerSettings
 from journal.base import JournalInUse
@@ -30,9 +30,6 @@ from pool.supervisor import Supervisor, SupervisorParts, SupervisorSettings
 from pool.waker import Waker
 from queues import default_result_queue, open_queue
 from queues.base import LONG_POLL_S, POLL_INTERVAL_S, JobQueue
-from runners.container_settings import ContainerSettings
-from runners.image_policy import ImagePolicy
-from runners.limits import JobLimits
 from staging.workspace import SCRATCH_LOCK_NAME
 
 log = logging.getLogger(__name__)
@@ -73,7 +70,7 @@ def _run(settings: WorkerSettings, scratch_dir: Path, journal: SqliteJournal) ->
         dead_letter=dead_letter_queue is not None,
         instance=settings.name,
     )
-    child = _child_settings(settings, scratch_dir, job_queue, journal.path)
+    child = child_settings(settings, scratch_dir, job_queue, journal.path)
     return Supervisor(
         SupervisorSettings(settings.shutdown_grace, settings.health_stall_limit),
         _parts(
@@ -148,70 +145,12 @@ def _open_journal(path: Path) -> SqliteJournal:
         raise ValueError(f"{exc}: give this worker its own --journal, or another --name") from None
 
 
-def job_deadline_s(child: ChildSettings, margin_s: float) -> float | None:
-    """How long a child may hold one job before the supervisor kills it: both transfer
-    allowances, the job's timeout, the kill grace and the margin. None without a job timeout
-    ceiling: the command itself may then run for as long as it likes."""
-    limits = child.ceilings
-    if limits.timeout_s is None:
-        return None
-    return 2 * (limits.transfer_timeout_s or 0.0) + limits.timeout_s + child.kill_grace_s + margin_s
-
-
 def _intake(settings: WorkerSettings, job_queue: JobQueue, waker: Waker) -> AnyIntake:
     """The loop receives itself from a queue whose calls are local transactions; a thread
     long-polls any other, so the loop never waits on the network."""
     if job_queue.profile.calls_in_loop:
         return PollingIntake(job_queue, visibility_timeout=settings.visibility_timeout, poll_interval_s=POLL_INTERVAL_S)
     return Intake(job_queue, visibility_timeout=settings.visibility_timeout, wait_seconds=LONG_POLL_S, wake=waker.wake)
-
-
-def _child_settings(
-    settings: WorkerSettings, scratch_dir: Path, job_queue: JobQueue, journal_path: Path
-) -> ChildSettings:
-    native = settings.native
-    return ChildSettings(
-        worker_kind=settings.command_name,
-        instance=settings.name,
-        service=native.service if native else None,
-        base_command=native.program if native else (),
-        scratch_dir=scratch_dir,
-        queue_spec=job_queue.spec,
-        supervisor_pid=os.getpid(),
-        log_format=settings.log_format,
-        log_level=settings.log_level,
-        file_roots=tuple(root.absolute() for root in settings.file_root),
-        pass_env=settings.pass_env,
-        kill_grace_s=settings.kill_grace,
-        transfer_concurrency=settings.transfer_concurrency,
-        job_disk_bytes=settings.job_disk,
-        max_inline_output_bytes=settings.max_inline_output,
-        max_body_bytes=settings.max_body_size,
-        ceilings=JobLimits(
-            timeout_s=settings.job_timeout,
-            memory_bytes=settings.job_memory,
-            cpus=settings.job_cpus,
-            cpu_seconds=settings.job_cpu_time,
-            transfer_timeout_s=settings.transfer_timeout,
-        ),
-        docker=_container_settings(settings, scratch_dir),
-        journal_path=journal_path if settings.dedupe == "job-id" else None,
-        progress_interval_s=settings.progress_interval,
-    )
-
-
-def _container_settings(settings: WorkerSettings, scratch_dir: Path) -> ContainerSettings | None:
-    docker = settings.docker
-    if docker is None:
-        return None
-    return ContainerSettings(
-        worker_label=str(scratch_dir),
-        images=ImagePolicy(docker.pull, docker.allow_image),
-        user=docker.container_user,
-        network=docker.network,
-        pids_limit=docker.pids_limit,
-        pass_env=settings.pass_env,
-    )
 
 
 def _monitor(settings: WorkerSettings, scratch_dir: Path) -> Monitor:

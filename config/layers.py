@@ -86,7 +86,7 @@ def apply_layers(
             if env_name(setting) in environ:
                 defaults[action.dest] = _from_text(action, env_name(setting), environ[env_name(setting)])
             elif setting in file_settings:
-                defaults[action.dest] = _from_file(action, setting, file_settings[setting])
+                defaults[action.dest] = from_file(action, setting, file_settings[setting])
         parser.set_defaults(**defaults)
     unknown = sorted(set(file_settings) - known)
     if unknown:
@@ -105,7 +105,7 @@ def _from_text(action: argparse.Action, source: str, text: str) -> Any:
     return _convert(action, source, text)
 
 
-def _from_file(action: argparse.Action, setting: str, value: Any) -> Any:
+def from_file(action: argparse.Action, setting: str, value: Any) -> Any:
     source = f"config key {setting!r}"
     if isinstance(action, argparse._StoreTrueAction):
         if not isinstance(value, bool):

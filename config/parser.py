@@ -16,6 +16,7 @@ from common.sizes import parse_size
 from config.client_commands import add_status_command, add_submit_command
 from config.help import HelpFormatter
 from config.layers import ENV_PREFIX, ReplacingAppend
+from config.services import add_services_command
 from config.values import (
     container_user,
     duration,
@@ -34,7 +35,7 @@ from runners.image_policy import PULL_POLICIES
 from runners.process import DEFAULT_KILL_GRACE_S
 from staging.stager import DEFAULT_TRANSFER_CONCURRENCY
 
-WORKER_COMMANDS = ("native", "docker")
+WORKER_COMMANDS = ("native", "docker", "services")
 DEFAULT_PREFETCH_WINDOW_S = 1.0
 DEFAULT_PREFETCH_MAX = 10
 DEFAULT_PROGRESS_INTERVAL_S = 2.0  # at most one progress event per job this often
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     pass_env = _pass_env_parent()
     _add_native_command(commands, pass_env)
     _add_docker_command(commands, pass_env)
+    add_services_command(commands, pass_env)
     add_status_command(commands)
     add_submit_command(commands)
     return parser
@@ -88,8 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def worker_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """The parsers whose options the config file and the environment may set (not submit's)."""
+    return [parser, *(subcommand_parser(parser, name) for name in WORKER_COMMANDS)]
+
+
+def subcommand_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return [parser, *(commands.choices[name] for name in WORKER_COMMANDS)]
+    found: argparse.ArgumentParser = commands.choices[name]
+    return found
 
 
 def _add_queue_options(parser: argparse.ArgumentParser) -> None:

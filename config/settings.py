@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from config.layers import apply_layers, config_path, read_config_file
-from config.parser import build_parser, worker_parsers
+from config.parser import build_parser, subcommand_parser, worker_parsers
 from config.program import parse_program, resolve_executable
+from config.services import ServiceSettings, read_docker_table, read_services, split_tables
 from queues import default_instance_name, default_state_dir
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class WorkerSettings:
     pass_env: tuple[str, ...]
     native: NativeSettings | None
     docker: DockerSettings | None
+    services: tuple[ServiceSettings, ...]  # `services`: the native services of the config file
 
 
 @dataclass(frozen=True)
@@ -118,25 +120,47 @@ def parse_settings(
     parser = parser or build_parser()
     try:
         path = config_path(argv, environ)
-        apply_layers(worker_parsers(parser), read_config_file(path) if path else {}, environ)
+        file_settings, tables = split_tables(read_config_file(path) if path else {})
+        apply_layers(worker_parsers(parser), file_settings, environ)
     except ValueError as exc:
         parser.error(str(exc))
     namespace = parser.parse_args(list(argv))
     if namespace.log_format is None:
         namespace.log_format = "text" if sys.stderr.isatty() else "json"
-    return typed_settings(namespace)
+    try:
+        return typed_settings(namespace, tables, parser)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
-def typed_settings(namespace: argparse.Namespace) -> Settings:
-    """The parsed command line as the settings of its subcommand."""
+def typed_settings(
+    namespace: argparse.Namespace,
+    tables: Mapping[str, Any] | None = None,
+    parser: argparse.ArgumentParser | None = None,
+) -> Settings:
+    """The parsed command line as the settings of its subcommand; `tables`: the config file's
+    [services.*] and [docker] tables, for `services`."""
     if namespace.command_name == "submit":
         return _read(SubmitSettings, namespace)
     paths = _instance_paths(namespace)
     if namespace.command_name == "status":
         return _read(StatusSettings, namespace, **paths)
+    if namespace.command_name == "services":
+        return _services_settings(namespace, tables or {}, parser or build_parser(), paths)
     native = _read(NativeSettings, namespace) if namespace.command_name == "native" else None
     docker = _read(DockerSettings, namespace) if namespace.command_name == "docker" else None
-    return _read(WorkerSettings, namespace, native=native, docker=docker, **paths)
+    return _read(WorkerSettings, namespace, native=native, docker=docker, services=(), **paths)
+
+
+def _services_settings(
+    namespace: argparse.Namespace, tables: Mapping[str, Any], parser: argparse.ArgumentParser, paths: dict[str, Any]
+) -> WorkerSettings:
+    services = read_services(tables)
+    docker_values = read_docker_table(tables, subcommand_parser(parser, "docker"))
+    if not services and docker_values is None:
+        raise SettingsError("services needs a --config file with [services.NAME] tables or a [docker] table")
+    docker = None if docker_values is None else _read(DockerSettings, argparse.Namespace(**docker_values))
+    return _read(WorkerSettings, namespace, native=None, docker=docker, services=services, **paths)
 
 
 def _instance_paths(namespace: argparse.Namespace) -> dict[str, Any]:
@@ -178,6 +202,12 @@ def check_worker_settings(settings: WorkerSettings) -> WorkerSettings:
         if settings.native.service is None:
             log.warning("no --service given: jobs for any service name are accepted")
         settings = dataclasses.replace(settings, native=dataclasses.replace(settings.native, program=program))
+    if settings.services:
+        found = tuple(
+            dataclasses.replace(service, command=tuple(resolve_executable(list(service.command))))
+            for service in settings.services
+        )
+        settings = dataclasses.replace(settings, services=found)
     if not settings.file_root:
         log.info("no --file-root given: file:// URIs are refused")
     return settings

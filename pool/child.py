@@ -63,7 +63,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
         journal=journal,
         on_event=connection.send,  # from the job's thread, or its progress watcher's while the job runs
     )
-    executor.runner.recover()
+    executor.runners.recover()
     connection.send("ready")
     try:
         _serve(executor, connection, slot, shared)

@@ -19,6 +19,7 @@ from pool.limits import resolve_limits
 from pool.notice import JobAccepted
 from pool.outcomes import new_result
 from pool.progress import ProgressWatcher
+from pool.routes import Route, Runners, route
 from pool.settings import ChildSettings
 from protocol.argv import build_argv
 from protocol.body import DecodedBody, Envelope, decode_body
@@ -63,13 +64,13 @@ class JobExecutor:
             job_disk_bytes=settings.job_disk_bytes,
         )
         self.slot = slot
-        self.runner: Runner
+        docker: Runner | None = None
         if settings.docker is not None:
             from runners.container import DockerRunner  # noqa: PLC0415 (the docker SDK only where it is used)
 
-            self.runner = DockerRunner(settings.docker, slot)
-        else:
-            self.runner = NativeRunner(settings.pass_env, slot, on_job_start)
+            docker = DockerRunner(settings.docker, slot)
+        native = NativeRunner(settings.pass_env, slot, on_job_start) if settings.native else None
+        self.runners = Runners(native, docker)
         self._bytes_in = 0  # of the current job
         self._last_workspace: Workspace | None = None
         self._spare_directory: Path | None = None  # the last job's directory, left empty: the next one's
@@ -120,8 +121,8 @@ class JobExecutor:
                 raise decoded.rejection
             request = decoded.request
             assert request is not None
-            self._check_addressed_to_us(request, reply_to_problem)
-            self._run(request, result, reply_to)
+            found = self._check_addressed_to_us(request, reply_to_problem)
+            self._run(request, found, result, reply_to)
         except RequestRejected as exc:
             _fail(result, Status.REJECTED, "invalid_request", str(exc))
         except ImageRejected as exc:
@@ -183,25 +184,20 @@ class JobExecutor:
             return None, str(exc)
         return name, None
 
-    def _check_addressed_to_us(self, request: JobRequest, reply_to_problem: str | None) -> None:
-        if request.queue != self.settings.worker_kind:
-            raise RequestRejected(
-                "queue", f"this worker runs {self.settings.worker_kind!r} jobs, not {request.queue!r}"
-            )
-        # A docker job's service is the image to run; the runner checks it against the image policy.
-        if self.settings.service is not None and request.service != self.settings.service:
-            raise RequestRejected("service", f"this worker serves {self.settings.service!r}, not {request.service!r}")
+    def _check_addressed_to_us(self, request: JobRequest, reply_to_problem: str | None) -> Route:
+        found = route(self.settings, self.runners, request)
         if reply_to_problem is not None:
             raise RequestRejected("reply_to", reply_to_problem)
+        return found
 
-    def _run(self, request: JobRequest, result: JobResult, reply_to: str | None) -> None:
+    def _run(self, request: JobRequest, found: Route, result: JobResult, reply_to: str | None) -> None:
         """`reply_to`: where the result goes, and so the job's events."""
         if request.test:
             result.status = Status.ALIVE
             return
         assert request.command is not None
-        limits = resolve_limits(request, self.settings.ceilings)
-        self.runner.prepare(request.service)
+        limits = resolve_limits(request, found.ceilings)
+        found.runner.prepare(request.service)
         workspace = Workspace.create(self.settings.scratch_dir, self.slot, reuse=self._spare_directory)
         self._last_workspace, self._spare_directory = workspace, None
         try:
@@ -210,7 +206,7 @@ class JobExecutor:
             transfer_limit_s = limits.transfer_timeout_s if command.names_files else None
             staged = _bounded("stage-in", transfer_limit_s, lambda w: self.stager.stage_in(command, workspace, w))
             self._bytes_in = staged.bytes_in
-            argv = build_argv(self.settings.base_command, request.command.arguments, staged.argument_values)
+            argv = build_argv(found.command, request.command.arguments, staged.argument_values)
             spec = RunSpec(
                 argv,
                 workspace.root,
@@ -224,7 +220,7 @@ class JobExecutor:
             )
             watcher = self._announce_start(request, result, spec, reply_to)
             try:
-                outcome = self.runner.run(spec)
+                outcome = found.runner.run(spec)
             finally:
                 if watcher is not None:
                     watcher.finish()

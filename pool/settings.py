@@ -10,11 +10,19 @@ from runners.limits import JobLimits
 
 
 @dataclass(frozen=True)
+class NativeService:
+    """A command this worker runs for native messages of a service."""
+
+    name: str | None  # the service a message must name; None: any
+    command: tuple[str, ...]  # the message's arguments follow it
+    ceilings: JobLimits  # the service's own, the worker's where it sets none
+
+
+@dataclass(frozen=True)
 class ChildSettings:
     worker_kind: str
     instance: str  # the worker's instance name, in every result
-    service: str | None
-    base_command: tuple[str, ...]
+    native: tuple[NativeService, ...]  # the native services it serves (none: docker jobs only)
     scratch_dir: Path
     queue_spec: str
     supervisor_pid: int
@@ -27,7 +35,7 @@ class ChildSettings:
     job_disk_bytes: int | None
     max_inline_output_bytes: int
     max_body_bytes: int
-    ceilings: JobLimits
-    docker: ContainerSettings | None  # for worker_kind "docker"
+    ceilings: JobLimits  # the worker's: docker jobs' ceilings
+    docker: ContainerSettings | None  # set: it runs docker jobs
     journal_path: Path | None  # set: a job whose id the journal has as finished is not run again
     progress_interval_s: float  # at most one progress event per job this often

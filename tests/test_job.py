@@ -15,7 +15,7 @@ from journal.base import Outcome
 from journal.sqlite import SqliteJournal
 from pool.assignment import DuplicateReport, JobAssignment, JobReport
 from pool.job import JobExecutor
-from pool.settings import ChildSettings
+from pool.settings import ChildSettings, NativeService
 from protocol.result import Status
 from queues.base import BodyDefect
 from runners.limits import JobLimits
@@ -23,7 +23,8 @@ from runners.limits import JobLimits
 
 def settings(tmp_path: Path, command: tuple[str, ...], journal_path: Path | None = None) -> ChildSettings:
     return ChildSettings(
-        worker_kind="native", instance="test", service="svc", base_command=command, scratch_dir=tmp_path / "scratch",
+        worker_kind="native", instance="test", native=(NativeService("svc", command, JobLimits(timeout_s=30.0)),),
+        scratch_dir=tmp_path / "scratch",
         queue_spec=f"local:{tmp_path}/queue.sqlite3", supervisor_pid=os.getpid(), log_format="text",
         log_level="WARNING", file_roots=(), pass_env=(), kill_grace_s=1.0, transfer_concurrency=1,
         job_disk_bytes=None, max_inline_output_bytes=1024, max_body_bytes=1024 * 1024,

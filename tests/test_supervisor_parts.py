@@ -25,7 +25,7 @@ from pool.ledger import Ledger
 from pool.outbox import InlineOutbox
 from pool.outcomes import OutcomePolicy
 from pool.prefetch import NO_PREFETCH, Prefetch
-from pool.settings import ChildSettings
+from pool.settings import ChildSettings, NativeService
 from pool.slots import SlotTable
 from pool.supervisor import EXIT_OK, Supervisor, SupervisorParts, SupervisorSettings
 from pool.waker import Waker
@@ -38,7 +38,8 @@ VISIBILITY_S = 30.0
 
 def child_settings(tmp_path: Path, queue: LocalQueue) -> ChildSettings:
     return ChildSettings(
-        worker_kind="native", instance="test", service=None, base_command=("true",), scratch_dir=tmp_path / "scratch",
+        worker_kind="native", instance="test", native=(NativeService(None, ("true",), JobLimits(timeout_s=60.0)),),
+        scratch_dir=tmp_path / "scratch",
         queue_spec=queue.spec, supervisor_pid=os.getpid(), log_format="text", log_level="WARNING",
         file_roots=(), pass_env=(), kill_grace_s=1.0, transfer_concurrency=1, job_disk_bytes=None,
         max_inline_output_bytes=1024, max_body_bytes=1024 * 1024, ceilings=JobLimits(timeout_s=60.0),

@@ -23,6 +23,7 @@ parser.add_argument("--spawn-sleeper", metavar="PIDFILE", help="start a long-sle
 parser.add_argument("--kill-parent-once", metavar="MARKER", help="unless MARKER exists: create it, kill the pool child")
 parser.add_argument("--progress", action="append", default=[], help="append a line to the progress file")
 parser.add_argument("--progress-pause", type=float, default=0, help="seconds to wait after each --progress line")
+parser.add_argument("--service-name", help="print service-name=NAME (the service's command line says which)")
 parser.add_argument("--progress-flood", type=int, default=0, help="append this many progress lines at once")
 options = parser.parse_args()
 
@@ -44,6 +45,8 @@ if options.out_prefix:
     Path(options.out_prefix + ".b").write_text("b\n")
 if options.symlink:
     os.symlink(options.symlink[0], options.symlink[1])
+if options.service_name:
+    print(f"service-name={options.service_name}")
 if options.print_env:
     for name in sorted(os.environ):
         print(f"{name}={os.environ[name]}")

@@ -1,0 +1,77 @@
+"""One worker, several services (`supervisor.py --config FILE services`): native services by
+name, each with its own command and ceilings, and docker jobs, from one pool and one queue."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.support import TOOL, Worker, job
+
+
+def parameter(name: str, value: object) -> dict[str, object]:
+    return {"type": "parameter", "name": name, "value": value}
+
+
+def services_worker(tmp_path: Path, toml: str, workers: int = 2) -> Worker:
+    config = tmp_path / "services.toml"
+    config.write_text(toml)
+    return Worker(tmp_path, workers=workers, options=["--config", str(config)], runner=["services"])
+
+
+def tool_service(name: str, **limits: object) -> str:
+    lines = [f"[services.{name}]", f"command = {json.dumps([sys.executable, str(TOOL), '--service-name', name])}"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in limits.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_native_services_and_docker_jobs_from_one_pool(tmp_path: Path, tool_image: str) -> None:
+    toml = tool_service("wc") + tool_service("gdal") + '[docker]\npull = "never"\n'
+    worker = services_worker(tmp_path, toml).start()
+    try:
+        wc = worker.result(worker.submit(job(service="wc")))
+        gdal = worker.result(worker.submit(job(service="gdal")))
+        docker = worker.result(worker.submit(job(service=tool_image, queue="docker")), timeout=60)
+        assert (wc["status"], gdal["status"], docker["status"]) == ("succeeded", "succeeded", "succeeded")
+        assert "service-name=wc" in wc["stdout"] and "service-name=gdal" in gdal["stdout"]
+        unknown = worker.result(worker.submit(job(service="nope")))
+        assert unknown["status"] == "rejected"
+        assert unknown["error"]["message"] == "service: this worker serves no native service named 'nope'"
+        assert str(TOOL) not in json.dumps(unknown)  # nothing of the other services' commands
+    finally:
+        worker.stop()
+
+
+def test_docker_messages_are_rejected_without_a_docker_table(tmp_path: Path) -> None:
+    worker = services_worker(tmp_path, tool_service("wc")).start()
+    try:
+        result = worker.result(worker.submit(job(service="local/anything", queue="docker")))
+        assert result["status"] == "rejected"
+        assert result["error"]["message"] == (
+            "queue: this worker runs no docker jobs (its config file has no [docker] table)"
+        )
+    finally:
+        worker.stop()
+
+
+def test_a_services_own_timeout_and_memory_apply(tmp_path: Path) -> None:
+    toml = tool_service("quick", timeout="1s") + tool_service("small", memory="120M") + tool_service("free")
+    worker = services_worker(tmp_path, toml).start()
+    try:
+        slow = worker.result(worker.submit(job([parameter("--sleep", 30)], service="quick")))
+        assert (slow["status"], slow["error"]["message"]) == ("timeout", "the job ran longer than 1 s")
+        hungry: dict[str, Any] = worker.result(
+            worker.submit(job([parameter("--child-allocate", 200), parameter("--sleep", 30)], service="small"))
+        )
+        assert (hungry["status"], hungry["error"]["type"]) == ("killed", "memory")
+        asks_more = worker.result(worker.submit(job(service="small", resources={"memory": "1G"})))
+        assert (
+            asks_more["status"] == "rejected"
+            and "more than this worker's limit of 120M" in (asks_more["error"]["message"])
+        )
+        unlimited = worker.result(worker.submit(job([parameter("--sleep", 1.5)], service="free")))
+        assert unlimited["status"] == "succeeded"
+    finally:
+        worker.stop()
