@@ -110,7 +110,7 @@ def _parts(
     return SupervisorParts(
         queue=job_queue,
         slots=SlotTable(child, settings.workers, job_deadline_s(child, settings.deadline_margin)),
-        custody=Custody(job_queue, outbox, settings.visibility_timeout),
+        custody=Custody(job_queue, outbox, settings.visibility_timeout, caps=_caps(settings)),
         intake=_intake(settings, job_queue, waker),
         outbox=outbox,
         courier=courier,
@@ -120,6 +120,11 @@ def _parts(
         monitor=_monitor(settings, child.scratch_dir),
         waker=waker,
     )
+
+
+def _caps(settings: WorkerSettings) -> dict[str, int]:
+    """`max-running` by service."""
+    return {service.name: service.max_running for service in settings.services if service.max_running}
 
 
 def _hold_scratch_dir(scratch_dir: Path) -> IO[bytes] | None:

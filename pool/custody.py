@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
 from pool.lanes import Held, Lanes
 from pool.outbox import Outbox
+from protocol.body import native_service_of
 from queues.base import JobQueue, ReceivedMessage, VisibilityChange
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ class Running:
 
     message: ReceivedMessage
     visible_until: float  # monotonic time its visibility lapses unless extended
+    service: str | None = None  # a service whose running jobs are capped, if it is one
     started: float = field(default_factory=time.monotonic)
     confirmed: bool = False  # its child said it took the job
 
@@ -41,10 +44,14 @@ class Running:
 
 
 class Custody:
-    def __init__(self, queue: JobQueue, outbox: Outbox, visibility_timeout: float) -> None:
+    def __init__(
+        self, queue: JobQueue, outbox: Outbox, visibility_timeout: float, caps: Mapping[str, int] | None = None
+    ) -> None:
+        """`caps`: the most jobs of a native service that may run at once, by service."""
         self.queue = queue
         self.outbox = outbox
         self.visibility_timeout = visibility_timeout
+        self.caps = dict(caps or {})
         self.lanes = Lanes()  # received, not yet started
         self.running: list[Running] = []
 
@@ -66,10 +73,44 @@ class Custody:
         return any(kept.message.group_id for kept in self.kept_visible())
 
     def startable(self) -> list[Held]:
-        return self.lanes.startable(self.busy_groups())
+        """What may start now, in order: the first of each idle group, and no more of a capped
+        service's jobs than its cap leaves room for (the others pass them by)."""
+        found = self.lanes.startable(self.busy_groups())
+        if not self.caps:
+            return found
+        room = self._room()
+        startable = []
+        for held in found:
+            if held.service is not None:
+                if room[held.service] <= 0:
+                    continue
+                room[held.service] -= 1
+            startable.append(held)
+        return startable
+
+    def blocked(self) -> int:
+        """Held messages that cannot start for their service's cap."""
+        if not self.caps:
+            return 0
+        waiting = Counter(held.service for held in self.lanes if held.service is not None)
+        room = self._room()
+        return sum(max(0, count - max(0, room[service])) for service, count in waiting.items())
+
+    def _room(self) -> Counter[str]:
+        room = Counter(self.caps)
+        room.subtract(job.service for job in self.running if job.service is not None)
+        return room
 
     def hold(self, messages: list[ReceivedMessage]) -> None:
-        self.lanes.add(messages, time.monotonic() + self.visibility_timeout)
+        visible_until = time.monotonic() + self.visibility_timeout
+        self.lanes.add(Held(message, visible_until, self._capped_service(message)) for message in messages)
+
+    def _capped_service(self, message: ReceivedMessage) -> str | None:
+        """Its service, read from the body only where a cap may apply to it."""
+        if not self.caps or message.defect is not None:
+            return None
+        service = native_service_of(message.body)
+        return service if service in self.caps else None
 
     def take_redelivered(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """The messages that are new here. A redelivery of one running or waiting here is not:
@@ -97,7 +138,7 @@ class Custody:
 
     def start(self, held: Held) -> Running:
         self.lanes.take(held)
-        job = Running(held.message, held.visible_until)
+        job = Running(held.message, held.visible_until, held.service)
         self.running.append(job)
         return job
 
@@ -107,7 +148,7 @@ class Custody:
     def put_back(self, job: Running) -> None:
         """A job handed back before it started (its child never took it): first in line again."""
         self.finish(job)
-        self.lanes.put_back(job.message, job.visible_until)
+        self.lanes.put_back(Held(job.message, job.visible_until, job.service))
 
     def release(self, messages: list[ReceivedMessage], why: str) -> None:
         """Back to the queue at once (visibility 0), for this worker or another."""

@@ -15,6 +15,7 @@ from queues.base import ReceivedMessage
 class Held:
     message: ReceivedMessage
     visible_until: float  # monotonic time its visibility lapses unless extended
+    service: str | None = None  # a service whose running jobs are capped (`max-running`), if any
 
 
 class Lanes:
@@ -27,12 +28,12 @@ class Lanes:
     def __iter__(self) -> Iterator[Held]:
         return iter(self._held)
 
-    def add(self, messages: Iterable[ReceivedMessage], visible_until: float) -> None:
-        self._held += [Held(message, visible_until) for message in messages]
+    def add(self, held: Iterable[Held]) -> None:
+        self._held += held
 
-    def put_back(self, message: ReceivedMessage, visible_until: float) -> None:
+    def put_back(self, held: Held) -> None:
         """A job handed back before it started (its child never took it): first in line again."""
-        self._held.insert(0, Held(message, visible_until))
+        self._held.insert(0, held)
 
     def startable(self, busy_groups: set[str]) -> list[Held]:
         """The messages that could start now, in order: those of no group, and the first of

@@ -208,10 +208,12 @@ class Supervisor:
 
     def _receive_request(self) -> ReceiveRequest:
         """Messages for the idle slots that have none to start, and prefetch's allowance for
-        the messages held once those that can start have started."""
+        the messages held once those that can start have started. Messages a service's cap keeps
+        waiting count as held; once as many wait as there are slots, nothing more is received."""
         idle = len(self.slots.idle())
         starting = min(idle, len(self.custody.startable()))
-        return self.parts.prefetch.request(unfilled_slots=idle - starting, held=self.custody.held - starting)
+        unfilled = idle - starting if self.custody.blocked() < self.slots.count else 0
+        return self.parts.prefetch.request(unfilled_slots=unfilled, held=self.custody.held - starting)
 
     def _hold(self, received: list[ReceivedMessage]) -> None:
         """Hold the messages to run: not those the journal has as finished (deleted, not run

@@ -156,3 +156,21 @@ def _envelope_of(data: Any) -> Envelope:
         return value if usable else None
 
     return Envelope(text("id"), text("service", 1024), text("queue"), text("reply_to", 2048))
+
+
+class _Addressing(msgspec.Struct):
+    queue: Any = None
+    service: Any = None
+
+
+_ADDRESSING = msgspec.json.Decoder(_Addressing)
+
+
+def native_service_of(body: str) -> str | None:
+    """The service a body names for a native job, read cheaply and never raising; None when it
+    names none, is a docker job, or is no valid JSON object (the child rejects it in full)."""
+    try:
+        found = _ADDRESSING.decode(body)
+    except Exception:  # any body at all: the supervisor only wants to know where it belongs
+        return None
+    return found.service if found.queue == "native" and isinstance(found.service, str) else None

@@ -3,12 +3,14 @@ hidden by the heartbeat, released, and kept in group order."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 
 from pool.custody import Custody
+from pool.lanes import Held
 from pool.outbox import InlineOutbox
 from queues.base import OutgoingMessage, ReceivedMessage
 from queues.local import LocalQueue
@@ -94,8 +96,33 @@ def test_a_retried_job_sends_its_group_mates_back_behind_it(queue: LocalQueue) -
     # The embedded queue lets one message of a group out at a time; hold what a worker would.
     custody.hold(queue.receive(10, 0, VISIBILITY_S))
     job = custody.start(next(h for h in custody.startable() if h.message.body == "g1"))
-    custody.lanes.add([ReceivedMessage("m-g2", "1:x", "g2", 1, group_id="g")], time.monotonic() + VISIBILITY_S)
+    custody.lanes.add([Held(ReceivedMessage("m-g2", "1:x", "g2", 1, group_id="g"), time.monotonic() + VISIBILITY_S)])
     custody.finish(job)
     custody.keep_group_order(job.message, final=False)
     assert [held.message.body for held in custody.lanes] == ["other"]
     custody.keep_group_order(custody.lanes.take_all()[0], final=True)  # final: nothing moves
+
+
+def native_job(service: str) -> str:
+    return json.dumps({"service": service, "queue": "native", "command": {"arguments": []}})
+
+
+def test_a_capped_service_starts_no_more_than_its_cap_and_the_others_pass_it_by(queue: LocalQueue) -> None:
+    custody = Custody(queue, InlineOutbox(), VISIBILITY_S, caps={"gdal": 1})
+    queue.send_batch([native_job("gdal"), native_job("gdal"), native_job("gdal"), native_job("wc"), "not json"])
+    custody.hold(queue.receive(10, 0, VISIBILITY_S))
+    first, *_ = custody.startable()
+    assert [json.loads(h.message.body)["service"] for h in custody.startable()[:2]] == ["gdal", "wc"]
+    running = custody.start(first)
+    assert running.service == "gdal"
+    assert [h.message.body for h in custody.startable()] == [native_job("wc"), "not json"]
+    assert custody.blocked() == 2  # the two other gdal jobs wait for the running one
+    custody.finish(running)
+    assert custody.blocked() == 1
+    assert custody.startable()[0].message.body == native_job("gdal")
+
+
+def test_without_caps_no_body_is_read(queue: LocalQueue) -> None:
+    custody = Custody(queue, InlineOutbox(), VISIBILITY_S)
+    custody.hold(received(queue, native_job("gdal")))
+    assert [held.service for held in custody.lanes] == [None] and custody.blocked() == 0

@@ -3,6 +3,7 @@ name, each with its own command and ceilings, and docker jobs, from one pool and
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -75,3 +76,20 @@ def test_a_services_own_timeout_and_memory_apply(tmp_path: Path) -> None:
         assert unlimited["status"] == "succeeded"
     finally:
         worker.stop()
+
+
+def test_max_running_caps_a_service_without_holding_the_others_back(tmp_path: Path) -> None:
+    toml = tool_service("gdal", **{"max-running": 1}) + tool_service("wc")
+    worker = services_worker(tmp_path, toml, workers=3).start()
+    try:
+        capped = [worker.submit(job([parameter("--sleep", 1.5)], service="gdal")) for _ in range(4)]
+        others = [worker.submit(job([parameter("--sleep", 0.2)], service="wc")) for _ in range(2)]
+        gdal = sorted((worker.result(m, timeout=60) for m in capped), key=lambda r: r["started_at"])
+        wc = [worker.result(m, timeout=60) for m in others]
+    finally:
+        worker.stop()
+    assert all(result["status"] == "succeeded" for result in [*gdal, *wc])
+    for earlier, later in itertools.pairwise(gdal):
+        assert earlier["finished_at"] <= later["started_at"], "two gdal jobs ran at once"
+    # The wc jobs, sent behind the gdal backlog, are done before the last gdal job even starts.
+    assert max(result["finished_at"] for result in wc) < gdal[-1]["started_at"]
