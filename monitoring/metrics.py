@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitoring.state import WorkerState
 
+_services_seen: set[str] = set()  # each gauge once set is kept current, down to 0
 REGISTRY = CollectorRegistry()
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
 BYTES_BUCKETS = tuple(float(2**power) for power in range(10, 41, 3))  # 1 KiB .. 1 TiB
@@ -54,8 +57,26 @@ LOOP_LAST_RUN = Gauge(
 )
 
 
-def record_job(status: str, duration_s: float, bytes_in: int, bytes_out: int) -> None:
+SERVICE_JOBS = Counter(
+    "api_worker_service_jobs", "Jobs finished, by service and result status", ["service", "status"], registry=REGISTRY
+)
+SERVICE_RUNNING = Gauge(
+    "api_worker_service_jobs_running", "Jobs running now, by service", ["service"], registry=REGISTRY
+)
+OTHER_SERVICE = "other"  # a service this worker was not configured with: no label of its own
+
+
+def service_label(service: str | None, queue: str | None, known: frozenset[str]) -> str:
+    """A job's service as a label: a configured service by name; a docker or unconfigured native
+    job by its kind. A message names its own service, so a label never takes it on trust."""
+    if service is not None and service in known:
+        return service
+    return queue if queue in ("docker", "native") else OTHER_SERVICE
+
+
+def record_job(status: str, duration_s: float, bytes_in: int, bytes_out: int, service: str = OTHER_SERVICE) -> None:
     JOBS.labels(status).inc()
+    SERVICE_JOBS.labels(service, status).inc()
     JOB_DURATION.labels(status).observe(duration_s)
     STAGED_BYTES.labels("in").observe(bytes_in)
     STAGED_BYTES.labels("out").observe(bytes_out)
@@ -91,6 +112,16 @@ def jobs_by_status() -> dict[str, int]:
     return _totals(JOBS)
 
 
+def jobs_by_service() -> dict[str, dict[str, int]]:
+    """Finished jobs by service, then by status."""
+    found: dict[str, dict[str, int]] = {}
+    for metric in SERVICE_JOBS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                found.setdefault(sample.labels["service"], {})[sample.labels["status"]] = int(sample.value)
+    return found
+
+
 def queue_error_count() -> int:
     return sum(_totals(QUEUE_ERRORS).values())
 
@@ -105,4 +136,8 @@ def publish_gauges(state: WorkerState) -> None:
     SLOTS.labels("starting").set(state.starting)
     IN_FLIGHT.set(state.in_flight)
     HELD.set(state.held)
+    running = Tally(job.service or OTHER_SERVICE for job in state.running)
+    for service in _services_seen | running.keys():
+        SERVICE_RUNNING.labels(service).set(running.get(service, 0))
+    _services_seen.update(running)
     LOOP_LAST_RUN.set(state.updated_at)

@@ -19,6 +19,7 @@ class RunningJob(msgspec.Struct, frozen=True):
     message_id: str
     attempt: int
     running_s: float
+    service: str | None = None  # as its metrics label it (a configured service, or the job's kind)
 
 
 class WorkerState(msgspec.Struct, frozen=True):
@@ -43,6 +44,7 @@ class WorkerState(msgspec.Struct, frozen=True):
     stall_limit_s: float = DEFAULT_STALL_LIMIT_S
     journal_problem: str | None = None  # why the journal's last write failed, until one succeeds
     thread_problems: list[str] = msgspec.field(default_factory=list)  # helper threads dead or failing
+    services: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)  # finished jobs by service, status
 
     def problems(self, now: float | None = None) -> list[str]:
         """Why the worker is unhealthy; empty when it is healthy."""

@@ -93,7 +93,7 @@ class JobExecutor:
         reply_to, reply_to_problem = self._check_reply_to(envelope.reply_to)
         result.id = envelope.id or assignment.message_id
         result.service, result.queue = envelope.service, envelope.queue
-        self._on_accepted(JobAccepted(assignment.message_id, result.id, result.service, reply_to))
+        self._on_accepted(JobAccepted(assignment.message_id, result.id, result.service, reply_to, result.queue))
         add_job_fields(job_id=result.id, service=result.service)
         duplicate = self._finished_before(assignment, decoded, result.id)
         if duplicate is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-# id (256 characters) + service (1024) + reply_to (2048), 4 bytes a character at most, + framing.
+# id (256 characters) + service (1024) + reply_to (2048) + queue (256), 4 bytes a character at most, + framing.
 NOTICE_BYTES = 16 * 1024
 _LENGTH = 4
 
@@ -23,6 +23,7 @@ class JobAccepted(msgspec.Struct, frozen=True):
     job_id: str
     service: str | None
     reply_to: str | None
+    queue: str | None = None  # the job's kind: native or docker
 
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -79,6 +79,8 @@ class SlotTable:
         self.slots: list[Slot] = []
         self.boot_failures = 0
         self._selector: selectors.BaseSelector | None = None
+        # The native services configured by name: the only services that label metrics.
+        self.known_services = frozenset(service.name for service in child.native if service.name is not None)
 
     def start(self, selector: selectors.BaseSelector) -> None:
         """Spawn every child; their pipes and exits are watched in `selector` as ("message" |
@@ -97,6 +99,10 @@ class SlotTable:
 
     def all_ready(self) -> bool:
         return all(slot.ready for slot in self.slots)
+
+    def accepted(self, slot: Slot) -> JobAccepted | None:
+        """What the slot's child said of the job it holds, once it decoded it."""
+        return None if slot.job is None else read(slot.notice_board, slot.job.message.message_id)
 
     def failing_at_boot(self) -> bool:
         return self.boot_failures >= MAX_BOOT_FAILURES

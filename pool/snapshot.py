@@ -6,11 +6,12 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from monitoring.metrics import child_restart_count, jobs_by_status, queue_error_count
+from monitoring.metrics import child_restart_count, jobs_by_service, jobs_by_status, queue_error_count, service_label
 from monitoring.state import RunningJob, WorkerState
 from protocol.version import VERSION
 
 if TYPE_CHECKING:
+    from pool.slots import Slot, SlotTable
     from pool.supervisor import Supervisor
 
 
@@ -41,14 +42,15 @@ def worker_state(supervisor: Supervisor) -> WorkerState:
         journal_problem=parts.ledger.health.problem,
         thread_problems=[problem for part in threads if (problem := part.problem())],
         stall_limit_s=supervisor.settings.stall_limit_s,
-        running=[
-            RunningJob(
-                slot.index,
-                slot.job.message.message_id,
-                slot.job.message.receive_count,
-                round(clock - slot.job.started, 1),
-            )
-            for slot in busy
-            if slot.job is not None
-        ],
+        running=[_running(slots, slot, clock) for slot in busy],
+        services=jobs_by_service(),
     )
+
+
+def _running(slots: SlotTable, slot: Slot, clock: float) -> RunningJob:
+    job = slot.job
+    assert job is not None
+    accepted = slots.accepted(slot)
+    service = None if accepted is None else service_label(accepted.service, accepted.queue, slots.known_services)
+    message = job.message
+    return RunningJob(slot.index, message.message_id, message.receive_count, round(clock - job.started, 1), service)

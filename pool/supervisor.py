@@ -18,7 +18,7 @@ from types import FrameType
 
 from common import faults
 from journal.base import Outcome
-from monitoring.metrics import record_job
+from monitoring.metrics import record_job, service_label
 from monitoring.monitor import Monitor
 from monitoring.state import WorkerState
 from pool.assignment import DuplicateReport, JobEventNote, JobReport
@@ -280,14 +280,16 @@ class Supervisor:
             return
         outcome, result = self.parts.policy.of_report(job.message, report)
         log.info("job finished", extra={"slot": slot.index, **result.summary()})
-        record_job(outcome.status, result.duration_s or 0.0, report.bytes_in, report.bytes_out)
+        service = service_label(result.service, result.queue, self.slots.known_services)
+        record_job(outcome.status, result.duration_s or 0.0, report.bytes_in, report.bytes_out, service)
         self._settle(job, outcome)
 
     def _report_lost(self, lost: LostJob) -> None:
         self.custody.finish(lost.job)
         outcome, result = self.parts.policy.of_lost_job(lost.job.message, lost.accepted, lost.why)
         log.info("job lost", extra=result.summary())
-        record_job(outcome.status, 0.0, 0, 0)
+        kind = lost.accepted.queue if lost.accepted else None
+        record_job(outcome.status, 0.0, 0, 0, service_label(result.service, kind, self.slots.known_services))
         self._settle(lost.job, outcome)
 
     def _settle(self, job: Running, outcome: Outcome) -> None:

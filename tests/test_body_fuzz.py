@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pool.limits import resolve_limits
 from protocol.argv import build_argv
-from protocol.body import DecodedBody, decode_body
+from protocol.body import DecodedBody, decode_body, native_service_of
 from protocol.request import Command, RequestRejected
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity
 from protocol.uris import UriRejected, parse_uri
@@ -231,3 +231,12 @@ def test_uris_written_oddly(body: str) -> None:
 def test_the_unmutated_seed_is_accepted() -> None:
     decoded = decode_body(json.dumps(SEED))
     assert decoded.request is not None and decoded.envelope.reply_to == "replies"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_bodies)
+def test_the_supervisors_look_at_a_bodys_service_never_raises(body: str) -> None:
+    """Where a service's jobs are capped, the supervisor reads a body's service (and nothing
+    more); whatever the body, that gives a string or None."""
+    service = native_service_of(body)
+    assert service is None or isinstance(service, str)

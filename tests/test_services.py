@@ -6,9 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+from testkit.moto_server import free_port
+from testkit.waiting import wait_until
 from tests.support import TOOL, Worker, job
 
 
@@ -93,3 +96,39 @@ def test_max_running_caps_a_service_without_holding_the_others_back(tmp_path: Pa
         assert earlier["finished_at"] <= later["started_at"], "two gdal jobs ran at once"
     # The wc jobs, sent behind the gdal backlog, are done before the last gdal job even starts.
     assert max(result["finished_at"] for result in wc) < gdal[-1]["started_at"]
+
+
+def test_metrics_and_status_carry_the_service(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "services.toml"
+    config.write_text(tool_service("wc") + tool_service("gdal"))
+    worker = Worker(tmp_path, options=["--config", str(config), "--metrics-port", str(port)], runner=["services"])
+    worker.start()
+    try:
+        assert worker.result(worker.submit(job(service="wc")))["status"] == "succeeded"
+        assert worker.result(worker.submit(job(service="nope")))["status"] == "rejected"
+        started = tmp_path / "started"
+        message_id = worker.submit(job([parameter("--started", str(started)), parameter("--sleep", 3)], service="gdal"))
+        wait_until(started.exists, 20, "the gdal job to start")
+        running = wait_until(lambda: _http(port, "/status")["running"], 10, "the running job in /status")
+        assert [job_["service"] for job_ in running] == ["gdal"]
+        metrics = _http(port, "/metrics", json_body=False)
+        assert 'api_worker_service_jobs_total{service="wc",status="succeeded"} 1.0' in metrics
+        assert 'api_worker_service_jobs_total{service="native",status="rejected"} 1.0' in metrics  # not "nope"
+        assert 'api_worker_service_jobs_running{service="gdal"} 1.0' in metrics
+        assert worker.result(message_id)["status"] == "succeeded"
+        status = wait_until(lambda: _done_gdal(port), 10, "the gdal job counted in /status")
+        assert status["services"]["wc"] == {"succeeded": 1}
+    finally:
+        worker.stop()
+
+
+def _done_gdal(port: int) -> dict[str, Any] | None:
+    status: dict[str, Any] = _http(port, "/status")
+    return status if status["services"].get("gdal") == {"succeeded": 1} else None
+
+
+def _http(port: int, path: str, *, json_body: bool = True) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        text = response.read().decode()
+    return json.loads(text) if json_body else text
