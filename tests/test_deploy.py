@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from docker import APIClient
 
+from config.settings import WorkerSettings, parse_settings
 from testkit.images import PYTHON_BASE_IMAGE
 from tests.support import REPO
 
@@ -125,3 +126,23 @@ def test_the_worker_image_builds_on_a_given_base_and_runs_a_native_job(docker_ap
         assert '"message":"supervisor stopped"' in logs, logs
     finally:
         docker_api.remove_container(worker, force=True)
+
+
+def test_the_readmes_instance_and_services_files_read_as_services_settings(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    files = dict(re.findall(r"sudo tee /etc/api-worker/(\w+)\.toml <<'TOML'\n(.*?)\nTOML", readme, re.DOTALL))
+    section = readme[readme.index("## Several services in one worker") :]
+    files["example"] = re.search(r"```toml\n(.*?)```", section, re.DOTALL).group(1)  # type: ignore[union-attr]
+    assert set(files) == {"docker", "gdal", "example"}
+    read = {}
+    for name, text in files.items():
+        config = tmp_path / f"{name}.toml"
+        config.write_text(text)
+        settings = parse_settings(["--config", str(config), "services"], {})
+        assert isinstance(settings, WorkerSettings)
+        read[name] = settings
+    assert read["docker"].docker is not None and read["docker"].services == ()
+    assert [s.name for s in read["gdal"].services] == ["gdal"] and read["gdal"].docker is None
+    example = read["example"]
+    assert [(s.name, s.max_running) for s in example.services] == [("wc", None), ("gdal", 2)]
+    assert example.docker is not None and example.docker.allow_image == ("hub.example.org/*",)
