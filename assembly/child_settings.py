@@ -23,6 +23,7 @@ def child_settings(
         cpus=settings.job_cpus,
         cpu_seconds=settings.job_cpu_time,
         transfer_timeout_s=settings.transfer_timeout,
+        disk_bytes=settings.job_disk,
     )
     return ChildSettings(
         worker_kind=settings.command_name,
@@ -76,6 +77,7 @@ def _native_services(settings: WorkerSettings, ceilings: JobLimits) -> tuple[Nat
                 cpus=service.cpus or ceilings.cpus,
                 cpu_seconds=service.cpu_time or ceilings.cpu_seconds,
                 transfer_timeout_s=ceilings.transfer_timeout_s,
+                disk_bytes=ceilings.disk_bytes,
             ),
         )
         for service in settings.services

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -204,7 +205,8 @@ class JobExecutor:
             command = request.command
             # A thread per transfer direction only where there is something to transfer.
             transfer_limit_s = limits.transfer_timeout_s if command.names_files else None
-            staged = _bounded("stage-in", transfer_limit_s, lambda w: self.stager.stage_in(command, workspace, w))
+            stage_in = partial(self.stager.stage_in, command, workspace, disk_limit_bytes=limits.disk_bytes)
+            staged = _bounded("stage-in", transfer_limit_s, stage_in)
             self._bytes_in = staged.bytes_in
             argv = build_argv(found.command, request.command.arguments, staged.argument_values)
             spec = RunSpec(
@@ -308,6 +310,9 @@ def _classify(result: JobResult, outcome: RunOutcome, limits: JobLimits) -> None
         _fail(result, Status.KILLED, "memory", f"the job's processes used more than {limit} of memory")
     elif outcome.stopped_for is StopReason.CPU_TIME:
         _fail(result, Status.KILLED, "cpu_time", f"the job used more than {limits.cpu_seconds:g} CPU-seconds")
+    elif outcome.stopped_for is StopReason.DISK:
+        held, limit = format_size(outcome.usage.disk_bytes or 0), format_size(limits.disk_bytes or 0)
+        _fail(result, Status.KILLED, "disk", f"the job's directory held {held}, more than its limit of {limit}")
     elif outcome.exit_code == 0:
         result.status = Status.SUCCEEDED
     else:

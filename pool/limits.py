@@ -10,12 +10,8 @@ from runners.limits import JobLimits
 def resolve_limits(request: JobRequest, ceilings: JobLimits) -> JobLimits:
     """The limits a job runs under: the message may ask for less than a ceiling, never more."""
     resources = request.resources
-    memory = None
-    if resources is not None and resources.memory is not None:
-        try:
-            memory = parse_size(resources.memory)
-        except ValueError as exc:
-            raise RequestRejected("resources.memory", str(exc)) from None
+    memory = _size("resources.memory", resources.memory if resources else None)
+    disk = _size("resources.disk", resources.disk if resources else None)
     return JobLimits(
         timeout_s=_within("timeout", request.timeout, ceilings.timeout_s, "s"),
         transfer_timeout_s=_within("transfer_timeout", request.transfer_timeout, ceilings.transfer_timeout_s, "s"),
@@ -24,7 +20,17 @@ def resolve_limits(request: JobRequest, ceilings: JobLimits) -> JobLimits:
         cpu_seconds=_within(
             "resources.cpu_seconds", resources.cpu_seconds if resources else None, ceilings.cpu_seconds, " CPU-s"
         ),
+        disk_bytes=_within_size("resources.disk", disk, ceilings.disk_bytes),
     )
+
+
+def _size(field: str, asked: int | str | None) -> int | None:
+    if asked is None:
+        return None
+    try:
+        return parse_size(asked)
+    except ValueError as exc:
+        raise RequestRejected(field, str(exc)) from None
 
 
 def _within(field: str, asked: float | None, ceiling: float | None, unit: str) -> float | None:

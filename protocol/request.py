@@ -138,6 +138,7 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cpus: Positive | None = None
     memory: Annotated[int, msgspec.Meta(gt=0)] | NonEmpty | None = None
     cpu_seconds: Positive | None = None
+    disk: Annotated[int, msgspec.Meta(gt=0)] | NonEmpty | None = None  # bytes, or a size: "2G"
 
 
 class JobRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -42,6 +42,7 @@ class SkippedPath(msgspec.Struct, frozen=True):
 class Usage(msgspec.Struct, frozen=True):
     max_rss_bytes: int | None = None
     cpu_seconds: float | None = None
+    disk_bytes: int | None = None  # the most its directory held while it ran
 
 
 class WorkerIdentity(msgspec.Struct, frozen=True):

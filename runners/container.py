@@ -265,7 +265,13 @@ def _run_attached(api: APIClient, container: str, spec: RunSpec, has_stdin: bool
             interval = STATS_INTERVAL_S if job.accounting is None else CGROUP_INTERVAL_S
             first = STATS_INTERVAL_S if job.accounting is None else 0.0
             report = watch(
-                job, limits, spec.kill_grace_s, started=started, sample_every_s=interval, first_sample_s=first
+                job,
+                limits,
+                spec.kill_grace_s,
+                started=started,
+                sample_every_s=interval,
+                first_sample_s=first,
+                workdir=spec.workdir,  # bind-mounted: what the container writes there is on this side
             )
         finally:
             streams.close()
@@ -280,7 +286,9 @@ def _run_attached(api: APIClient, container: str, spec: RunSpec, has_stdin: bool
         with contextlib.suppress(ValueError):
             signal_name = signal.Signals(status_code - 128).name
             exit_code = None
-    return RunOutcome(exit_code, signal_name, stopped_for, Usage(report.peak_rss_bytes, report.cpu_seconds))
+    return RunOutcome(
+        exit_code, signal_name, stopped_for, Usage(report.peak_rss_bytes, report.cpu_seconds, report.peak_disk_bytes)
+    )
 
 
 def _oom_killed(api: APIClient, container: str) -> bool:

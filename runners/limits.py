@@ -16,6 +16,7 @@ class JobLimits:
     cpus: float | None = None
     cpu_seconds: float | None = None
     transfer_timeout_s: float | None = None  # the whole stage-in, and apart the whole stage-out
+    disk_bytes: int | None = None  # all the job holds in its directory: inputs and what it writes
 
 
 def cores_for(cpus: float, slot: int, available: list[int] | None = None) -> set[int]:

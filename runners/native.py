@@ -66,6 +66,7 @@ class NativeRunner:
                 started=started,
                 sample_every_s=SAMPLE_INTERVAL_S,
                 first_sample_s=SAMPLE_INTERVAL_S,  # a short job is measured by its rusage alone
+                workdir=spec.workdir,
             )
         finally:
             # Whatever the job left behind goes with it.
@@ -76,7 +77,8 @@ class NativeRunner:
         # The kernel's accounting of the reaped job covers it and the descendants it waited for,
         # exactly; samples add up processes that ran at the same time.
         max_rss = max(report.peak_rss_bytes or 0, rusage.ru_maxrss * 1024)
-        usage = Usage(max_rss_bytes=max_rss, cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 3))
+        cpu_seconds = round(rusage.ru_utime + rusage.ru_stime, 3)
+        usage = Usage(max_rss_bytes=max_rss, cpu_seconds=cpu_seconds, disk_bytes=report.peak_disk_bytes)
         exit_code, signal_name = None, None
         if os.WIFSIGNALED(status):
             signal_name = signal.Signals(os.WTERMSIG(status)).name

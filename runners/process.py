@@ -20,6 +20,7 @@ class StopReason(enum.Enum):
     TIMEOUT = "timeout"  # its wall-clock limit
     MEMORY = "memory"
     CPU_TIME = "cpu_time"
+    DISK = "disk"  # what it held in its directory
 
 
 PROGRESS_VARIABLE = "API_WORKER_PROGRESS"  # names the job's progress file, in its environment

@@ -73,8 +73,16 @@ class Stager:
             raise StagingRejected(f"{uri}: {uri.scheme}:// is not enabled on this worker")
         return store
 
-    def stage_in(self, command: Command, workspace: Workspace, watch: TransferWatch | None = None) -> StagedJob:
-        """`watch`: shows what is in transfer, and stops new transfers once abandoned."""
+    def stage_in(
+        self,
+        command: Command,
+        workspace: Workspace,
+        watch: TransferWatch | None = None,
+        *,
+        disk_limit_bytes: int | None = None,
+    ) -> StagedJob:
+        """`watch`: shows what is in transfer, and stops new transfers once abandoned;
+        `disk_limit_bytes`: what the job may hold when its message asks for less than --job-disk."""
         watch = watch or TransferWatch()
         downloads: list[tuple[StoredObject, Path]] = []
         staged = StagedJob(
@@ -94,21 +102,11 @@ class Stager:
             )
 
         for index, text in enumerate(command.input):
-            where = f"command.input[{index}]"
-            prefix = _parse(where, text, prefix=True)
-            with watch.moving(str(prefix)):
-                found = _ask(where, self._store(prefix).list_prefix, prefix)
-            if not found:
-                raise StagingRejected(f"{where}: no objects match the prefix {text}")
-            downloads.extend((stored, _mirror(where, workspace.inputs, stored.uri)) for stored in found)
+            downloads += self._input_prefix(index, text, workspace, watch)
 
-        for index, text in enumerate(command.output):
-            where = f"command.output[{index}]"
-            prefix = _parse(where, text, prefix=True)
-            _ask(where, self._store(prefix).authorize_upload, prefix)
-            _mirror(where, workspace.outputs, prefix.directory()).mkdir(parents=True, exist_ok=True)
-            staged.output_prefixes.append(prefix)
-
+        staged.output_prefixes = [
+            self._output_prefix(index, text, workspace) for index, text in enumerate(command.output)
+        ]
         staged.stdout_uri = self._stream_destination("command.stdout.value", command.stdout)
         staged.stderr_uri = self._stream_destination("command.stderr.value", command.stderr)
         with watch.moving("command.stdin"):
@@ -116,12 +114,32 @@ class Stager:
 
         # An input argument may also be matched by an input prefix: fetch each file once.
         downloads = list({local: (stored, local) for stored, local in downloads}.values())
-        self._check_disk(downloads, workspace)
+        self._check_disk(downloads, workspace, disk_limit_bytes)
         self._run_all([partial(self.fetch, stored, local, watch) for stored, local in downloads])
         staged.bytes_in = sum(stored.size for stored, _ in downloads)
         if downloads:
             log.info("staged in", extra={"objects": len(downloads), "bytes": staged.bytes_in})
         return staged
+
+    def _input_prefix(
+        self, index: int, text: str, workspace: Workspace, watch: TransferWatch
+    ) -> list[tuple[StoredObject, Path]]:
+        """Every object an input prefix matches, with where it goes; none is an error."""
+        where = f"command.input[{index}]"
+        prefix = _parse(where, text, prefix=True)
+        with watch.moving(str(prefix)):
+            found = _ask(where, self._store(prefix).list_prefix, prefix)
+        if not found:
+            raise StagingRejected(f"{where}: no objects match the prefix {text}")
+        return [(stored, _mirror(where, workspace.inputs, stored.uri)) for stored in found]
+
+    def _output_prefix(self, index: int, text: str, workspace: Workspace) -> ObjectUri:
+        """An output prefix, allowed for upload, its directory ready for the command."""
+        where = f"command.output[{index}]"
+        prefix = _parse(where, text, prefix=True)
+        _ask(where, self._store(prefix).authorize_upload, prefix)
+        _mirror(where, workspace.outputs, prefix.directory()).mkdir(parents=True, exist_ok=True)
+        return prefix
 
     def _stage_argument(
         self,
@@ -171,9 +189,14 @@ class Stager:
         finally:
             temporary.unlink(missing_ok=True)
 
-    def _check_disk(self, downloads: list[tuple[StoredObject, Path]], workspace: Workspace) -> None:
+    def _check_disk(self, downloads: list[tuple[StoredObject, Path]], workspace: Workspace, asked: int | None) -> None:
         """Refuse, before a byte is fetched, inputs that cannot fit."""
         needed = sum(stored.size for stored, _ in downloads)
+        if asked is not None and asked < (self.job_disk_bytes or asked + 1) and needed > asked:
+            raise StagingFault(
+                f"the inputs need {format_size(needed)}, more than its resources.disk of {format_size(asked)}",
+                retryable=False,
+            )
         if self.job_disk_bytes is not None and needed > self.job_disk_bytes:
             raise StagingFault(
                 f"the inputs need {format_size(needed)}, more than this worker's --job-disk "

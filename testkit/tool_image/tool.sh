@@ -16,6 +16,7 @@ while [ $# -gt 0 ]; do
     --symlink) ln -s "$2" "$3"; shift 3 ;;
     --spin) while :; do :; done ;;
     --close-output) exec >&- 2>&-; sleep "$2"; exit 0 ;;
+    --write-mb) dd if=/dev/zero of=written.bin bs=1M count="$2" 2>/dev/null; shift 2 ;;
     --allocate) dd if=/dev/zero of=/dev/null bs="$2"M count=1 2>/dev/null; shift 2 ;;
     --progress) echo "$2" >>"$API_WORKER_PROGRESS"; sleep 0.4; shift 2 ;;
     --print-sandbox)

@@ -24,6 +24,7 @@ parser.add_argument("--kill-parent-once", metavar="MARKER", help="unless MARKER 
 parser.add_argument("--progress", action="append", default=[], help="append a line to the progress file")
 parser.add_argument("--progress-pause", type=float, default=0, help="seconds to wait after each --progress line")
 parser.add_argument("--service-name", help="print service-name=NAME (the service's command line says which)")
+parser.add_argument("--write-mb", type=int, default=0, help="write this many MB into the job directory, then --sleep")
 parser.add_argument("--progress-flood", type=int, default=0, help="append this many progress lines at once")
 options = parser.parse_args()
 
@@ -45,6 +46,11 @@ if options.out_prefix:
     Path(options.out_prefix + ".b").write_text("b\n")
 if options.symlink:
     os.symlink(options.symlink[0], options.symlink[1])
+if options.write_mb:
+    with open("written.bin", "wb") as written:
+        for _ in range(options.write_mb):
+            written.write(os.urandom(1024 * 1024))
+            written.flush()
 if options.service_name:
     print(f"service-name={options.service_name}")
 if options.print_env:
