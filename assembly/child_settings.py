@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from config.settings import WorkerSettings
+from pool.admission import Admission, Capacity
 from pool.settings import ChildSettings, NativeService
 from queues.base import JobQueue
 from runners.container_settings import ContainerSettings
@@ -42,6 +43,7 @@ def child_settings(
         max_inline_output_bytes=settings.max_inline_output,
         max_body_bytes=settings.max_body_size,
         ceilings=ceilings,
+        capacity=Capacity(settings.memory_capacity, settings.cpu_capacity),
         docker=_container_settings(settings, scratch_dir),
         journal_path=journal_path if settings.dedupe == "job-id" else None,
         progress_interval_s=settings.progress_interval,
@@ -95,3 +97,9 @@ def job_deadline_s(child: ChildSettings, margin_s: float) -> float | None:
         return None
     transfers = 2 * (child.ceilings.transfer_timeout_s or 0.0)
     return transfers + max(t for t in timeouts if t is not None) + child.kill_grace_s + margin_s
+
+
+def admission(child: ChildSettings) -> Admission:
+    """Admission against the box's capacity, with the ceilings each kind of job runs under."""
+    native = {service.name: service.ceilings for service in child.native}
+    return Admission(child.capacity, native, child.ceilings if child.docker is not None else None)

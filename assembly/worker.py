@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import IO
 
-from assembly.child_settings import child_settings, job_deadline_s
+from assembly.child_settings import admission, child_settings, job_deadline_s
 from common.pathlock import PathInUse, hold_lock
 from config.settings import WorkerSettings
 from journal.base import JournalInUse
@@ -110,7 +110,9 @@ def _parts(
     return SupervisorParts(
         queue=job_queue,
         slots=SlotTable(child, settings.workers, job_deadline_s(child, settings.deadline_margin)),
-        custody=Custody(job_queue, outbox, settings.visibility_timeout, caps=_caps(settings)),
+        custody=Custody(
+            job_queue, outbox, settings.visibility_timeout, caps=_caps(settings), admission=admission(child)
+        ),
         intake=_intake(settings, job_queue, waker),
         outbox=outbox,
         courier=courier,

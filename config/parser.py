@@ -13,6 +13,7 @@ from pathlib import Path
 from common.durations import parse_duration
 from common.logs import LOG_FORMATS
 from common.sizes import parse_size
+from config.capacity import add_capacity_options
 from config.client_commands import add_status_command, add_submit_command
 from config.help import HelpFormatter
 from config.layers import ENV_PREFIX, ReplacingAppend
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_logging_options(parser)
     _add_delivery_options(parser)
     _add_limit_options(parser)
+    add_capacity_options(parser)
     _add_monitoring_options(parser)
     _add_shutdown_options(parser)
     commands = parser.add_subparsers(

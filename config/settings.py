@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from common.sizes import format_size
+from config.capacity import default_cpu_capacity, default_memory_capacity
 from config.layers import apply_layers, config_path, read_config_file
 from config.parser import build_parser, subcommand_parser, worker_parsers
 from config.program import parse_program, resolve_executable
@@ -75,6 +77,8 @@ class WorkerSettings:
     job_cpus: float | None
     job_cpu_time: float | None
     job_disk: int | None
+    memory_capacity: int  # what the running jobs' memory reservations may add up to
+    cpu_capacity: float
     transfer_timeout: float
     deadline_margin: float
     metrics_port: int | None
@@ -149,7 +153,7 @@ def typed_settings(
         return _services_settings(namespace, tables or {}, parser or build_parser(), paths)
     native = _read(NativeSettings, namespace) if namespace.command_name == "native" else None
     docker = _read(DockerSettings, namespace) if namespace.command_name == "docker" else None
-    return _read(WorkerSettings, namespace, native=native, docker=docker, services=(), **paths)
+    return _read(WorkerSettings, namespace, native=native, docker=docker, services=(), **paths, **_capacity(namespace))
 
 
 def _services_settings(
@@ -160,7 +164,16 @@ def _services_settings(
     if not services and docker_values is None:
         raise SettingsError("services needs a --config file with [services.NAME] tables or a [docker] table")
     docker = None if docker_values is None else _read(DockerSettings, argparse.Namespace(**docker_values))
-    return _read(WorkerSettings, namespace, native=None, docker=docker, services=services, **paths)
+    return _read(
+        WorkerSettings, namespace, native=None, docker=docker, services=services, **paths, **_capacity(namespace)
+    )
+
+
+def _capacity(namespace: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "memory_capacity": namespace.memory_capacity or default_memory_capacity(),
+        "cpu_capacity": namespace.cpu_capacity or default_cpu_capacity(),
+    }
 
 
 def _instance_paths(namespace: argparse.Namespace) -> dict[str, Any]:
@@ -208,6 +221,25 @@ def check_worker_settings(settings: WorkerSettings) -> WorkerSettings:
             for service in settings.services
         )
         settings = dataclasses.replace(settings, services=found)
+    _check_capacity(settings)
     if not settings.file_root:
         log.info("no --file-root given: file:// URIs are refused")
     return settings
+
+
+def _check_capacity(settings: WorkerSettings) -> None:
+    """A ceiling no job could ever be admitted under is a configuration error."""
+    memory = [("--job-memory", settings.job_memory)]
+    memory += [(f"[services.{s.name}] memory", s.memory) for s in settings.services]
+    for name, ceiling in memory:
+        if ceiling is not None and ceiling > settings.memory_capacity:
+            raise SettingsError(
+                f"{name} of {format_size(ceiling)} is more than --memory-capacity of "
+                f"{format_size(settings.memory_capacity)}: no job could start"
+            )
+    cpus = [("--job-cpus", settings.job_cpus)] + [(f"[services.{s.name}] cpus", s.cpus) for s in settings.services]
+    for name, cores in cpus:
+        if cores is not None and cores > settings.cpu_capacity:
+            raise SettingsError(
+                f"{name} of {cores:g} is more than --cpu-capacity of {settings.cpu_capacity:g}: no job could start"
+            )

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
+from pool.admission import NOTHING, Admission, Reservation
 from pool.lanes import Held, Lanes
 from pool.outbox import Outbox
 from protocol.body import native_service_of
@@ -30,6 +31,7 @@ class Running:
     message: ReceivedMessage
     visible_until: float  # monotonic time its visibility lapses unless extended
     service: str | None = None  # a service whose running jobs are capped, if it is one
+    reservation: Reservation = NOTHING  # what it runs under, against the box's capacity
     started: float = field(default_factory=time.monotonic)
     confirmed: bool = False  # its child said it took the job
 
@@ -45,13 +47,20 @@ class Running:
 
 class Custody:
     def __init__(
-        self, queue: JobQueue, outbox: Outbox, visibility_timeout: float, caps: Mapping[str, int] | None = None
+        self,
+        queue: JobQueue,
+        outbox: Outbox,
+        visibility_timeout: float,
+        caps: Mapping[str, int] | None = None,
+        admission: Admission | None = None,
     ) -> None:
-        """`caps`: the most jobs of a native service that may run at once, by service."""
+        """`caps`: the most jobs of a native service that may run at once, by service;
+        `admission`: the box's capacity, which running jobs' reservations must fit."""
         self.queue = queue
         self.outbox = outbox
         self.visibility_timeout = visibility_timeout
         self.caps = dict(caps or {})
+        self.admission = admission
         self.lanes = Lanes()  # received, not yet started
         self.running: list[Running] = []
 
@@ -75,26 +84,32 @@ class Custody:
     def startable(self) -> list[Held]:
         """What may start now, in order: the first of each idle group, and no more of a capped
         service's jobs than its cap leaves room for (the others pass them by)."""
-        found = self.lanes.startable(self.busy_groups())
-        if not self.caps:
-            return found
-        room = self._room()
-        startable = []
-        for held in found:
-            if held.service is not None:
-                if room[held.service] <= 0:
-                    continue
-                room[held.service] -= 1
-            startable.append(held)
-        return startable
+        return self._admitted(self.lanes.startable(self.busy_groups()))
 
     def blocked(self) -> int:
-        """Held messages that cannot start for their service's cap."""
-        if not self.caps:
+        """Held messages that could start but for their service's cap or the box's capacity."""
+        if not self.caps and self.admission is None:
             return 0
-        waiting = Counter(held.service for held in self.lanes if held.service is not None)
+        eligible = self.lanes.startable(self.busy_groups())
+        return len(eligible) - len(self._admitted(eligible))
+
+    def _admitted(self, found: list[Held]) -> list[Held]:
+        """Of `found`, in order, those their service's cap and the box's capacity let start."""
+        if not self.caps and self.admission is None:
+            return found
         room = self._room()
-        return sum(max(0, count - max(0, room[service])) for service, count in waiting.items())
+        reserved = [job.reservation for job in self.running]
+        startable = []
+        for held in found:
+            if held.service is not None and room[held.service] <= 0:
+                continue
+            if self.admission is not None and not self.admission.fits(reserved, held.reservation):
+                continue
+            if held.service is not None:
+                room[held.service] -= 1
+            reserved.append(held.reservation)
+            startable.append(held)
+        return startable
 
     def _room(self) -> Counter[str]:
         room = Counter(self.caps)
@@ -103,7 +118,15 @@ class Custody:
 
     def hold(self, messages: list[ReceivedMessage]) -> None:
         visible_until = time.monotonic() + self.visibility_timeout
-        self.lanes.add(Held(message, visible_until, self._capped_service(message)) for message in messages)
+        self.lanes.add(
+            Held(message, visible_until, self._capped_service(message), self._reservation(message))
+            for message in messages
+        )
+
+    def _reservation(self, message: ReceivedMessage) -> Reservation:
+        if self.admission is None or message.defect is not None:
+            return NOTHING
+        return self.admission.reservation(message.body)
 
     def _capped_service(self, message: ReceivedMessage) -> str | None:
         """Its service, read from the body only where a cap may apply to it."""
@@ -138,7 +161,7 @@ class Custody:
 
     def start(self, held: Held) -> Running:
         self.lanes.take(held)
-        job = Running(held.message, held.visible_until, held.service)
+        job = Running(held.message, held.visible_until, held.service, held.reservation)
         self.running.append(job)
         return job
 
@@ -148,7 +171,7 @@ class Custody:
     def put_back(self, job: Running) -> None:
         """A job handed back before it started (its child never took it): first in line again."""
         self.finish(job)
-        self.lanes.put_back(Held(job.message, job.visible_until, job.service))
+        self.lanes.put_back(Held(job.message, job.visible_until, job.service, job.reservation))
 
     def release(self, messages: list[ReceivedMessage], why: str) -> None:
         """Back to the queue at once (visibility 0), for this worker or another."""

@@ -197,7 +197,7 @@ class JobExecutor:
             result.status = Status.ALIVE
             return
         assert request.command is not None
-        limits = resolve_limits(request, found.ceilings)
+        limits = resolve_limits(request, found.ceilings, self.settings.capacity)
         found.runner.prepare(request.service)
         workspace = Workspace.create(self.settings.scratch_dir, self.slot, reuse=self._spare_directory)
         self._last_workspace, self._spare_directory = workspace, None

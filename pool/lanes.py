@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from pool.admission import NOTHING, Reservation
 from queues.base import ReceivedMessage
 
 
@@ -16,6 +17,7 @@ class Held:
     message: ReceivedMessage
     visible_until: float  # monotonic time its visibility lapses unless extended
     service: str | None = None  # a service whose running jobs are capped (`max-running`), if any
+    reservation: Reservation = NOTHING  # what it will run under, against the box's capacity
 
 
 class Lanes:

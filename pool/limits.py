@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from common.sizes import format_size, parse_size
+from pool.admission import Capacity
 from protocol.request import JobRequest, RequestRejected
 from runners.limits import JobLimits
 
 
-def resolve_limits(request: JobRequest, ceilings: JobLimits) -> JobLimits:
-    """The limits a job runs under: the message may ask for less than a ceiling, never more."""
+def resolve_limits(request: JobRequest, ceilings: JobLimits, capacity: Capacity | None = None) -> JobLimits:
+    """The limits a job runs under: the message may ask for less than a ceiling, never more,
+    nor more than the box has (`capacity`: such a job could never start here)."""
+    limits = _within_ceilings(request, ceilings)
+    if capacity is not None:
+        if limits.memory_bytes is not None and limits.memory_bytes > capacity.memory_bytes:
+            raise RequestRejected(
+                "resources.memory",
+                f"asks for {format_size(limits.memory_bytes)}, more than this box's capacity of "
+                f"{format_size(capacity.memory_bytes)} (--memory-capacity)",
+            )
+        if limits.cpus is not None and limits.cpus > capacity.cpus:
+            raise RequestRejected(
+                "resources.cpus",
+                f"asks for {limits.cpus:g} CPUs, more than this box's capacity of {capacity.cpus:g} (--cpu-capacity)",
+            )
+    return limits
+
+
+def _within_ceilings(request: JobRequest, ceilings: JobLimits) -> JobLimits:
     resources = request.resources
     memory = _size("resources.memory", resources.memory if resources else None)
     disk = _size("resources.disk", resources.disk if resources else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pool.admission import Capacity
 from runners.container_settings import ContainerSettings
 from runners.limits import JobLimits
 
@@ -36,6 +37,7 @@ class ChildSettings:
     max_inline_output_bytes: int
     max_body_bytes: int
     ceilings: JobLimits  # the worker's: docker jobs' ceilings
+    capacity: Capacity  # the box's: a job asking for more is rejected
     docker: ContainerSettings | None  # set: it runs docker jobs
     journal_path: Path | None  # set: a job whose id the journal has as finished is not run again
     progress_interval_s: float  # at most one progress event per job this often

@@ -158,19 +158,37 @@ def _envelope_of(data: Any) -> Envelope:
     return Envelope(text("id"), text("service", 1024), text("queue"), text("reply_to", 2048))
 
 
-class _Addressing(msgspec.Struct):
+class Addressing(msgspec.Struct):
+    """What the supervisor reads of a body to place it: its kind, service and resources; any
+    field may hold anything (the child checks the body in full)."""
+
     queue: Any = None
     service: Any = None
+    resources: Any = None
 
 
-_ADDRESSING = msgspec.json.Decoder(_Addressing)
+_ADDRESSING = msgspec.json.Decoder(Addressing)
+_NOWHERE = Addressing()
+
+
+def read_addressing(body: str) -> Addressing:
+    """Cheap and never raising: an empty Addressing for a body that is no JSON object."""
+    try:
+        return _ADDRESSING.decode(body)
+    except Exception:  # any body at all: the supervisor only wants to know where it belongs
+        return _NOWHERE
 
 
 def native_service_of(body: str) -> str | None:
-    """The service a body names for a native job, read cheaply and never raising; None when it
-    names none, is a docker job, or is no valid JSON object (the child rejects it in full)."""
-    try:
-        found = _ADDRESSING.decode(body)
-    except Exception:  # any body at all: the supervisor only wants to know where it belongs
-        return None
+    """The service a body names for a native job; None when it names none, is a docker job, or
+    is no valid JSON object (the child rejects it in full)."""
+    found = read_addressing(body)
     return found.service if found.queue == "native" and isinstance(found.service, str) else None
+
+
+def asked_resources(found: Addressing) -> tuple[object, object]:
+    """(memory, cpus) as the body asks for them, unchecked; None where it does not."""
+    resources = found.resources
+    if not isinstance(resources, dict):
+        return None, None
+    return resources.get("memory"), resources.get("cpus")

@@ -13,6 +13,7 @@ import pytest
 
 from journal.base import Outcome
 from journal.sqlite import SqliteJournal
+from pool.admission import Capacity
 from pool.assignment import DuplicateReport, JobAssignment, JobReport
 from pool.job import JobExecutor
 from pool.settings import ChildSettings, NativeService
@@ -28,7 +29,8 @@ def settings(tmp_path: Path, command: tuple[str, ...], journal_path: Path | None
         queue_spec=f"local:{tmp_path}/queue.sqlite3", supervisor_pid=os.getpid(), log_format="text",
         log_level="WARNING", file_roots=(), pass_env=(), kill_grace_s=1.0, transfer_concurrency=1,
         job_disk_bytes=None, max_inline_output_bytes=1024, max_body_bytes=1024 * 1024,
-        ceilings=JobLimits(timeout_s=30.0), docker=None, journal_path=journal_path, progress_interval_s=1.0,
+        ceilings=JobLimits(timeout_s=30.0), capacity=Capacity(8 * 1024**3, 2.0), docker=None,
+        journal_path=journal_path, progress_interval_s=1.0,
     )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ import pytest
 from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
 from monitoring.monitor import Monitor
+from pool.admission import Capacity
 from pool.courier import ResultCourier
 from pool.custody import Custody
 from pool.destinations import Destinations
@@ -43,7 +44,7 @@ def child_settings(tmp_path: Path, queue: LocalQueue) -> ChildSettings:
         queue_spec=queue.spec, supervisor_pid=os.getpid(), log_format="text", log_level="WARNING",
         file_roots=(), pass_env=(), kill_grace_s=1.0, transfer_concurrency=1, job_disk_bytes=None,
         max_inline_output_bytes=1024, max_body_bytes=1024 * 1024, ceilings=JobLimits(timeout_s=60.0),
-        docker=None, journal_path=None, progress_interval_s=1.0,
+        capacity=Capacity(8 * 1024**3, 2.0), docker=None, journal_path=None, progress_interval_s=1.0,
     )  # fmt: skip
 
 

@@ -1,0 +1,75 @@
+"""Admission by the box's capacity: a job reserves the memory and cores it runs under, and
+starts only when that fits beside the reservations of the jobs running here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from common.sizes import parse_size
+from protocol.body import asked_resources, read_addressing
+from runners.limits import JobLimits
+
+
+@dataclass(frozen=True)
+class Reservation:
+    memory_bytes: int = 0
+    cpus: float = 0.0
+
+
+NOTHING = Reservation()
+
+
+@dataclass(frozen=True)
+class Capacity:
+    memory_bytes: int
+    cpus: float
+
+
+class Admission:
+    def __init__(self, capacity: Capacity, native: Mapping[str | None, JobLimits], docker: JobLimits | None) -> None:
+        """`native`: the ceilings of each native service by name (None: any service); `docker`:
+        docker jobs' ceilings, if this worker runs them."""
+        self.capacity = capacity
+        self.native = dict(native)
+        self.docker = docker
+
+    def reservation(self, body: str) -> Reservation:
+        """What a job of this body will run under, as far as the body says (its ask, else its
+        service's ceiling); nothing for a body the child will reject anyway."""
+        found = read_addressing(body)
+        if found.queue == "docker":
+            ceilings = self.docker
+        elif isinstance(found.service, str):
+            ceilings = self.native.get(found.service) or self.native.get(None)
+        else:
+            ceilings = None
+        if ceilings is None:
+            return NOTHING
+        memory, cpus = asked_resources(found)
+        return Reservation(_memory(memory, ceilings.memory_bytes), _cpus(cpus, ceilings.cpus))
+
+    def fits(self, running: Iterable[Reservation], candidate: Reservation) -> bool:
+        """Whether `candidate` fits beside `running`. One larger than the whole box fits at
+        once: its child rejects it, naming what it asked and what the box has."""
+        if candidate.memory_bytes > self.capacity.memory_bytes or candidate.cpus > self.capacity.cpus:
+            return True
+        reserved = list(running)
+        memory = sum(r.memory_bytes for r in reserved) + candidate.memory_bytes
+        cpus = sum(r.cpus for r in reserved) + candidate.cpus
+        return memory <= self.capacity.memory_bytes and cpus <= self.capacity.cpus + 1e-9
+
+
+def _memory(asked: object, ceiling: int | None) -> int:
+    try:
+        value = parse_size(asked) if isinstance(asked, str | int) and not isinstance(asked, bool) else None
+    except ValueError:
+        value = None
+    return value if value is not None and (ceiling is None or value <= ceiling) else (ceiling or 0)
+
+
+def _cpus(asked: object, ceiling: float | None) -> float:
+    usable = isinstance(asked, int | float) and not isinstance(asked, bool) and math.isfinite(asked) and asked > 0
+    value = float(asked) if usable else None  # type: ignore[arg-type]
+    return value if value is not None and (ceiling is None or value <= ceiling) else (ceiling or 0.0)

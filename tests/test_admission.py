@@ -1,0 +1,63 @@
+"""Admission by the box's capacity (pool/admission.py): a job starts only when its memory and
+core reservations fit beside the running jobs'; one that never could is rejected at once."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from pool.admission import NOTHING, Admission, Capacity, Reservation
+from runners.limits import JobLimits
+from tests.support import Worker, job
+
+WorkerFactory = Callable[..., Worker]
+GIB = 1024**3
+
+
+def parameter(name: str, value: object) -> dict[str, object]:
+    return {"type": "parameter", "name": name, "value": value}
+
+
+def test_jobs_never_reserve_more_memory_than_the_box_has(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(workers=3, options=["--memory-capacity", "1G"]).start()
+    sent = [worker.submit(job([parameter("--sleep", 0.8)], resources={"memory": "600M"})) for _ in range(3)]
+    small = worker.submit(job([parameter("--sleep", 0.2)], resources={"memory": "300M"}))
+    results = [worker.result(message_id, timeout=60) for message_id in sent]
+    assert all(result["status"] == "succeeded" for result in results)
+    spans = sorted((r["started_at"], r["finished_at"]) for r in results)
+    for earlier, later in itertools.pairwise(spans):
+        assert earlier[1] <= later[0], "two 600M jobs ran at once on a 1G box"
+    assert worker.result(small)["status"] == "succeeded"  # 600M + 300M fit: it ran beside one
+    too_big = worker.result(worker.submit(job(resources={"memory": "2G"})))
+    assert too_big["status"] == "rejected"
+    assert too_big["error"]["message"] == (
+        "resources.memory: asks for 2G, more than this box's capacity of 1G (--memory-capacity)"
+    )
+
+
+def test_a_ceiling_above_the_capacity_is_refused_at_start(tmp_path: Path) -> None:
+    worker = Worker(tmp_path, options=["--job-memory", "2G", "--memory-capacity", "1G"])
+    completed = subprocess.run(worker.command(), capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode == 2
+    assert "--job-memory of 2G is more than --memory-capacity of 1G: no job could start" in completed.stderr
+
+
+def test_reservations_from_asks_and_ceilings() -> None:
+    admission = Admission(Capacity(4 * GIB, 4.0), {"gdal": JobLimits(memory_bytes=2 * GIB, cpus=2)}, None)
+
+    def body(**fields: object) -> str:
+        return json.dumps({"service": "gdal", "queue": "native", **fields})
+
+    assert admission.reservation(body()) == Reservation(2 * GIB, 2.0)
+    assert admission.reservation(body(resources={"memory": "1G", "cpus": 1})) == Reservation(GIB, 1.0)
+    assert admission.reservation(body(resources={"memory": "lots", "cpus": "x"})) == Reservation(2 * GIB, 2.0)
+    assert admission.reservation(body(queue="docker")) == NOTHING  # this worker runs no docker jobs
+    assert admission.reservation("not json") == NOTHING
+    running = [Reservation(2 * GIB, 2.0)]
+    assert admission.fits(running, Reservation(2 * GIB, 2.0))
+    assert not admission.fits(running, Reservation(3 * GIB, 1.0))
+    assert not admission.fits(running, Reservation(GIB, 3.0))
+    assert admission.fits(running * 2, Reservation(8 * GIB, 1.0))  # never fits: handed on to be rejected
