@@ -10,6 +10,7 @@ from typing import IO
 
 from assembly.child_settings import admission, child_settings, job_deadline_s
 from common.pathlock import PathInUse, hold_lock
+from config.capacity import disk_reserve_bytes
 from config.settings import WorkerSettings
 from journal.base import JournalInUse
 from journal.health import JournalHealth
@@ -24,6 +25,7 @@ from pool.ledger import Ledger
 from pool.outbox import InlineOutbox, Outbox, ThreadOutbox
 from pool.outcomes import OutcomePolicy
 from pool.prefetch import NO_PREFETCH, Prefetch, PrefetchSettings
+from pool.scratch_space import ScratchSpace
 from pool.settings import ChildSettings
 from pool.slots import SlotTable
 from pool.supervisor import Supervisor, SupervisorParts, SupervisorSettings
@@ -121,7 +123,17 @@ def _parts(
         prefetch=Prefetch(prefetch if job_queue.profile.prefetch else NO_PREFETCH, settings.workers),
         monitor=_monitor(settings, child.scratch_dir),
         waker=waker,
+        space=_scratch_space(settings, child.scratch_dir),
     )
+
+
+def _scratch_space(settings: WorkerSettings, scratch_dir: Path) -> ScratchSpace:
+    try:
+        reserve = disk_reserve_bytes(settings.disk_reserve, scratch_dir)
+    except OSError as exc:  # jobs report an unusable scratch directory themselves
+        log.warning("cannot size the scratch filesystem's reserve", extra={"error": str(exc)})
+        reserve = 0
+    return ScratchSpace(scratch_dir, reserve)
 
 
 def _caps(settings: WorkerSettings) -> dict[str, int]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -25,7 +28,55 @@ def default_cpu_capacity() -> float:
     return float(len(os.sched_getaffinity(0)))
 
 
+DEFAULT_DISK_RESERVE_PERCENT = 5.0
+DEFAULT_DISK_RESERVE_MIN_BYTES = 1024**3
+
+
+@dataclass(frozen=True)
+class DiskReserve:
+    """`--disk-reserve`: a size, or a share of the scratch filesystem."""
+
+    size_bytes: int | None = None
+    percent: float | None = None
+
+    def of(self, filesystem_bytes: int) -> int:
+        if self.size_bytes is not None:
+            return self.size_bytes
+        return int(filesystem_bytes * (self.percent or 0.0) / 100)
+
+
+def disk_reserve(text: str) -> DiskReserve:
+    stripped = text.strip()
+    if stripped.endswith("%"):
+        try:
+            percent = float(stripped[:-1])
+        except ValueError:
+            percent = -1.0
+        if not 0 <= percent < 100:
+            raise argparse.ArgumentTypeError(f"{text!r} is no share of the filesystem: a percentage from 0% below 100%")
+        return DiskReserve(percent=percent)
+    if stripped == "0":
+        return DiskReserve(size_bytes=0)
+    return DiskReserve(size_bytes=size(stripped))
+
+
+def disk_reserve_bytes(reserve: DiskReserve | None, scratch_dir: Path) -> int:
+    """The reserve for this scratch filesystem; by default 5% of it, at least 1 GiB."""
+    total = shutil.disk_usage(scratch_dir).total
+    if reserve is None:
+        return max(DEFAULT_DISK_RESERVE_MIN_BYTES, DiskReserve(percent=DEFAULT_DISK_RESERVE_PERCENT).of(total))
+    return reserve.of(total)
+
+
 def add_capacity_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--disk-reserve",
+        type=disk_reserve,
+        default=None,
+        metavar="SIZE|PCT",
+        help="free space the scratch filesystem keeps: below it no new job starts, below half of it the job "
+        "holding the most is stopped (default: 5%% of the filesystem, at least 1G; 0: none)",
+    )
     parser.add_argument(
         "--memory-capacity",
         type=size,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from common.sizes import format_size
-from config.capacity import default_cpu_capacity, default_memory_capacity
+from config.capacity import DiskReserve, default_cpu_capacity, default_memory_capacity
 from config.layers import apply_layers, config_path, read_config_file
 from config.parser import build_parser, subcommand_parser, worker_parsers
 from config.program import parse_program, resolve_executable
@@ -78,6 +78,7 @@ class WorkerSettings:
     job_cpu_time: float | None
     job_disk: int | None
     memory_capacity: int  # what the running jobs' memory reservations may add up to
+    disk_reserve: DiskReserve | None  # None: the default share of the scratch filesystem
     cpu_capacity: float
     transfer_timeout: float
     deadline_margin: float

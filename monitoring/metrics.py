@@ -63,6 +63,12 @@ SERVICE_JOBS = Counter(
 SERVICE_RUNNING = Gauge(
     "api_worker_service_jobs_running", "Jobs running now, by service", ["service"], registry=REGISTRY
 )
+SCRATCH_FREE = Gauge(
+    "api_worker_scratch_free_bytes", "Free bytes on the scratch filesystem at the last look", registry=REGISTRY
+)
+SCRATCH_RESERVE = Gauge(
+    "api_worker_scratch_reserve_bytes", "The scratch filesystem's reserve (--disk-reserve)", registry=REGISTRY
+)
 OTHER_SERVICE = "other"  # a service this worker was not configured with: no label of its own
 
 
@@ -136,6 +142,9 @@ def publish_gauges(state: WorkerState) -> None:
     SLOTS.labels("starting").set(state.starting)
     IN_FLIGHT.set(state.in_flight)
     HELD.set(state.held)
+    if state.scratch_free_bytes is not None:
+        SCRATCH_FREE.set(state.scratch_free_bytes)
+    SCRATCH_RESERVE.set(state.scratch_reserve_bytes)
     running = Tally(job.service or OTHER_SERVICE for job in state.running)
     for service in _services_seen | running.keys():
         SERVICE_RUNNING.labels(service).set(running.get(service, 0))

@@ -45,6 +45,9 @@ class WorkerState(msgspec.Struct, frozen=True):
     journal_problem: str | None = None  # why the journal's last write failed, until one succeeds
     thread_problems: list[str] = msgspec.field(default_factory=list)  # helper threads dead or failing
     services: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)  # finished jobs by service, status
+    scratch_free_bytes: int | None = None  # free on the scratch filesystem at the last look
+    scratch_reserve_bytes: int = 0  # --disk-reserve, in bytes
+    scratch_problem: str | None = None  # below the reserve: no new job starts
 
     def problems(self, now: float | None = None) -> list[str]:
         """Why the worker is unhealthy; empty when it is healthy."""
@@ -58,6 +61,8 @@ class WorkerState(msgspec.Struct, frozen=True):
             found.append("stopping")
         if self.journal_problem:
             found.append(self.journal_problem)
+        if self.scratch_problem:
+            found.append(self.scratch_problem)
         found += self.thread_problems
         return found
 

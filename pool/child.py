@@ -42,6 +42,21 @@ class SharedWithChild:
     job_pid: ctypes.c_int  # its running job's pid (0: none), so a dead child's job can be killed
     notice_board: ctypes.Array[ctypes.c_char]  # its job's addressing fields, to report a dead child's job
     taken: ctypes.c_int  # assignments taken: a child that does not take its job in time is replaced
+    disk_bytes: ctypes.c_longlong  # what its running job's directory held at the last look
+    stop_for_disk: ctypes.c_int  # set by the supervisor: stop the running job, the scratch disk is short
+
+
+class SharedLink:
+    """A running job's link to the supervisor, through the memory they share."""
+
+    def __init__(self, shared: SharedWithChild) -> None:
+        self.shared = shared
+
+    def disk_measured(self, size_bytes: int) -> None:
+        self.shared.disk_bytes.value = size_bytes
+
+    def stop_requested(self) -> bool:
+        return bool(self.shared.stop_for_disk.value)
 
 
 def child_main(settings: ChildSettings, connection: Connection, slot: int, shared: SharedWithChild) -> None:
@@ -62,6 +77,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
         on_accepted=partial(post, notice_board),
         journal=journal,
         on_event=connection.send,  # from the job's thread, or its progress watcher's while the job runs
+        link=SharedLink(shared),
     )
     executor.runners.recover()
     connection.send("ready")
@@ -89,6 +105,8 @@ def _serve(executor: JobExecutor, connection: Connection, slot: int, shared: Sha
         with job_context(slot=slot, message_id=assignment.message_id, attempt=assignment.receive_count):
             report = executor.execute(assignment)
         shared.job_pid.value = 0
+        shared.disk_bytes.value = 0
+        shared.stop_for_disk.value = 0
         try:
             connection.send(report)
         except OSError:

@@ -29,7 +29,7 @@ from protocol.result import ErrorInfo, JobEvent, JobResult, SkippedPath, Status,
 from queues import check_reply_to
 from runners.limits import JobLimits
 from runners.native import NativeRunner
-from runners.process import ImageRejected, Runner, RunnerFault, RunOutcome, RunSpec, StopReason
+from runners.process import ImageRejected, JobLink, Runner, RunnerFault, RunOutcome, RunSpec, StopReason
 from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
 from staging.s3_store import S3Store
@@ -51,6 +51,7 @@ class JobExecutor:
         on_accepted: Callable[[JobAccepted], None] | None = None,
         journal: JobJournal | None = None,
         on_event: Callable[[JobEventNote], None] | None = None,
+        link: JobLink | None = None,
     ) -> None:
         """`journal`: where to look up job ids already finished (deduplication by job id);
         `on_event`: where a job's events go, for a request that asks for them."""
@@ -58,6 +59,7 @@ class JobExecutor:
         self.journal = journal
         self._on_accepted = on_accepted or (lambda _notice: None)
         self._on_event = on_event or (lambda _note: None)
+        self.link = link
         self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid, settings.instance)
         self.stager = Stager(
             {"file": LocalFileStore(list(settings.file_roots)), "s3": S3Store(settings.transfer_concurrency)},
@@ -219,6 +221,7 @@ class JobExecutor:
                 self.settings.kill_grace_s,
                 image=request.service,
                 labels={"api-worker.job-id": result.id, "api-worker.message-id": result.message_id},
+                link=self.link,
             )
             watcher = self._announce_start(request, result, spec, reply_to)
             try:
@@ -310,6 +313,10 @@ def _classify(result: JobResult, outcome: RunOutcome, limits: JobLimits) -> None
         _fail(result, Status.KILLED, "memory", f"the job's processes used more than {limit} of memory")
     elif outcome.stopped_for is StopReason.CPU_TIME:
         _fail(result, Status.KILLED, "cpu_time", f"the job used more than {limits.cpu_seconds:g} CPU-seconds")
+    elif outcome.stopped_for is StopReason.SCRATCH_FULL:
+        held = format_size(outcome.usage.disk_bytes or 0)
+        why = f"the scratch filesystem fell below half its reserve, and the job held the most of it ({held})"
+        _fail(result, Status.KILLED, "disk", why)
     elif outcome.stopped_for is StopReason.DISK:
         held, limit = format_size(outcome.usage.disk_bytes or 0), format_size(limits.disk_bytes or 0)
         _fail(result, Status.KILLED, "disk", f"the job's directory held {held}, more than its limit of {limit}")

@@ -40,9 +40,7 @@ class Slot:
     index: int
     process: BaseProcess
     connection: Connection
-    job_pid: ctypes.c_int  # shared with the child: its running job's pid, 0 when idle
-    notice_board: ctypes.Array[ctypes.c_char]  # shared with the child: its job's id and reply queue
-    taken: ctypes.c_int  # shared with the child: how many assignments it took
+    shared: SharedWithChild  # its running job's pid, notice board, assignments taken, disk use, stop flag
     handed: int = 0  # how many assignments it was given
     killed_for: str | None = None  # why the supervisor killed this child, if it did
     ready: bool = False
@@ -55,7 +53,7 @@ class Slot:
 
     def kill_job_group(self) -> None:
         """Kill what a dead or stopped child may have left running of its job."""
-        job_pid = self.job_pid.value
+        job_pid = self.shared.job_pid.value
         if job_pid > 0:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(job_pid, signal.SIGKILL)
@@ -102,7 +100,7 @@ class SlotTable:
 
     def accepted(self, slot: Slot) -> JobAccepted | None:
         """What the slot's child said of the job it holds, once it decoded it."""
-        return None if slot.job is None else read(slot.notice_board, slot.job.message.message_id)
+        return None if slot.job is None else read(slot.shared.notice_board, slot.job.message.message_id)
 
     def failing_at_boot(self) -> bool:
         return self.boot_failures >= MAX_BOOT_FAILURES
@@ -139,7 +137,7 @@ class SlotTable:
             self.boot_failures += 1
         lost = None
         if slot.job is not None:
-            accepted = read(slot.notice_board, slot.job.message.message_id)
+            accepted = read(slot.shared.notice_board, slot.job.message.message_id)
             why = slot.killed_for or f"the worker child died (exit code {exit_code})"
             lost = LostJob(slot.job, accepted, why)
             slot.kill_job_group()
@@ -168,7 +166,7 @@ class SlotTable:
             job = slot.job
             if job is None or job.confirmed or now - job.started < CONFIRM_TIMEOUT_S:
                 continue
-            if slot.taken.value >= slot.handed:
+            if slot.shared.taken.value >= slot.handed:
                 job.confirmed = True
                 continue
             log.error(
@@ -246,15 +244,18 @@ class SlotTable:
         job_pid = self.context.RawValue(ctypes.c_int, 0)
         notice_board = new_notice_board(self.context)
         taken = self.context.RawValue(ctypes.c_int, 0)
+        disk_bytes = self.context.RawValue(ctypes.c_longlong, 0)
+        stop_for_disk = self.context.RawValue(ctypes.c_int, 0)
+        shared = SharedWithChild(job_pid, notice_board, taken, disk_bytes, stop_for_disk)
         process = self.context.Process(
             target=child_main,
-            args=(self.child, child_end, index, SharedWithChild(job_pid, notice_board, taken)),
+            args=(self.child, child_end, index, shared),
             name=f"api-worker-{index}",
             daemon=False,
         )
         process.start()
         child_end.close()
-        slot = Slot(index, process, parent_end, job_pid, notice_board, taken)
+        slot = Slot(index, process, parent_end, shared)
         assert self._selector is not None
         self._selector.register(slot.connection.fileno(), selectors.EVENT_READ, ("message", slot.index))
         self._selector.register(slot.process.sentinel, selectors.EVENT_READ, ("exit", slot.index))

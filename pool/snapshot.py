@@ -44,6 +44,9 @@ def worker_state(supervisor: Supervisor) -> WorkerState:
         stall_limit_s=supervisor.settings.stall_limit_s,
         running=[_running(slots, slot, clock) for slot in busy],
         services=jobs_by_service(),
+        scratch_free_bytes=parts.space.free_bytes,
+        scratch_reserve_bytes=parts.space.reserve_bytes,
+        scratch_problem=parts.space.problem(),
     )
 
 

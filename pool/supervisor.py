@@ -15,6 +15,7 @@ import signal
 import time
 from dataclasses import dataclass
 from types import FrameType
+from typing import Protocol
 
 from common import faults
 from journal.base import Outcome
@@ -28,8 +29,9 @@ from pool.intake import AnyIntake
 from pool.ledger import Ledger
 from pool.outbox import Outbox
 from pool.outcomes import OutcomePolicy
-from pool.prefetch import Prefetch, ReceiveRequest
+from pool.prefetch import NOTHING_WANTED, Prefetch, ReceiveRequest
 from pool.recovery import clean_up_previous_run
+from pool.scratch_space import ScratchSpace
 from pool.slots import LostJob, Slot, SlotTable
 from pool.snapshot import worker_state
 from pool.waker import Waker
@@ -44,6 +46,12 @@ STALL_FAULT_S = 6.0  # how long the loop hangs when a test asks for it
 INTAKE_JOIN_TIMEOUT_S = 1.0
 OUTBOX_DRAIN_TIMEOUT_S = 30.0  # at exit, how long results and deletes still being retried may take
 LONGEST_WAIT_S = 1.0  # the loop looks around at least this often
+
+
+class TimedPart(Protocol):
+    def next_due(self) -> float | None:
+        """When the loop must next look at it (monotonic); None: not before something happens."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class SupervisorParts:
     prefetch: Prefetch
     monitor: Monitor
     waker: Waker
+    space: ScratchSpace
 
 
 class Supervisor:
@@ -127,6 +136,7 @@ class Supervisor:
             self.courier.flush(force=self.stopping or idle)
             self.outbox.run_due()
             self.custody.extend_visibility()
+            self.parts.space.check(self.slots, self.custody)
             for job in self.slots.take_back_unconfirmed():
                 self.custody.put_back(job)
             self.slots.kill_overdue()
@@ -210,6 +220,8 @@ class Supervisor:
         """Messages for the idle slots that have none to start, and prefetch's allowance for
         the messages held once those that can start have started. Messages a service's cap keeps
         waiting count as held; once as many wait as there are slots, nothing more is received."""
+        if not self.parts.space.open:
+            return NOTHING_WANTED
         idle = len(self.slots.idle())
         starting = min(idle, len(self.custody.startable()))
         unfilled = idle - starting if self.custody.blocked() < self.slots.count else 0
@@ -223,7 +235,7 @@ class Supervisor:
             self.custody.hold(self.custody.take_redelivered(fresh))
 
     def _dispatch(self) -> None:
-        startable = self.custody.startable()
+        startable = self.custody.startable() if self.parts.space.open else []
         if startable:
             faults.check("dispatch")
             faults.stall("dispatch-stall", STALL_FAULT_S)
@@ -301,22 +313,20 @@ class Supervisor:
 
     def _seconds_to_next_due(self) -> float:
         """Until the earliest part is due (the end of the shutdown grace too); at most LONGEST_WAIT_S."""
+        due = [part.next_due() for part in _timed_parts(self.parts)]
         now = time.monotonic()
-        due = [
-            now + LONGEST_WAIT_S,
-            self.custody.next_due(),
-            self.slots.next_due(),
-            self.intake.next_due(),
-            self.courier.next_due(),
-            self.outbox.next_due(),
-            self.ledger.next_due(),
-            self.parts.monitor.next_due(),
-            self.stop_deadline,
-        ]
-        return max(0.0, min(moment for moment in due if moment is not None) - now)
+        return max(
+            0.0, min(moment for moment in [now + LONGEST_WAIT_S, self.stop_deadline, *due] if moment is not None) - now
+        )
 
     def state(self) -> WorkerState:
         return worker_state(self)
+
+
+def _timed_parts(parts: SupervisorParts) -> list[TimedPart]:
+    """The parts that say when they are next due."""
+    return [parts.custody, parts.slots, parts.intake, parts.courier, parts.outbox, parts.ledger, parts.monitor,
+            parts.space]  # fmt: skip
 
 
 def _start_fields(parts: SupervisorParts) -> dict[str, object]:

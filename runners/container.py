@@ -272,6 +272,7 @@ def _run_attached(api: APIClient, container: str, spec: RunSpec, has_stdin: bool
                 sample_every_s=interval,
                 first_sample_s=first,
                 workdir=spec.workdir,  # bind-mounted: what the container writes there is on this side
+                link=spec.link,
             )
         finally:
             streams.close()

@@ -67,6 +67,7 @@ class NativeRunner:
                 sample_every_s=SAMPLE_INTERVAL_S,
                 first_sample_s=SAMPLE_INTERVAL_S,  # a short job is measured by its rusage alone
                 workdir=spec.workdir,
+                link=spec.link,
             )
         finally:
             # Whatever the job left behind goes with it.

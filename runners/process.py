@@ -21,10 +21,19 @@ class StopReason(enum.Enum):
     MEMORY = "memory"
     CPU_TIME = "cpu_time"
     DISK = "disk"  # what it held in its directory
+    SCRATCH_FULL = "scratch_full"  # the scratch filesystem fell below half its reserve; it held the most
 
 
 PROGRESS_VARIABLE = "API_WORKER_PROGRESS"  # names the job's progress file, in its environment
 PROGRESS_FILE_NAME = ".api-worker-progress"  # in the job directory (mounted at its own path in a container)
+
+
+class JobLink(Protocol):
+    """What the supervisor learns of a running job, and may ask of it, besides its process."""
+
+    def disk_measured(self, size_bytes: int) -> None: ...
+
+    def stop_requested(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class RunSpec:
     kill_grace_s: float = DEFAULT_KILL_GRACE_S
     image: str = ""  # docker only: the message's service
     labels: Mapping[str, str] = field(default_factory=dict)  # docker only: names the job on its container
+    link: JobLink | None = None  # None: nobody watches from outside
 
     @property
     def progress_path(self) -> Path:

@@ -14,7 +14,7 @@ from typing import Generic, Protocol, TypeVar
 from runners.deadline import StopSchedule
 from runners.disk import DiskProbe
 from runners.limits import JobLimits
-from runners.process import StopReason
+from runners.process import JobLink, StopReason
 
 log = logging.getLogger(__name__)
 Ended = TypeVar("Ended")
@@ -66,12 +66,14 @@ def watch(
     sample_every_s: float,
     first_sample_s: float,
     workdir: Path | None = None,
+    link: JobLink | None = None,
 ) -> WatchReport[Ended]:
     """Wait for `job` to end, stopping it at its deadline (SIGTERM, then SIGKILL after the
     grace) or at once (SIGKILL) when a sample shows it over its memory, CPU-time or disk limit.
     `started` (monotonic) is when the job was launched; the first sample is taken
     `first_sample_s` after it, then one every `sample_every_s`. `workdir`: the job's directory,
-    whose size is watched too (at a bounded cost: runners/disk.py), and measured at the end."""
+    whose size is watched too (at a bounded cost: runners/disk.py), and measured at the end;
+    `link`: told each size measured, and asked at each look whether to stop the job."""
     watcher = _Watcher(job, limits, StopSchedule(started, limits.timeout_s, kill_grace_s))
     next_sample = started + first_sample_s
     disk = None if workdir is None else DiskProbe(workdir, next_sample)
@@ -83,8 +85,14 @@ def watch(
             peak_disk = None if disk is None else disk.peak_bytes
             return WatchReport(ended, watcher.stopped_for, watcher.peak_rss, watcher.cpu_seconds, peak_disk)
         now = time.monotonic()
-        if disk is not None and now >= disk.next_due and _over_disk(disk.measure(), limits):
-            watcher.over(StopReason.DISK, disk_bytes=disk.peak_bytes)
+        if disk is not None and now >= disk.next_due:
+            size = disk.measure()
+            if link is not None:
+                link.disk_measured(size)
+            if _over_disk(size, limits):
+                watcher.over(StopReason.DISK, disk_bytes=disk.peak_bytes)
+        if link is not None and link.stop_requested():
+            watcher.over(StopReason.SCRATCH_FULL)
         if now >= next_sample:
             watcher.sample()
             next_sample = now + sample_every_s

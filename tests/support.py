@@ -144,6 +144,8 @@ class Worker:
             str(self.workers),
             "--log-format",
             "json",
+            # The box's free space must not decide a test: a small reserve unless a test sets one.
+            *([] if "--disk-reserve" in self.options else ["--disk-reserve", "64M"]),
             *self.options,
             *(self.runner or ["native", "--service", "tool", *(self.program or ["--", sys.executable, str(TOOL)])]),
         ]

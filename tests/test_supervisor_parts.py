@@ -26,6 +26,7 @@ from pool.ledger import Ledger
 from pool.outbox import InlineOutbox
 from pool.outcomes import OutcomePolicy
 from pool.prefetch import NO_PREFETCH, Prefetch
+from pool.scratch_space import ScratchSpace
 from pool.settings import ChildSettings, NativeService
 from pool.slots import SlotTable
 from pool.supervisor import EXIT_OK, Supervisor, SupervisorParts, SupervisorSettings
@@ -75,6 +76,7 @@ def test_a_supervisor_of_hand_built_parts_runs_a_job_and_stops_on_sigterm(tmp_pa
         prefetch=Prefetch(NO_PREFETCH, 1),
         monitor=Monitor(tmp_path / "status.json"),
         waker=waker,
+        space=ScratchSpace(tmp_path, reserve_bytes=0),
     )
     supervisor = Supervisor(SupervisorSettings(shutdown_grace_s=10.0, stall_limit_s=30.0), parts)
     message_id = queue.send(json.dumps({"service": "s", "queue": "native", "command": {"arguments": []}}))
