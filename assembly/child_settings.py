@@ -11,6 +11,7 @@ from pool.admission import Admission, Capacity
 from pool.settings import ChildSettings, NativeService
 from queues.base import JobQueue
 from runners.container_settings import ContainerSettings
+from runners.gpus import discover_gpus
 from runners.image_policy import ImagePolicy
 from runners.limits import JobLimits
 
@@ -43,7 +44,7 @@ def child_settings(
         max_inline_output_bytes=settings.max_inline_output,
         max_body_bytes=settings.max_body_size,
         ceilings=ceilings,
-        capacity=Capacity(settings.memory_capacity, settings.cpu_capacity),
+        capacity=Capacity(settings.memory_capacity, settings.cpu_capacity, box_gpus(settings.gpus)),
         docker=_container_settings(settings, scratch_dir),
         journal_path=journal_path if settings.dedupe == "job-id" else None,
         progress_interval_s=settings.progress_interval,
@@ -97,6 +98,15 @@ def job_deadline_s(child: ChildSettings, margin_s: float) -> float | None:
         return None
     transfers = 2 * (child.ceilings.transfer_timeout_s or 0.0)
     return transfers + max(t for t in timeouts if t is not None) + child.kill_grace_s + margin_s
+
+
+def box_gpus(setting: str) -> tuple[str, ...]:
+    """`--gpus`: auto (what the driver lists), none, or the UUIDs given."""
+    if setting == "none":
+        return ()
+    if setting == "auto":
+        return discover_gpus()
+    return tuple(dict.fromkeys(gpu.strip() for gpu in setting.split(",") if gpu.strip()))
 
 
 def admission(child: ChildSettings) -> Admission:

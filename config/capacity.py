@@ -70,6 +70,13 @@ def disk_reserve_bytes(reserve: DiskReserve | None, scratch_dir: Path) -> int:
 
 def add_capacity_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--gpus",
+        default="auto",
+        metavar="auto|none|ID,...",
+        help="the GPUs jobs may reserve (resources.gpus), each for one job at a time: auto, the devices "
+        "`nvidia-smi -L` lists (none without a driver); none; or device UUIDs, comma-separated",
+    )
+    parser.add_argument(
         "--disk-reserve",
         type=disk_reserve,
         default=None,

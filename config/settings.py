@@ -80,6 +80,7 @@ class WorkerSettings:
     memory_capacity: int  # what the running jobs' memory reservations may add up to
     disk_reserve: DiskReserve | None  # None: the default share of the scratch filesystem
     cpu_capacity: float
+    gpus: str  # auto, none, or device UUIDs, comma-separated
     transfer_timeout: float
     deadline_margin: float
     metrics_port: int | None

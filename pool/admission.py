@@ -16,6 +16,7 @@ from runners.limits import JobLimits
 class Reservation:
     memory_bytes: int = 0
     cpus: float = 0.0
+    gpus: int = 0
 
 
 NOTHING = Reservation()
@@ -25,6 +26,7 @@ NOTHING = Reservation()
 class Capacity:
     memory_bytes: int
     cpus: float
+    gpus: tuple[str, ...] = ()  # the box's devices (UUIDs), each for one job at a time
 
 
 class Admission:
@@ -34,6 +36,7 @@ class Admission:
         self.capacity = capacity
         self.native = dict(native)
         self.docker = docker
+        self.free_gpus = list(capacity.gpus)
 
     def reservation(self, body: str) -> Reservation:
         """What a job of this body will run under, as far as the body says (its ask, else its
@@ -47,18 +50,31 @@ class Admission:
             ceilings = None
         if ceilings is None:
             return NOTHING
-        memory, cpus = asked_resources(found)
-        return Reservation(_memory(memory, ceilings.memory_bytes), _cpus(cpus, ceilings.cpus))
+        memory, cpus, gpus = asked_resources(found)
+        asked_gpus = gpus if isinstance(gpus, int) and not isinstance(gpus, bool) and 0 <= gpus <= 1024 else 0
+        return Reservation(_memory(memory, ceilings.memory_bytes), _cpus(cpus, ceilings.cpus), asked_gpus)
 
     def fits(self, running: Iterable[Reservation], candidate: Reservation) -> bool:
         """Whether `candidate` fits beside `running`. One larger than the whole box fits at
         once: its child rejects it, naming what it asked and what the box has."""
-        if candidate.memory_bytes > self.capacity.memory_bytes or candidate.cpus > self.capacity.cpus:
+        capacity = self.capacity
+        if candidate.memory_bytes > capacity.memory_bytes or candidate.cpus > capacity.cpus:
+            return True
+        if candidate.gpus > len(capacity.gpus):
             return True
         reserved = list(running)
         memory = sum(r.memory_bytes for r in reserved) + candidate.memory_bytes
         cpus = sum(r.cpus for r in reserved) + candidate.cpus
-        return memory <= self.capacity.memory_bytes and cpus <= self.capacity.cpus + 1e-9
+        gpus = sum(r.gpus for r in reserved) + candidate.gpus
+        return memory <= capacity.memory_bytes and cpus <= capacity.cpus + 1e-9 and gpus <= len(capacity.gpus)
+
+    def take_gpus(self, count: int) -> tuple[str, ...]:
+        """Devices for a job starting now (`fits` said there are enough)."""
+        taken, self.free_gpus = self.free_gpus[:count], self.free_gpus[count:]
+        return tuple(taken)
+
+    def give_back(self, gpus: tuple[str, ...]) -> None:
+        self.free_gpus += [gpu for gpu in gpus if gpu not in self.free_gpus]
 
 
 def _memory(asked: object, ceiling: int | None) -> int:

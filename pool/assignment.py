@@ -14,6 +14,7 @@ class JobAssignment:
     body: str
     receive_count: int
     defect: BodyDefect | None = None
+    gpus: tuple[str, ...] = ()  # the devices reserved for it (UUIDs)
 
 
 @dataclass(frozen=True)

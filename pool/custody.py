@@ -32,6 +32,7 @@ class Running:
     visible_until: float  # monotonic time its visibility lapses unless extended
     service: str | None = None  # a service whose running jobs are capped, if it is one
     reservation: Reservation = NOTHING  # what it runs under, against the box's capacity
+    gpus: tuple[str, ...] = ()  # the devices it was given
     started: float = field(default_factory=time.monotonic)
     confirmed: bool = False  # its child said it took the job
 
@@ -162,11 +163,15 @@ class Custody:
     def start(self, held: Held) -> Running:
         self.lanes.take(held)
         job = Running(held.message, held.visible_until, held.service, held.reservation)
+        if self.admission is not None and held.reservation.gpus:
+            job.gpus = self.admission.take_gpus(held.reservation.gpus)
         self.running.append(job)
         return job
 
     def finish(self, job: Running) -> None:
         self.running.remove(job)
+        if self.admission is not None and job.gpus:
+            self.admission.give_back(job.gpus)
 
     def put_back(self, job: Running) -> None:
         """A job handed back before it started (its child never took it): first in line again."""

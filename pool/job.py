@@ -75,6 +75,7 @@ class JobExecutor:
         native = NativeRunner(settings.pass_env, slot, on_job_start) if settings.native else None
         self.runners = Runners(native, docker)
         self._bytes_in = 0  # of the current job
+        self._gpus: tuple[str, ...] = ()  # the devices reserved for the current job
         self._last_workspace: Workspace | None = None
         self._spare_directory: Path | None = None  # the last job's directory, left empty: the next one's
 
@@ -88,6 +89,7 @@ class JobExecutor:
     def execute(self, assignment: JobAssignment) -> JobReport | DuplicateReport:
         started = datetime.now(UTC)
         self._bytes_in = 0
+        self._gpus = assignment.gpus
         clock = time.monotonic()
         result = new_result(assignment.message_id, assignment.receive_count, self.identity, started)
         # The one decode of the body; even a rejection knows its job id and reply queue.
@@ -222,6 +224,7 @@ class JobExecutor:
                 image=request.service,
                 labels={"api-worker.job-id": result.id, "api-worker.message-id": result.message_id},
                 link=self.link,
+                gpus=self._gpus if self.settings.capacity.gpus else None,
             )
             watcher = self._announce_start(request, result, spec, reply_to)
             try:

@@ -19,6 +19,11 @@ def resolve_limits(request: JobRequest, ceilings: JobLimits, capacity: Capacity 
                 f"asks for {format_size(limits.memory_bytes)}, more than this box's capacity of "
                 f"{format_size(capacity.memory_bytes)} (--memory-capacity)",
             )
+        gpus = request.resources.gpus if request.resources else None
+        if gpus and gpus > len(capacity.gpus):
+            raise RequestRejected(
+                "resources.gpus", f"asks for {gpus} GPUs, more than this box has ({len(capacity.gpus)}; --gpus)"
+            )
         if limits.cpus is not None and limits.cpus > capacity.cpus:
             raise RequestRejected(
                 "resources.cpus",

@@ -111,7 +111,8 @@ class SlotTable:
         slot.handed += 1
         # If the child just died, `replace` reports the job lost and it is handed on.
         hand_over(
-            slot.connection, JobAssignment(message.message_id, message.body, message.receive_count, message.defect)
+            slot.connection,
+            JobAssignment(message.message_id, message.body, message.receive_count, message.defect, job.gpus),
         )
 
     def receive(self, index: int) -> object | None:

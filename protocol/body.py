@@ -186,9 +186,9 @@ def native_service_of(body: str) -> str | None:
     return found.service if found.queue == "native" and isinstance(found.service, str) else None
 
 
-def asked_resources(found: Addressing) -> tuple[object, object]:
-    """(memory, cpus) as the body asks for them, unchecked; None where it does not."""
+def asked_resources(found: Addressing) -> tuple[object, object, object]:
+    """(memory, cpus, gpus) as the body asks for them, unchecked; None where it does not."""
     resources = found.resources
     if not isinstance(resources, dict):
-        return None, None
-    return resources.get("memory"), resources.get("cpus")
+        return None, None, None
+    return resources.get("memory"), resources.get("cpus"), resources.get("gpus")

@@ -139,6 +139,7 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     memory: Annotated[int, msgspec.Meta(gt=0)] | NonEmpty | None = None
     cpu_seconds: Positive | None = None
     disk: Annotated[int, msgspec.Meta(gt=0)] | NonEmpty | None = None  # bytes, or a size: "2G"
+    gpus: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None  # devices of its own
 
 
 class JobRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

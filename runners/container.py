@@ -22,7 +22,7 @@ from typing import Any
 
 from docker import APIClient
 from docker.errors import APIError, DockerException, ImageNotFound
-from docker.types import LogConfig, Mount
+from docker.types import DeviceRequest, LogConfig, Mount
 from docker.utils import kwargs_from_env
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout, RequestException
@@ -139,6 +139,7 @@ class DockerRunner:
             network_mode=self.settings.network,
             # Output comes over the attach socket; the engine need not keep a copy on its disk.
             log_config=LogConfig(type=LogConfig.types.NONE),
+            device_requests=device_requests(spec.gpus or ()),
         )
         environment = {name: os.environ[name] for name in self.settings.pass_env if name in os.environ}
         environment["HOME"] = str(spec.workdir)
@@ -294,3 +295,10 @@ def _run_attached(api: APIClient, container: str, spec: RunSpec, has_stdin: bool
 
 def _oom_killed(api: APIClient, container: str) -> bool:
     return bool(api.inspect_container(container)["State"].get("OOMKilled"))
+
+
+def device_requests(gpus: tuple[str, ...]) -> list[DeviceRequest]:
+    """A container's request for exactly its reserved devices, by UUID (none: it sees no GPU)."""
+    if not gpus:
+        return []
+    return [DeviceRequest(driver="nvidia", device_ids=list(gpus), capabilities=[["gpu"]])]

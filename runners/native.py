@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from protocol.result import Usage
+from runners.gpus import visible_devices
 from runners.limits import cores_for
 from runners.process import PROGRESS_VARIABLE, RunnerFault, RunOutcome, RunSpec
 from runners.tree import ProcessTree
@@ -101,7 +102,11 @@ class NativeRunner:
                     stdout=stdout,
                     stderr=stderr,
                     cwd=spec.workdir,
-                    env={**job_environment(spec.workdir, self.pass_env), PROGRESS_VARIABLE: str(spec.progress_path)},
+                    env={
+                        **job_environment(spec.workdir, self.pass_env),
+                        PROGRESS_VARIABLE: str(spec.progress_path),
+                        **({} if spec.gpus is None else visible_devices(spec.gpus)),
+                    },
                     start_new_session=True,
                     close_fds=True,
                 )

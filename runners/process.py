@@ -48,6 +48,7 @@ class RunSpec:
     image: str = ""  # docker only: the message's service
     labels: Mapping[str, str] = field(default_factory=dict)  # docker only: names the job on its container
     link: JobLink | None = None  # None: nobody watches from outside
+    gpus: tuple[str, ...] | None = None  # the devices reserved for it (UUIDs); None: the box has none
 
     @property
     def progress_path(self) -> Path:
