@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import psutil
 
+from common.sizes import format_size
 from monitoring.state import WorkerState, read_state
 
 EXIT_HEALTHY = 0
@@ -47,12 +48,29 @@ def _describe(state: WorkerState, problems: list[str]) -> str:
         f"in flight:  {state.in_flight} messages ({state.held} held, waiting for a slot)",
         f"jobs done:  {jobs}",
         f"problems:   {state.queue_errors} queue errors, {state.child_restarts} children replaced",
+        f"reserved:   {_resources(state)}",
     ]
     for job in state.running:
         lines.append(
             f"  slot {job.slot}: message {job.message_id}, attempt {job.attempt}, running {_duration(job.running_s)}"
         )
     return "\n".join(lines)
+
+
+def _resources(state: WorkerState) -> str:
+    """What running jobs reserve of the box, and the scratch filesystem's free space."""
+    parts = []
+    memory, cpus, gpus = (state.resources.get(name) for name in ("memory_bytes", "cpus", "gpus"))
+    if memory is not None:
+        parts.append(f"memory {format_size(int(memory.reserved))} of {format_size(int(memory.capacity))}")
+    if cpus is not None:
+        parts.append(f"cpus {cpus.reserved:g} of {cpus.capacity:g}")
+    if gpus is not None and gpus.capacity:
+        parts.append(f"gpus {gpus.reserved:g} of {gpus.capacity:g}")
+    if state.scratch_free_bytes is not None:
+        reserve = format_size(state.scratch_reserve_bytes) if state.scratch_reserve_bytes else "none"
+        parts.append(f"scratch {format_size(state.scratch_free_bytes)} free (reserve {reserve})")
+    return ", ".join(parts) or "unknown"
 
 
 def _ago(epoch: float) -> str:

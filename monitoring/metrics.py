@@ -69,6 +69,10 @@ SCRATCH_FREE = Gauge(
 SCRATCH_RESERVE = Gauge(
     "api_worker_scratch_reserve_bytes", "The scratch filesystem's reserve (--disk-reserve)", registry=REGISTRY
 )
+CAPACITY = Gauge(
+    "api_worker_capacity", "The box's capacity jobs are admitted against, by resource", ["resource"], registry=REGISTRY
+)
+RESERVED = Gauge("api_worker_reserved", "What the running jobs reserve, by resource", ["resource"], registry=REGISTRY)
 OTHER_SERVICE = "other"  # a service this worker was not configured with: no label of its own
 
 
@@ -145,6 +149,9 @@ def publish_gauges(state: WorkerState) -> None:
     if state.scratch_free_bytes is not None:
         SCRATCH_FREE.set(state.scratch_free_bytes)
     SCRATCH_RESERVE.set(state.scratch_reserve_bytes)
+    for name, resource in state.resources.items():
+        CAPACITY.labels(name).set(resource.capacity)
+        RESERVED.labels(name).set(resource.reserved)
     running = Tally(job.service or OTHER_SERVICE for job in state.running)
     for service in _services_seen | running.keys():
         SERVICE_RUNNING.labels(service).set(running.get(service, 0))

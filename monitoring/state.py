@@ -22,6 +22,17 @@ class RunningJob(msgspec.Struct, frozen=True):
     service: str | None = None  # as its metrics label it (a configured service, or the job's kind)
 
 
+class Resource(msgspec.Struct, frozen=True):
+    """One of the box's resources as the worker admits jobs against it."""
+
+    capacity: float
+    reserved: float  # by the running jobs
+
+    @property
+    def free(self) -> float:
+        return max(0.0, self.capacity - self.reserved)
+
+
 class WorkerState(msgspec.Struct, frozen=True):
     pid: int
     version: str
@@ -48,6 +59,7 @@ class WorkerState(msgspec.Struct, frozen=True):
     scratch_free_bytes: int | None = None  # free on the scratch filesystem at the last look
     scratch_reserve_bytes: int = 0  # --disk-reserve, in bytes
     scratch_problem: str | None = None  # below the reserve: no new job starts
+    resources: dict[str, Resource] = msgspec.field(default_factory=dict)  # memory_bytes, cpus, gpus
 
     def problems(self, now: float | None = None) -> list[str]:
         """Why the worker is unhealthy; empty when it is healthy."""

@@ -7,10 +7,11 @@ import time
 from typing import TYPE_CHECKING
 
 from monitoring.metrics import child_restart_count, jobs_by_service, jobs_by_status, queue_error_count, service_label
-from monitoring.state import RunningJob, WorkerState
+from monitoring.state import Resource, RunningJob, WorkerState
 from protocol.version import VERSION
 
 if TYPE_CHECKING:
+    from pool.custody import Custody
     from pool.slots import Slot, SlotTable
     from pool.supervisor import Supervisor
 
@@ -47,6 +48,7 @@ def worker_state(supervisor: Supervisor) -> WorkerState:
         scratch_free_bytes=parts.space.free_bytes,
         scratch_reserve_bytes=parts.space.reserve_bytes,
         scratch_problem=parts.space.problem(),
+        resources=_resources(custody),
     )
 
 
@@ -57,3 +59,17 @@ def _running(slots: SlotTable, slot: Slot, clock: float) -> RunningJob:
     service = None if accepted is None else service_label(accepted.service, accepted.queue, slots.known_services)
     message = job.message
     return RunningJob(slot.index, message.message_id, message.receive_count, round(clock - job.started, 1), service)
+
+
+def _resources(custody: Custody) -> dict[str, Resource]:
+    """Capacity and what the running jobs reserve, per resource."""
+    admission = custody.admission
+    if admission is None:
+        return {}
+    reserved = [job.reservation for job in custody.running]
+    capacity = admission.capacity
+    return {
+        "memory_bytes": Resource(capacity.memory_bytes, sum(r.memory_bytes for r in reserved)),
+        "cpus": Resource(capacity.cpus, sum(r.cpus for r in reserved)),
+        "gpus": Resource(len(capacity.gpus), sum(r.gpus for r in reserved)),
+    }

@@ -6,11 +6,15 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pool.admission import NOTHING, Admission, Capacity, Reservation
 from runners.limits import JobLimits
+from testkit.moto_server import free_port
+from testkit.waiting import wait_until
 from tests.support import Worker, job
 
 WorkerFactory = Callable[..., Worker]
@@ -61,3 +65,31 @@ def test_reservations_from_asks_and_ceilings() -> None:
     assert not admission.fits(running, Reservation(3 * GIB, 1.0))
     assert not admission.fits(running, Reservation(GIB, 3.0))
     assert admission.fits(running * 2, Reservation(8 * GIB, 1.0))  # never fits: handed on to be rejected
+
+
+def test_status_and_metrics_show_capacity_and_reservations(worker_factory: WorkerFactory, tmp_path: Path) -> None:
+    port = free_port()
+    worker = worker_factory(options=["--memory-capacity", "1G", "--cpu-capacity", "2", "--metrics-port", str(port)])
+    worker.start()
+    started = tmp_path / "started"
+    message_id = worker.submit(
+        job([parameter("--started", str(started)), parameter("--sleep", 3)], resources={"memory": "600M", "cpus": 1})
+    )
+    wait_until(started.exists, 20, "the job to start")
+
+    def reserved() -> dict[str, Any] | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as response:
+            state: dict[str, Any] = json.loads(response.read())
+        return state if state["resources"]["memory_bytes"]["reserved"] else None
+
+    state = wait_until(reserved, 10, "the job's reservation in /status")
+    assert state["resources"]["memory_bytes"] == {"capacity": GIB, "reserved": 600 * 1024**2}
+    assert state["resources"]["cpus"] == {"capacity": 2.0, "reserved": 1.0}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'api_worker_reserved{resource="memory_bytes"} 6.291456e+08' in metrics
+    assert 'api_worker_capacity{resource="cpus"} 2.0' in metrics
+    text = subprocess.run([*worker.command()[:2], "--scratch-dir", str(worker.scratch), "status"], capture_output=True,
+                          text=True, timeout=60, check=False).stdout  # fmt: skip
+    assert "reserved:   memory 600M of 1G, cpus 1 of 2, scratch " in text
+    assert worker.result(message_id)["status"] == "succeeded"
