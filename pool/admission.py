@@ -18,8 +18,20 @@ class Reservation:
     cpus: float = 0.0
     gpus: int = 0
 
+    def plus(self, other: Reservation) -> Reservation:
+        if other is NOTHING:
+            return self
+        return Reservation(self.memory_bytes + other.memory_bytes, self.cpus + other.cpus, self.gpus + other.gpus)
+
 
 NOTHING = Reservation()
+
+
+def total(reservations: Iterable[Reservation]) -> Reservation:
+    found = NOTHING
+    for reservation in reservations:
+        found = found.plus(reservation)
+    return found
 
 
 @dataclass(frozen=True)
@@ -52,21 +64,23 @@ class Admission:
             return NOTHING
         memory, cpus, gpus = asked_resources(found)
         asked_gpus = gpus if isinstance(gpus, int) and not isinstance(gpus, bool) and 0 <= gpus <= 1024 else 0
-        return Reservation(_memory(memory, ceilings.memory_bytes), _cpus(cpus, ceilings.cpus), asked_gpus)
+        reservation = Reservation(_memory(memory, ceilings.memory_bytes), _cpus(cpus, ceilings.cpus), asked_gpus)
+        return NOTHING if reservation == NOTHING else reservation
 
-    def fits(self, running: Iterable[Reservation], candidate: Reservation) -> bool:
-        """Whether `candidate` fits beside `running`. One larger than the whole box fits at
-        once: its child rejects it, naming what it asked and what the box has."""
+    def fits(self, reserved: Reservation, candidate: Reservation) -> bool:
+        """Whether `candidate` fits beside what is `reserved` (the running jobs' total). A job
+        that reserves nothing always fits; one larger than the whole box fits at once: its
+        child rejects it, naming what it asked and what the box has."""
+        if candidate is NOTHING:
+            return True
         capacity = self.capacity
         if candidate.memory_bytes > capacity.memory_bytes or candidate.cpus > capacity.cpus:
             return True
         if candidate.gpus > len(capacity.gpus):
             return True
-        reserved = list(running)
-        memory = sum(r.memory_bytes for r in reserved) + candidate.memory_bytes
-        cpus = sum(r.cpus for r in reserved) + candidate.cpus
-        gpus = sum(r.gpus for r in reserved) + candidate.gpus
-        return memory <= capacity.memory_bytes and cpus <= capacity.cpus + 1e-9 and gpus <= len(capacity.gpus)
+        after = reserved.plus(candidate)
+        gpus = len(capacity.gpus)
+        return after.memory_bytes <= capacity.memory_bytes and after.cpus <= capacity.cpus + 1e-9 and after.gpus <= gpus
 
     def take_gpus(self, count: int) -> tuple[str, ...]:
         """Devices for a job starting now (`fits` said there are enough)."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
-from pool.admission import NOTHING, Admission, Reservation
+from pool.admission import NOTHING, Admission, Reservation, total
 from pool.lanes import Held, Lanes
 from pool.outbox import Outbox
 from protocol.body import native_service_of
@@ -89,17 +89,17 @@ class Custody:
 
     def blocked(self) -> int:
         """Held messages that could start but for their service's cap or the box's capacity."""
-        if not self.caps and self.admission is None:
+        if not self.lanes or (not self.caps and self.admission is None):
             return 0
         eligible = self.lanes.startable(self.busy_groups())
         return len(eligible) - len(self._admitted(eligible))
 
     def _admitted(self, found: list[Held]) -> list[Held]:
         """Of `found`, in order, those their service's cap and the box's capacity let start."""
-        if not self.caps and self.admission is None:
+        if not found or (not self.caps and self.admission is None):
             return found
         room = self._room()
-        reserved = [job.reservation for job in self.running]
+        reserved = total(job.reservation for job in self.running)
         startable = []
         for held in found:
             if held.service is not None and room[held.service] <= 0:
@@ -108,11 +108,13 @@ class Custody:
                 continue
             if held.service is not None:
                 room[held.service] -= 1
-            reserved.append(held.reservation)
+            reserved = reserved.plus(held.reservation)
             startable.append(held)
         return startable
 
     def _room(self) -> Counter[str]:
+        if not self.caps:
+            return Counter()
         room = Counter(self.caps)
         room.subtract(job.service for job in self.running if job.service is not None)
         return room

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pool.admission import NOTHING, Admission, Capacity, Reservation
+from pool.admission import NOTHING, Admission, Capacity, Reservation, total
 from runners.limits import JobLimits
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
@@ -60,11 +60,12 @@ def test_reservations_from_asks_and_ceilings() -> None:
     assert admission.reservation(body(resources={"memory": "lots", "cpus": "x"})) == Reservation(2 * GIB, 2.0)
     assert admission.reservation(body(queue="docker")) == NOTHING  # this worker runs no docker jobs
     assert admission.reservation("not json") == NOTHING
-    running = [Reservation(2 * GIB, 2.0)]
+    running = total([Reservation(2 * GIB, 2.0)])
     assert admission.fits(running, Reservation(2 * GIB, 2.0))
     assert not admission.fits(running, Reservation(3 * GIB, 1.0))
     assert not admission.fits(running, Reservation(GIB, 3.0))
-    assert admission.fits(running * 2, Reservation(8 * GIB, 1.0))  # never fits: handed on to be rejected
+    assert admission.fits(running.plus(running), Reservation(8 * GIB, 1.0))  # never fits: handed on to be rejected
+    assert admission.fits(total([Reservation(4 * GIB, 4.0)]), NOTHING)  # a job reserving nothing always fits
 
 
 def test_status_and_metrics_show_capacity_and_reservations(worker_factory: WorkerFactory, tmp_path: Path) -> None:
