@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from common.sizes import parse_size
-from protocol.body import asked_resources, read_addressing
+from protocol.body import Addressing
 from runners.limits import JobLimits
 
 
@@ -50,10 +50,9 @@ class Admission:
         self.docker = docker
         self.free_gpus = list(capacity.gpus)
 
-    def reservation(self, body: str) -> Reservation:
-        """What a job of this body will run under, as far as the body says (its ask, else its
-        service's ceiling); nothing for a body the child will reject anyway."""
-        found = read_addressing(body)
+    def reservation(self, found: Addressing) -> Reservation:
+        """What a job will run under, as far as its body says (its ask, else its service's
+        ceiling); nothing for a body the child will reject anyway."""
         if found.queue == "docker":
             ceilings = self.docker
         elif isinstance(found.service, str):
@@ -62,7 +61,7 @@ class Admission:
             ceilings = None
         if ceilings is None:
             return NOTHING
-        memory, cpus, gpus = asked_resources(found)
+        memory, cpus, gpus = found.asked_resources()
         asked_gpus = gpus if isinstance(gpus, int) and not isinstance(gpus, bool) and 0 <= gpus <= 1024 else 0
         reservation = Reservation(_memory(memory, ceilings.memory_bytes), _cpus(cpus, ceilings.cpus), asked_gpus)
         return NOTHING if reservation == NOTHING else reservation

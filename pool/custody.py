@@ -18,7 +18,7 @@ from functools import partial
 from pool.admission import NOTHING, Admission, Reservation, total
 from pool.lanes import Held, Lanes
 from pool.outbox import Outbox
-from protocol.body import native_service_of
+from protocol.body import read_addressing
 from queues.base import JobQueue, ReceivedMessage, VisibilityChange
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,13 @@ class Custody:
         """Whether a message group is locked by a message this worker holds (running or waiting)."""
         return any(kept.message.group_id for kept in self.kept_visible())
 
+    def startable_and_blocked(self) -> tuple[list[Held], int]:
+        """What may start now, and how many more could but for a cap or the box's capacity: one
+        pass over the lanes."""
+        eligible = self.lanes.startable(self.busy_groups())
+        startable = self._admitted(eligible)
+        return startable, len(eligible) - len(startable)
+
     def startable(self) -> list[Held]:
         """What may start now, in order: the first of each idle group, and no more of a capped
         service's jobs than its cap leaves room for (the others pass them by)."""
@@ -89,10 +96,7 @@ class Custody:
 
     def blocked(self) -> int:
         """Held messages that could start but for their service's cap or the box's capacity."""
-        if not self.lanes or (not self.caps and self.admission is None):
-            return 0
-        eligible = self.lanes.startable(self.busy_groups())
-        return len(eligible) - len(self._admitted(eligible))
+        return self.startable_and_blocked()[1]
 
     def _admitted(self, found: list[Held]) -> list[Held]:
         """Of `found`, in order, those their service's cap and the box's capacity let start."""
@@ -121,22 +125,17 @@ class Custody:
 
     def hold(self, messages: list[ReceivedMessage]) -> None:
         visible_until = time.monotonic() + self.visibility_timeout
-        self.lanes.add(
-            Held(message, visible_until, self._capped_service(message), self._reservation(message))
-            for message in messages
-        )
+        self.lanes.add(self._held(message, visible_until) for message in messages)
 
-    def _reservation(self, message: ReceivedMessage) -> Reservation:
-        if self.admission is None or message.defect is not None:
-            return NOTHING
-        return self.admission.reservation(message.body)
-
-    def _capped_service(self, message: ReceivedMessage) -> str | None:
-        """Its service, read from the body only where a cap may apply to it."""
-        if not self.caps or message.defect is not None:
-            return None
-        service = native_service_of(message.body)
-        return service if service in self.caps else None
+    def _held(self, message: ReceivedMessage, visible_until: float) -> Held:
+        """Its capped service and reservation, from one cheap read of its body, and only where a
+        cap or the box's capacity may apply."""
+        if (not self.caps and self.admission is None) or message.defect is not None:
+            return Held(message, visible_until)
+        found = read_addressing(message.body)
+        service = found.native_service()
+        reservation = NOTHING if self.admission is None else self.admission.reservation(found)
+        return Held(message, visible_until, service if service in self.caps else None, reservation)
 
     def take_redelivered(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """The messages that are new here. A redelivery of one running or waiting here is not:

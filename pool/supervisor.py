@@ -223,8 +223,9 @@ class Supervisor:
         if not self.parts.space.open:
             return NOTHING_WANTED
         idle = len(self.slots.idle())
-        starting = min(idle, len(self.custody.startable()))
-        unfilled = idle - starting if self.custody.blocked() < self.slots.count else 0
+        startable, blocked = self.custody.startable_and_blocked()
+        starting = min(idle, len(startable))
+        unfilled = idle - starting if blocked < self.slots.count else 0
         return self.parts.prefetch.request(unfilled_slots=unfilled, held=self.custody.held - starting)
 
     def _hold(self, received: list[ReceivedMessage]) -> None:

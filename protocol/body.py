@@ -166,6 +166,16 @@ class Addressing(msgspec.Struct):
     service: Any = None
     resources: Any = None
 
+    def native_service(self) -> str | None:
+        """The service it names for a native job; None when it names none or is a docker job."""
+        return self.service if self.queue == "native" and isinstance(self.service, str) else None
+
+    def asked_resources(self) -> tuple[object, object, object]:
+        """(memory, cpus, gpus) as the body asks for them, unchecked; None where it does not."""
+        if not isinstance(self.resources, dict):
+            return None, None, None
+        return self.resources.get("memory"), self.resources.get("cpus"), self.resources.get("gpus")
+
 
 _ADDRESSING = msgspec.json.Decoder(Addressing)
 _NOWHERE = Addressing()
@@ -177,18 +187,3 @@ def read_addressing(body: str) -> Addressing:
         return _ADDRESSING.decode(body)
     except Exception:  # any body at all: the supervisor only wants to know where it belongs
         return _NOWHERE
-
-
-def native_service_of(body: str) -> str | None:
-    """The service a body names for a native job; None when it names none, is a docker job, or
-    is no valid JSON object (the child rejects it in full)."""
-    found = read_addressing(body)
-    return found.service if found.queue == "native" and isinstance(found.service, str) else None
-
-
-def asked_resources(found: Addressing) -> tuple[object, object, object]:
-    """(memory, cpus, gpus) as the body asks for them, unchecked; None where it does not."""
-    resources = found.resources
-    if not isinstance(resources, dict):
-        return None, None, None
-    return resources.get("memory"), resources.get("cpus"), resources.get("gpus")

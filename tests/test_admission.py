@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pool.admission import NOTHING, Admission, Capacity, Reservation, total
+from protocol.body import Addressing, read_addressing
 from runners.limits import JobLimits
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
@@ -52,14 +53,14 @@ def test_a_ceiling_above_the_capacity_is_refused_at_start(tmp_path: Path) -> Non
 def test_reservations_from_asks_and_ceilings() -> None:
     admission = Admission(Capacity(4 * GIB, 4.0), {"gdal": JobLimits(memory_bytes=2 * GIB, cpus=2)}, None)
 
-    def body(**fields: object) -> str:
-        return json.dumps({"service": "gdal", "queue": "native", **fields})
+    def body(**fields: object) -> Addressing:
+        return read_addressing(json.dumps({"service": "gdal", "queue": "native", **fields}))
 
     assert admission.reservation(body()) == Reservation(2 * GIB, 2.0)
     assert admission.reservation(body(resources={"memory": "1G", "cpus": 1})) == Reservation(GIB, 1.0)
     assert admission.reservation(body(resources={"memory": "lots", "cpus": "x"})) == Reservation(2 * GIB, 2.0)
     assert admission.reservation(body(queue="docker")) == NOTHING  # this worker runs no docker jobs
-    assert admission.reservation("not json") == NOTHING
+    assert admission.reservation(read_addressing("not json")) == NOTHING
     running = total([Reservation(2 * GIB, 2.0)])
     assert admission.fits(running, Reservation(2 * GIB, 2.0))
     assert not admission.fits(running, Reservation(3 * GIB, 1.0))

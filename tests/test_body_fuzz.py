@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pool.limits import resolve_limits
 from protocol.argv import build_argv
-from protocol.body import DecodedBody, decode_body, native_service_of
+from protocol.body import DecodedBody, decode_body, read_addressing
 from protocol.request import Command, RequestRejected
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity
 from protocol.uris import UriRejected, parse_uri
@@ -238,5 +238,5 @@ def test_the_unmutated_seed_is_accepted() -> None:
 def test_the_supervisors_look_at_a_bodys_service_never_raises(body: str) -> None:
     """Where a service's jobs are capped, the supervisor reads a body's service (and nothing
     more); whatever the body, that gives a string or None."""
-    service = native_service_of(body)
+    service = read_addressing(body).native_service()
     assert service is None or isinstance(service, str)
