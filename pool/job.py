@@ -75,7 +75,6 @@ class JobExecutor:
         native = NativeRunner(settings.pass_env, slot, on_job_start) if settings.native else None
         self.runners = Runners(native, docker)
         self._bytes_in = 0  # of the current job
-        self._gpus: tuple[str, ...] = ()  # the devices reserved for the current job
         self._last_workspace: Workspace | None = None
         self._spare_directory: Path | None = None  # the last job's directory, left empty: the next one's
 
@@ -89,7 +88,6 @@ class JobExecutor:
     def execute(self, assignment: JobAssignment) -> JobReport | DuplicateReport:
         started = datetime.now(UTC)
         self._bytes_in = 0
-        self._gpus = assignment.gpus
         clock = time.monotonic()
         result = new_result(assignment.message_id, assignment.receive_count, self.identity, started)
         # The one decode of the body; even a rejection knows its job id and reply queue.
@@ -127,7 +125,7 @@ class JobExecutor:
             request = decoded.request
             assert request is not None
             found = self._check_addressed_to_us(request, reply_to_problem)
-            self._run(request, found, result, reply_to)
+            self._run(request, found, result, reply_to, assignment.gpus)
         except RequestRejected as exc:
             _fail(result, Status.REJECTED, "invalid_request", str(exc))
         except ImageRejected as exc:
@@ -195,8 +193,11 @@ class JobExecutor:
             raise RequestRejected("reply_to", reply_to_problem)
         return found
 
-    def _run(self, request: JobRequest, found: Route, result: JobResult, reply_to: str | None) -> None:
-        """`reply_to`: where the result goes, and so the job's events."""
+    def _run(
+        self, request: JobRequest, found: Route, result: JobResult, reply_to: str | None, gpus: tuple[str, ...]
+    ) -> None:
+        """`reply_to`: where the result goes, and so the job's events; `gpus`: the devices the
+        supervisor reserved for it."""
         if request.test:
             result.status = Status.ALIVE
             return
@@ -224,7 +225,7 @@ class JobExecutor:
                 image=request.service,
                 labels={"api-worker.job-id": result.id, "api-worker.message-id": result.message_id},
                 link=self.link,
-                gpus=self._gpus if self.settings.capacity.gpus else None,
+                gpus=gpus if self.settings.capacity.gpus else None,
             )
             watcher = self._announce_start(request, result, spec, reply_to)
             try:
