@@ -14,6 +14,9 @@ from runners.container_settings import ContainerSettings
 from runners.gpus import discover_gpus
 from runners.image_policy import ImagePolicy
 from runners.limits import JobLimits
+from runners.pulls import PullSettings
+
+IMAGE_STATE_DIR_NAME = ".images"
 
 
 def child_settings(
@@ -58,11 +61,17 @@ def _container_settings(settings: WorkerSettings, scratch_dir: Path) -> Containe
     return ContainerSettings(
         worker_label=str(scratch_dir),
         images=ImagePolicy(docker.pull, docker.allow_image),
+        pulls=PullSettings(docker.pull_timeout, docker.ecr_registry, image_state_dir(scratch_dir)),
         user=docker.container_user,
         network=docker.network,
         pids_limit=docker.pids_limit,
         pass_env=settings.pass_env,
     )
+
+
+def image_state_dir(scratch_dir: Path) -> Path:
+    """The pool's image pull locks and the image cache's word on the engine's disk."""
+    return scratch_dir / IMAGE_STATE_DIR_NAME
 
 
 def _native_services(settings: WorkerSettings, ceilings: JobLimits) -> tuple[NativeService, ...]:

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import IO
 
-from assembly.child_settings import admission, child_settings, job_deadline_s
+from assembly.child_settings import admission, child_settings, image_state_dir, job_deadline_s
 from common.pathlock import PathInUse, hold_lock
 from config.capacity import disk_reserve_bytes
 from config.settings import WorkerSettings
@@ -20,6 +20,7 @@ from monitoring.state import status_path
 from pool.courier import ResultCourier
 from pool.custody import Custody
 from pool.destinations import Destinations
+from pool.image_cache import AnyImageCache, CacheCleaner, ImageCache, ImageCacheSettings, NoImageCache
 from pool.intake import AnyIntake, Intake, PollingIntake
 from pool.ledger import Ledger
 from pool.outbox import InlineOutbox, Outbox, ThreadOutbox
@@ -124,7 +125,25 @@ def _parts(
         monitor=_monitor(settings, child.scratch_dir),
         waker=waker,
         space=_scratch_space(settings, child.scratch_dir),
+        images=_image_cache(settings, child, journal),
     )
+
+
+def _image_cache(settings: WorkerSettings, child: ChildSettings, journal: SqliteJournal) -> AnyImageCache:
+    docker = settings.docker
+    if docker is None:
+        return NoImageCache()
+    from runners.image_store import EngineImages  # noqa: PLC0415 (the docker SDK only where it is used)
+
+    cache = ImageCacheSettings(
+        high=docker.image_cache_high,
+        low=docker.image_cache_low,
+        max_bytes=docker.image_cache_max,
+        keep=docker.keep_image,
+        min_idle_s=docker.image_min_idle,
+        remove_unpulled=docker.remove_unpulled_images,
+    )
+    return ImageCache(CacheCleaner(cache, journal, EngineImages(), image_state_dir(child.scratch_dir)))
 
 
 def _scratch_space(settings: WorkerSettings, scratch_dir: Path) -> ScratchSpace:

@@ -15,11 +15,11 @@ from common.logs import LOG_FORMATS
 from common.sizes import parse_size
 from config.capacity import add_capacity_options
 from config.client_commands import add_status_command, add_submit_command
+from config.docker_command import add_docker_command
 from config.help import HelpFormatter
 from config.layers import ENV_PREFIX, ReplacingAppend
 from config.services import add_services_command
 from config.values import (
-    container_user,
     duration,
     instance_name,
     non_negative_float,
@@ -32,7 +32,6 @@ from config.values import (
 from monitoring.state import DEFAULT_STALL_LIMIT_S
 from protocol.body import DEFAULT_MAX_BODY_BYTES
 from queues import default_queue_spec, default_state_dir
-from runners.image_policy import PULL_POLICIES
 from runners.process import DEFAULT_KILL_GRACE_S
 from staging.stager import DEFAULT_TRANSFER_CONCURRENCY
 
@@ -83,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pass_env = _pass_env_parent()
     _add_native_command(commands, pass_env)
-    _add_docker_command(commands, pass_env)
+    add_docker_command(commands, pass_env)
     add_services_command(commands, pass_env)
     add_status_command(commands)
     add_submit_command(commands)
@@ -357,42 +356,4 @@ def _add_native_command(
     native.add_argument("--service", default=None, help="the service name jobs must carry (default: accept any)")
     native.add_argument(
         "program", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]", help="the command every job runs"
-    )
-
-
-def _add_docker_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], pass_env: argparse.ArgumentParser
-) -> None:
-    docker = commands.add_parser(
-        "docker",
-        parents=[pass_env],
-        help="run each job in a container of the image its message names",
-        description="Run jobs in Docker containers: the image is the message's service, the message's "
-        "arguments are the container's command after the image's ENTRYPOINT (as `docker run IMAGE ARG...`). "
-        "The engine is the one DOCKER_HOST names (default: the local socket).",
-        formatter_class=HelpFormatter,
-    )
-    docker.add_argument(
-        "--pull", choices=PULL_POLICIES, default="missing", help="when to pull a job's image from its registry"
-    )
-    docker.add_argument(
-        "--allow-image",
-        action=ReplacingAppend,
-        default=[],
-        metavar="PATTERN",
-        help="glob of images jobs may name, e.g. 'hub.example.org/*' (repeatable; default: any image)",
-    )
-    docker.add_argument(
-        "--container-user",
-        type=container_user,
-        default=None,
-        metavar="UID[:GID]",
-        help="user jobs run as in their container (default: the worker's own uid:gid); "
-        "the worker must run as root to hand the job directory to another user",
-    )
-    docker.add_argument(
-        "--network", default=None, help="network of the job containers, e.g. none (default: the engine's bridge)"
-    )
-    docker.add_argument(
-        "--pids-limit", type=positive_int, default=1024, help="most processes and threads in one job's container"
     )

@@ -43,6 +43,14 @@ class DockerSettings:
     container_user: tuple[int, int] | None
     network: str | None
     pids_limit: int
+    ecr_registry: tuple[str, ...]
+    pull_timeout: float
+    image_cache_high: float
+    image_cache_low: float
+    image_cache_max: int | None
+    keep_image: tuple[str, ...]
+    image_min_idle: float
+    remove_unpulled_images: bool
 
 
 @dataclass(frozen=True)
@@ -210,6 +218,8 @@ def check_worker_settings(settings: WorkerSettings) -> WorkerSettings:
     if settings.docker is not None:
         if settings.docker.container_user is not None and os.geteuid() != 0:
             raise SettingsError("--container-user needs the worker to run as root (it hands each job directory over)")
+        if settings.docker.image_cache_low >= settings.docker.image_cache_high:
+            raise SettingsError("--image-cache-low must be below --image-cache-high")
         if not settings.docker.allow_image:
             log.warning("no --allow-image given: jobs may run any image", extra={"pull": settings.docker.pull})
     if settings.native is not None:

@@ -56,6 +56,15 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class ImageUse:
+    """When a job here last used an image, and whether this worker pulled it."""
+
+    reference: str  # as the message named it
+    last_used: float  # time.time()
+    pulled: bool
+
+
+@dataclass(frozen=True)
 class FinishedJob:
     """What the journal keeps of a finished job once its result was delivered (a tombstone)."""
 

@@ -17,10 +17,10 @@ from typing import IO
 
 from common.pathlock import PathInUse, hold_lock
 from common.sqlite import connect, write_transaction
-from journal.base import FinishedJob, JournalError, JournalInUse, JournalUnusable, Outcome, OutcomeKey
+from journal.base import FinishedJob, ImageUse, JournalError, JournalInUse, JournalUnusable, Outcome, OutcomeKey
 
 APPLICATION_ID = 0x41505752  # "APWR": marks the file as an api-worker journal
-FORMAT_VERSION = 2  # 2: deliveries.group_id
+FORMAT_VERSION = 3  # 2: deliveries.group_id; 3: images
 SQLITE_HEADER = b"SQLite format 3\x00"
 RECORDED, SENT, SETTLED = 0, 1, 2
 QUICK_CHECK_MAX_BYTES = 256 << 20  # a larger journal is checked only by the reads a start-up makes
@@ -49,8 +49,17 @@ CREATE TABLE deliveries (       -- what is left to do for an outcome not yet set
     retry_in_s REAL,
     group_id TEXT
 );
+CREATE TABLE images (           -- the images jobs here used: the image cache's record
+    reference TEXT PRIMARY KEY,
+    pulled INTEGER NOT NULL,    -- this worker pulled it (only those are removed, by default)
+    last_used REAL NOT NULL
+) WITHOUT ROWID;
 """
-_UPGRADES = {1: "ALTER TABLE deliveries ADD COLUMN group_id TEXT;"}  # from format N to N + 1
+_IMAGES_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE images") :]
+_UPGRADES = {  # from format N to N + 1
+    1: "ALTER TABLE deliveries ADD COLUMN group_id TEXT;",
+    2: _IMAGES_TABLE,
+}
 _FINISHED_COLUMNS = "message_id, coalesce(job_id, message_id), status, finished_at, state"
 
 
@@ -266,6 +275,24 @@ class SqliteJournal:
             except sqlite3.Error as exc:
                 raise JournalError(f"vacuuming journal {self.path} failed: {exc}") from exc
         return len(old)
+
+    def record_image_uses(self, uses: Sequence[ImageUse]) -> None:
+        if uses:
+            with self._transaction("recording image uses") as db:
+                db.executemany(
+                    "INSERT INTO images (reference, pulled, last_used) VALUES (?, ?, ?) ON CONFLICT (reference) DO"
+                    " UPDATE SET pulled = max(pulled, excluded.pulled), last_used = max(last_used, excluded.last_used)",
+                    [(use.reference, use.pulled, use.last_used) for use in uses],
+                )
+
+    def image_uses(self) -> list[ImageUse]:
+        rows = self._query("reading image uses", "SELECT reference, pulled, last_used FROM images", ())
+        return [ImageUse(str(r[0]), float(r[2]), bool(r[1])) for r in rows]  # type: ignore[arg-type]
+
+    def forget_images(self, references: Sequence[str]) -> None:
+        if references:
+            with self._transaction("forgetting images") as db:
+                db.executemany("DELETE FROM images WHERE reference = ?", [(reference,) for reference in references])
 
     def close(self) -> None:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)

@@ -78,6 +78,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
         journal=journal,
         on_event=connection.send,  # from the job's thread, or its progress watcher's while the job runs
         link=SharedLink(shared),
+        on_pull=connection.send,  # from the job's thread
     )
     executor.runners.recover()
     connection.send("ready")

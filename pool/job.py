@@ -30,6 +30,7 @@ from queues import check_reply_to
 from runners.limits import JobLimits
 from runners.native import NativeRunner
 from runners.process import ImageRejected, JobLink, Runner, RunnerFault, RunOutcome, RunSpec, StopReason
+from runners.pulls import PullNote
 from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
 from staging.s3_store import S3Store
@@ -52,9 +53,11 @@ class JobExecutor:
         journal: JobJournal | None = None,
         on_event: Callable[[JobEventNote], None] | None = None,
         link: JobLink | None = None,
+        on_pull: Callable[[PullNote], None] | None = None,
     ) -> None:
         """`journal`: where to look up job ids already finished (deduplication by job id);
-        `on_event`: where a job's events go, for a request that asks for them."""
+        `on_event`: where a job's events go, for a request that asks for them; `on_pull`: where
+        word of its image pulls goes."""
         self.settings = settings
         self.journal = journal
         self._on_accepted = on_accepted or (lambda _notice: None)
@@ -71,7 +74,7 @@ class JobExecutor:
         if settings.docker is not None:
             from runners.container import DockerRunner  # noqa: PLC0415 (the docker SDK only where it is used)
 
-            docker = DockerRunner(settings.docker, slot)
+            docker = DockerRunner(settings.docker, slot, on_pull=on_pull)
         native = NativeRunner(settings.pass_env, slot, on_job_start) if settings.native else None
         self.runners = Runners(native, docker)
         self._bytes_in = 0  # of the current job

@@ -25,6 +25,7 @@ from monitoring.state import WorkerState
 from pool.assignment import DuplicateReport, JobEventNote, JobReport
 from pool.courier import Parcel, ResultCourier
 from pool.custody import Custody, Running
+from pool.image_cache import AnyImageCache
 from pool.intake import AnyIntake
 from pool.ledger import Ledger
 from pool.outbox import Outbox
@@ -36,6 +37,7 @@ from pool.slots import LostJob, Slot, SlotTable
 from pool.snapshot import worker_state
 from pool.waker import Waker
 from queues.base import JobQueue, ReceivedMessage
+from runners.pulls import PullNote
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class SupervisorParts:
     monitor: Monitor
     waker: Waker
     space: ScratchSpace
+    images: AnyImageCache  # the docker image cache
 
 
 class Supervisor:
@@ -102,6 +105,7 @@ class Supervisor:
         self.slots.start(self.selector)
         self.outbox.start()
         self.ledger.start()
+        self.parts.images.start()
         self.intake.start()
         if self.intake.wakeups is not None:
             self.selector.register(self.intake.wakeups.fileno(), selectors.EVENT_READ, ("queue", -1))
@@ -137,6 +141,7 @@ class Supervisor:
             self.outbox.run_due()
             self.custody.extend_visibility()
             self.parts.space.check(self.slots, self.custody)
+            self.parts.images.check(self.custody)
             for job in self.slots.take_back_unconfirmed():
                 self.custody.put_back(job)
             self.slots.kill_overdue()
@@ -144,10 +149,8 @@ class Supervisor:
             if self.parts.monitor.due():
                 self.parts.monitor.publish(self.state())
             if self.slots.failing_at_boot():
-                log.critical(
-                    "children keep failing to start; giving up (see their errors above)",
-                    extra={"failures": self.slots.boot_failures},
-                )
+                failures = {"failures": self.slots.boot_failures}
+                log.critical("children keep failing to start; giving up (see their errors above)", extra=failures)
                 self._begin_stop()
                 self._force_stop()
                 return EXIT_BOOT_FAILURE
@@ -165,6 +168,7 @@ class Supervisor:
 
     def _finish(self) -> None:
         self.ledger.stop()
+        self.parts.images.stop()
         self.intake.stop()
         self.intake.join(timeout=INTAKE_JOIN_TIMEOUT_S)
         if self.intake.is_alive():
@@ -217,9 +221,8 @@ class Supervisor:
     # --- messages in ------------------------------------------------------------------
 
     def _receive_request(self) -> ReceiveRequest:
-        """Messages for the idle slots that have none to start, and prefetch's allowance for
-        the messages held once those that can start have started. Messages a service's cap keeps
-        waiting count as held; once as many wait as there are slots, nothing more is received."""
+        """Messages for the idle slots that have none to start, and prefetch's allowance for those
+        held once the startable start; once as many wait (capped) as there are slots, none."""
         if not self.parts.space.open:
             return NOTHING_WANTED
         idle = len(self.slots.idle())
@@ -273,6 +276,8 @@ class Supervisor:
             self.custody.finish(job)
             self.parts.prefetch.job_ended(time.monotonic() - job.started)
             self._complete(slot, job, message)
+        elif isinstance(message, PullNote):
+            self.parts.images.pulled(message)
         elif isinstance(message, JobEventNote) and slot.job is not None:
             # A running job's event goes out with the results, in its request's group.
             self.courier.add(Parcel.of_event(self.parts.policy.event(slot.job.message, message)))
@@ -293,6 +298,7 @@ class Supervisor:
             return
         outcome, result = self.parts.policy.of_report(job.message, report)
         log.info("job finished", extra={"slot": slot.index, **result.summary()})
+        self.parts.images.job_ended(result)
         service = service_label(result.service, result.queue, self.slots.known_services)
         record_job(outcome.status, result.duration_s or 0.0, report.bytes_in, report.bytes_out, service)
         self._settle(job, outcome)
@@ -327,7 +333,7 @@ class Supervisor:
 def _timed_parts(parts: SupervisorParts) -> list[TimedPart]:
     """The parts that say when they are next due."""
     return [parts.custody, parts.slots, parts.intake, parts.courier, parts.outbox, parts.ledger, parts.monitor,
-            parts.space]  # fmt: skip
+            parts.space, parts.images]  # fmt: skip
 
 
 def _start_fields(parts: SupervisorParts) -> dict[str, object]:

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ from protocol.result import Usage
 from runners.attach import AttachedStreams
 from runners.cgroup import CgroupAccounting
 from runners.container_settings import SLOT_LABEL, WORKER_LABEL, ContainerSettings
-from runners.images import ensure_image
+from runners.images import ImageFetcher
 from runners.process import PROGRESS_VARIABLE, RunnerFault, RunOutcome, RunSpec, StopReason
+from runners.pulls import PullNote
 from runners.watch import UsageSample, watch
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,17 @@ def remove_containers(api: APIClient, labels: Mapping[str, str]) -> int:
 
 
 class DockerRunner:
-    def __init__(self, settings: ContainerSettings, slot: int = 0) -> None:
+    def __init__(
+        self,
+        settings: ContainerSettings,
+        slot: int = 0,
+        *,
+        on_pull: Callable[[PullNote], None] | None = None,
+    ) -> None:
+        """`on_pull`: told of every pull the runner makes."""
         self.settings = settings
         self.slot = slot
+        self.images = ImageFetcher(settings.images, settings.pulls, connect, on_pull=on_pull)
         uid, gid = settings.user or (os.getuid(), os.getgid())
         self.user = f"{uid}:{gid}"
         self._api: APIClient | None = None
@@ -106,7 +115,7 @@ class DockerRunner:
     def prepare(self, image: str) -> None:
         self.settings.images.check_allowed(image)
         with engine_errors("getting the image"):
-            ensure_image(self.api, image, self.settings.images)
+            self.images.ensure(image)
 
     def run(self, spec: RunSpec) -> RunOutcome:
         if self.settings.user is not None:
@@ -163,7 +172,7 @@ class DockerRunner:
             try:
                 return create()
             except ImageNotFound:  # removed since `prepare`
-                ensure_image(self.api, spec.image, self.settings.images)
+                self.images.ensure(spec.image)
                 return create()
         except APIError as exc:
             if MISSING_BIND_SOURCE in str(exc.explanation):

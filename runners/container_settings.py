@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runners.image_policy import ImagePolicy
+from runners.pulls import PullSettings
 
 WORKER_LABEL = "api-worker.worker"
 SLOT_LABEL = "api-worker.slot"
@@ -15,6 +16,7 @@ SLOT_LABEL = "api-worker.slot"
 class ContainerSettings:
     worker_label: str  # the worker's scratch directory: one per worker on a host
     images: ImagePolicy = field(default_factory=ImagePolicy)
+    pulls: PullSettings = field(default_factory=PullSettings)
     # (uid, gid) the job runs as; None: the worker's own. Another user is given the job
     # directory for the run (the worker must be root for that).
     user: tuple[int, int] | None = None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from journal.base import JournalError, JournalUnusable, Outcome
+from journal.base import ImageUse, JournalError, JournalUnusable, Outcome
 from journal.health import JournalHealth
 from journal.pruner import JournalPruner
 from journal.sqlite import FORMAT_VERSION, SqliteJournal
@@ -149,7 +149,8 @@ def test_a_journal_of_the_first_format_is_upgraded_and_keeps_what_it_held(tmp_pa
     with sqlite3.connect(path) as db:
         db.executescript(
             "CREATE TABLE old AS SELECT seq, receipt, reply_to, result, dead_letter, retry_in_s FROM deliveries;"
-            "DROP TABLE deliveries; ALTER TABLE old RENAME TO deliveries; PRAGMA user_version = 1;"
+            "DROP TABLE deliveries; ALTER TABLE old RENAME TO deliveries; DROP TABLE images;"
+            "PRAGMA user_version = 1;"
         )
 
     journal = SqliteJournal(path)
@@ -160,6 +161,34 @@ def test_a_journal_of_the_first_format_is_upgraded_and_keeps_what_it_held(tmp_pa
     journal.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
+
+
+def test_image_uses_keep_the_latest_use_and_whether_this_worker_ever_pulled_the_image(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    journal.record_image_uses([ImageUse("a:1", 100.0, True), ImageUse("b:1", 50.0, False)])
+    journal.record_image_uses([ImageUse("a:1", 90.0, False), ImageUse("b:1", 70.0, False)])
+    assert sorted(journal.image_uses(), key=lambda use: use.reference) == [
+        ImageUse("a:1", 100.0, True),
+        ImageUse("b:1", 70.0, False),
+    ]
+    journal.forget_images(["a:1"])
+    assert [use.reference for use in journal.image_uses()] == ["b:1"]
+    journal.close()
+
+
+def test_a_journal_of_the_second_format_gets_the_image_table(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = SqliteJournal(path)
+    journal.record([outcome(message_id="m1")])
+    journal.close()
+    with sqlite3.connect(path) as db:
+        db.executescript("DROP TABLE images; PRAGMA user_version = 2;")
+
+    journal = SqliteJournal(path)
+    assert [o.message_id for o in journal.unsettled()] == ["m1"]
+    journal.record_image_uses([ImageUse("a:1", 1.0, True)])
+    assert journal.image_uses() == [ImageUse("a:1", 1.0, True)]
+    journal.close()
 
 
 def test_a_damaged_journal_is_refused(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from pool.admission import Capacity
 from pool.courier import ResultCourier
 from pool.custody import Custody
 from pool.destinations import Destinations
+from pool.image_cache import NoImageCache
 from pool.intake import PollingIntake
 from pool.ledger import Ledger
 from pool.outbox import InlineOutbox
@@ -77,6 +78,7 @@ def test_a_supervisor_of_hand_built_parts_runs_a_job_and_stops_on_sigterm(tmp_pa
         monitor=Monitor(tmp_path / "status.json"),
         waker=waker,
         space=ScratchSpace(tmp_path, reserve_bytes=0),
+        images=NoImageCache(),
     )
     supervisor = Supervisor(SupervisorSettings(shutdown_grace_s=10.0, stall_limit_s=30.0), parts)
     message_id = queue.send(json.dumps({"service": "s", "queue": "native", "command": {"arguments": []}}))
