@@ -7,7 +7,7 @@ import argparse
 
 from config.help import HelpFormatter
 from config.layers import ReplacingAppend
-from config.values import container_user, duration, positive_int, size
+from config.values import container_user, duration, duration_or_zero, positive_int, size
 from runners.image_policy import PULL_POLICIES
 
 DEFAULT_PULL_TIMEOUT = "10m"
@@ -118,7 +118,7 @@ def _add_cache_options(docker: argparse.ArgumentParser) -> None:
     )
     docker.add_argument(
         "--image-min-idle",
-        type=duration,
+        type=duration_or_zero,
         default=duration(DEFAULT_MIN_IDLE),
         metavar="DURATION",
         help="an image used by a job this recently (seconds, or e.g. 10m) is never removed",

@@ -67,6 +67,11 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def duration_or_zero(text: str) -> float:
+    """A duration, or 0 for none."""
+    return 0.0 if text.strip() in ("0", "0s") else duration(text)
+
+
 def container_user(text: str) -> tuple[int, int]:
     try:
         return parse_user(text)

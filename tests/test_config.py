@@ -146,3 +146,21 @@ def test_checking_the_settings_changes_nothing_and_returns_the_command_found() -
     assert settings.native is not None and settings.native.program == ("--", "true", "--flag")
     with pytest.raises(ValueError, match="is not an executable file"):
         check_worker_settings(dataclasses.replace(settings, native=NativeSettings(("no-such-command-here",), None)))
+
+
+def test_the_image_options_read_percentages_sizes_and_durations_and_check_the_watermarks(tmp_path: Path) -> None:
+    file_text = "[docker]\nkeep-image = ['base/*']\nimage-cache-max = '20G'\n"
+    docker = parse(["docker", "--image-cache-high", "90%", "--image-cache-low", "70", "--pull-timeout", "2m"])
+    assert (docker.image_cache_high, docker.image_cache_low, docker.pull_timeout) == (0.9, 0.7, 120.0)
+    assert (docker.image_cache_max, docker.image_min_idle, docker.ecr_registry) == (None, 600.0, [])
+    with pytest.raises(SystemExit):
+        parse(["docker", "--image-cache-high", "100%"])
+    settings = parse_settings(["docker", "--image-cache-low", "90%"], {})
+    assert isinstance(settings, WorkerSettings)
+    with pytest.raises(ValueError, match="--image-cache-low must be below --image-cache-high"):
+        check_worker_settings(settings)
+    config = tmp_path / "worker.toml"
+    config.write_text(file_text)
+    services = parse_settings(["--config", str(config), "services"], {})
+    assert isinstance(services, WorkerSettings) and services.docker is not None
+    assert (services.docker.keep_image, services.docker.image_cache_max) == (("base/*",), 20 * 1024**3)
