@@ -37,6 +37,12 @@ class FakeEcr:
         return {"authorizationData": [{"authorizationToken": token, "expiresAt": expires}]}
 
 
+def password(credentials: RegistryCredentials, registry: str) -> object:
+    found = credentials.for_registry(registry)
+    assert found is not None
+    return found["password"]
+
+
 def test_registry_of_an_image_reference() -> None:
     assert registry_of("busybox") == "docker.io"
     assert registry_of("user/tool:1") == "docker.io"
@@ -55,17 +61,17 @@ def test_an_ecr_token_is_kept_until_half_an_hour_before_it_expires_then_asked_fo
     now[0] = ecr.expires_at - REFRESH_BEFORE_EXPIRY_S - REFRESH_JITTER_S - 1
     assert credentials.for_registry(ECR) == first
     now[0] = ecr.expires_at - REFRESH_BEFORE_EXPIRY_S + 1
-    assert credentials.for_registry(ECR)["password"] == "token-2"
+    assert password(credentials, ECR) == "token-2"
     assert len(ecr.calls) == 2
 
 
 def test_a_refused_token_is_asked_for_afresh_and_a_named_registry_counts_as_ecr() -> None:
     ecr = FakeEcr(expires_at=10**10)
     credentials = RegistryCredentials(("registry.internal:5000",), ecr_client=ecr.client)
-    assert credentials.for_registry("registry.internal:5000")["password"] == "token-1"
+    assert password(credentials, "registry.internal:5000") == "token-1"
     assert ecr.calls == [(None, {})]  # not named like ECR: the default region, the caller's own account
     credentials.forget("registry.internal:5000")
-    assert credentials.for_registry("registry.internal:5000")["password"] == "token-2"
+    assert password(credentials, "registry.internal:5000") == "token-2"
 
 
 def test_no_ecr_token_is_a_retryable_fault_naming_the_registry() -> None:
@@ -85,8 +91,8 @@ def test_the_docker_config_is_read_again_when_it_changes(tmp_path: Path, monkeyp
         (tmp_path / "config.json").write_text(json.dumps({"auths": {"127.0.0.1:5000": {"auth": auth}}}))
 
     write("first")
-    assert credentials.for_registry("127.0.0.1:5000")["password"] == "first"  # type: ignore[index]
+    assert password(credentials, "127.0.0.1:5000") == "first"
     write("second-and-longer")
-    assert credentials.for_registry("127.0.0.1:5000")["password"] == "second-and-longer"  # type: ignore[index]
+    assert password(credentials, "127.0.0.1:5000") == "second-and-longer"
     (tmp_path / "config.json").write_text("not json")
     assert credentials.for_registry("127.0.0.1:5000") is None
