@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil
 
+from assembly.child_settings import IMAGE_STATE_DIR_NAME
 from monitoring.state import STATUS_FILE_NAME
 from queues import default_instance_name, default_state_dir, open_queue
 from queues.base import OutgoingMessage
@@ -226,7 +227,7 @@ class Worker:
             return []
         found, empty_directories = [], []
         for entry in self.scratch.iterdir():
-            if entry.name in (STATUS_FILE_NAME, SCRATCH_LOCK_NAME):
+            if entry.name in (STATUS_FILE_NAME, SCRATCH_LOCK_NAME, IMAGE_STATE_DIR_NAME):
                 continue  # the worker's own, not a job's
             if entry.name.startswith("job-streams-"):
                 found += [stream for stream in entry.iterdir() if stream.is_symlink() or stream.stat().st_size]

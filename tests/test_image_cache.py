@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from journal.base import ImageUse
 from journal.sqlite import SqliteJournal
-from pool.image_cache import CacheCleaner, ImageCacheSettings
-from runners.pulls import disk_short_reason
+from pool.image_cache import CacheCleaner, ImageCache, ImageCacheSettings
+from runners.process import RunnerFault
+from runners.pulls import PullNote, disk_short_reason
+from testkit.waiting import wait_until
 
 MB = 1 << 20
 NOW = 10_000.0
@@ -85,3 +89,38 @@ def test_the_cap_counts_only_pulled_images_and_an_absent_image_is_forgotten(tmp_
     clean.clean(set(), NOW)
     assert engine.removed == ["a:1"]
     assert sorted(use.reference for use in clean.records.image_uses()) == ["b:1", "c:1"]
+
+
+class UnreachableEngine(FakeEngine):
+    def disk_share(self) -> float:
+        if self.down:
+            raise RunnerFault("Docker engine unreachable while asking where its data is: connection refused")
+        return super().disk_share()
+
+    down = True
+
+
+class NothingHeld:
+    def kept_visible(self) -> list[object]:
+        return []
+
+
+def test_an_unreachable_engine_costs_a_warning_and_keeps_what_the_cache_learnt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = UnreachableEngine({"a:1": MB, "b:1": MB})
+    cache = ImageCache(cleaner(tmp_path, engine, []))
+    cache.start()
+    try:
+        cache.pulled(PullNote("a:1", 1.5))
+        cache.check(NothingHeld())  # type: ignore[arg-type]
+        wait_until(lambda: "image cache: cannot clean now" in caplog.text, 10, "the warning")
+        assert cache.problem() is None
+        engine.down = False
+        cache.pulled(PullNote("b:1", 0.5))  # a pull makes the cache due at once
+        cache.check(NothingHeld())  # type: ignore[arg-type]
+        wait_until(lambda: len(cache.cleaner.records.image_uses()) == 2 or None, 10, "both pulls recorded")
+    finally:
+        cache.stop()
+    assert {(use.reference, use.pulled) for use in cache.cleaner.records.image_uses()} == {("a:1", True), ("b:1", True)}
+    assert disk_short_reason(tmp_path / "images") is None
