@@ -11,7 +11,6 @@ the cleaning runs on a thread of its own, never on the loop.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import threading
 import time
@@ -26,7 +25,7 @@ from monitoring.metrics import record_thread_failure
 from pool.custody import Custody
 from protocol.body import read_addressing
 from protocol.result import JobResult, Status
-from runners.image_policy import qualified_name
+from runners.image_policy import matches_any, qualified_name
 from runners.process import RunnerFault
 from runners.pulls import PullNote, set_disk_short
 
@@ -79,7 +78,7 @@ class CacheCleaner:
         sizes = {use.reference: self.engine.size_of(use.reference) for use in uses}
         gone = [reference for reference, size in sizes.items() if size is None]
         self.records.forget_images(gone)
-        pulled_bytes = sum(size or 0 for use in uses if use.pulled and (size := sizes[use.reference]))
+        pulled_bytes = sum(size for use in uses if use.pulled and (size := sizes[use.reference]))
         share = self.engine.disk_share()
         over_disk = share is not None and share > self.settings.high
         for use in sorted(uses, key=lambda use: use.last_used):
@@ -108,10 +107,9 @@ class CacheCleaner:
         set_disk_short(self.state_dir, self._short(share))
 
     def _removable(self, use: ImageUse, protected: set[str], now: float) -> bool:
-        names = {use.reference, qualified_name(use.reference)}
         if qualified_name(use.reference) in protected or now - use.last_used < self.settings.min_idle_s:
             return False
-        return not any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in self.settings.keep)
+        return not matches_any(use.reference, self.settings.keep)
 
     def _short(self, share: float | None) -> str | None:
         if share is None or share <= self.settings.high:
@@ -201,7 +199,6 @@ class ImageCache:
             with self._lock:
                 self._uses[:0] = uses  # kept for the next pass
             log.warning("image cache: cannot clean now", extra={"error": str(exc)})
-            return
 
 
 class NoImageCache:

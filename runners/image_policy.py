@@ -21,11 +21,14 @@ class ImagePolicy:
     def check_allowed(self, image: str) -> None:
         """A pattern may match the reference as written or its fully qualified form
         (`ubuntu` is also `docker.io/library/ubuntu:latest`)."""
-        if not self.allowed:
-            return
-        names = {image, qualified_name(image)}
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in self.allowed):
+        if self.allowed and not matches_any(image, self.allowed):
             raise ImageRejected(f"image {image!r} is not allowed on this worker (allowed: {', '.join(self.allowed)})")
+
+
+def matches_any(image: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a glob matches the reference as written or its fully qualified form."""
+    names = {image, qualified_name(image)}
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in patterns)
 
 
 def qualified_name(image: str) -> str:

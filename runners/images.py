@@ -56,18 +56,15 @@ class ImageFetcher:
         connect: Callable[[], APIClient],
         *,
         on_pull: Callable[[PullNote], None] | None = None,
-        engine_disk_short: Callable[[], str | None] | None = None,
-        credentials: RegistryCredentials | None = None,
     ) -> None:
         """`connect` makes the client pulls go through (one of their own, closed to abandon a
-        pull); `engine_disk_short`: why the engine has no room for a pull now, if it has none."""
+        pull)."""
         self.policy = policy
         self.pulls = pulls
         self._connect = connect
         self._client: APIClient | None = None
         self._on_pull = on_pull or (lambda _note: None)
-        self._disk_short = engine_disk_short or (lambda: disk_short_reason(pulls.state_dir))
-        self.credentials = credentials or RegistryCredentials(pulls.ecr_registries)
+        self.credentials = RegistryCredentials(pulls.ecr_registries)
 
     @property
     def api(self) -> APIClient:
@@ -130,7 +127,7 @@ class ImageFetcher:
         started = time.monotonic()
         registry = registry_of(image)
         try:
-            short = self._disk_short()
+            short = disk_short_reason(self.pulls.state_dir)
             if short is not None:
                 raise _Failed(PullFailure.DISK, RunnerFault(f"image {image!r} is pulled later: {short}"))
             self._pull_with_fresh_credentials(image, registry)
@@ -232,13 +229,11 @@ def _raise_for(image: str, exc: Exception | None, action: str, detail: str | Non
     if detail is None:
         detail = str(exc.explanation if isinstance(exc, APIError) and exc.explanation else exc)
     lowered = detail.lower()
-    if action == "pull" and (
-        (isinstance(exc, APIError) and exc.status_code in (401, 403)) or any(m in lowered for m in REFUSED_MARKERS)
-    ):
+    status = exc.status_code if isinstance(exc, APIError) else None
+    refused = status in (401, 403) or any(marker in lowered for marker in REFUSED_MARKERS)
+    if refused and action == "pull":
         raise _Refused(detail)
-    not_pullable = (isinstance(exc, APIError) and exc.status_code in (400, 404)) or any(
-        marker in lowered for marker in NOT_PULLABLE_MARKERS
-    )
+    not_pullable = refused or status in (400, 404) or any(marker in lowered for marker in NOT_PULLABLE_MARKERS)
     if not_pullable:
         raise ImageRejected(f"image {image!r} cannot be had: {detail}")
     raise RunnerFault(f"cannot {action} image {image!r}: {detail}")

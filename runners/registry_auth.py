@@ -25,6 +25,7 @@ from docker import auth
 from docker.errors import DockerException
 from docker.utils.config import find_config_file
 
+from runners.image_policy import split_reference
 from runners.process import RunnerFault
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,7 @@ Credentials = dict[str, Any]  # as the engine's X-Registry-Auth header takes the
 
 def registry_of(image: str) -> str:
     """The registry host an image reference names (`docker.io` when it names none)."""
-    repository = image.partition("@")[0]
-    head, slash, last = repository.rpartition("/")
-    if ":" in last:
-        repository = head + slash + last.partition(":")[0]
-    return str(auth.resolve_repository_name(repository)[0])
+    return str(auth.resolve_repository_name(split_reference(image)[0])[0])
 
 
 @dataclass
