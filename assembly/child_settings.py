@@ -7,8 +7,12 @@ import os
 from pathlib import Path
 
 from config.settings import WorkerSettings
+from journal.job_table import JobTable
 from pool.admission import Admission, Capacity
+from pool.job_gate import GateSettings
+from pool.outcomes import OutcomePolicy
 from pool.settings import ChildSettings, NativeService
+from queues import local_cancel_marks
 from queues.base import JobQueue
 from runners.container_settings import ContainerSettings
 from runners.gpus import discover_gpus
@@ -20,7 +24,7 @@ IMAGE_STATE_DIR_NAME = ".images"
 
 
 def child_settings(
-    settings: WorkerSettings, scratch_dir: Path, job_queue: JobQueue, journal_path: Path
+    settings: WorkerSettings, scratch_dir: Path, job_queue: JobQueue, journal_path: Path, policy: OutcomePolicy
 ) -> ChildSettings:
     ceilings = JobLimits(
         timeout_s=settings.job_timeout,
@@ -51,6 +55,22 @@ def child_settings(
         docker=_container_settings(settings, scratch_dir),
         journal_path=journal_path if settings.dedupe == "job-id" else None,
         progress_interval_s=settings.progress_interval,
+        policy=policy,
+        gate=gate_settings(settings, job_queue),
+    )
+
+
+def gate_settings(settings: WorkerSettings, job_queue: JobQueue) -> GateSettings:
+    """Cancel requests from the job table if there is one, else from the embedded queue's file.
+    A claim's lease lasts four heartbeat periods (the heartbeat comes at half the visibility
+    timeout) and is renewed every period."""
+    table = JobTable(settings.job_table) if settings.job_table else None
+    return GateSettings(
+        marks=table or local_cancel_marks(job_queue),
+        table=table,
+        lease_s=2 * settings.visibility_timeout,
+        renew_every_s=settings.visibility_timeout / 2,
+        retention_s=settings.journal_retention,
     )
 
 

@@ -10,14 +10,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from assembly.worker import serve
+from client.cancel import cancel_in_table, cancel_on_local_queue
 from client.status import print_status
 from client.submit import submit
 from common.logs import configure_logging
 from config.parser import build_parser
-from config.settings import StatusSettings, SubmitSettings, check_worker_settings, parse_settings
+from config.settings import (
+    CancelSettings,
+    Settings,
+    StatusSettings,
+    SubmitSettings,
+    check_worker_settings,
+    parse_settings,
+)
 from journal.base import JournalUnusable
+from journal.job_table import JobTable
+from journal.sqlite import SqliteJournal
 from monitoring.state import status_path
-from queues import open_queue
+from protocol.cancel import CancelUnavailable
+from queues import local_cancel_marks, open_queue
 from queues.base import QueueError
 
 log = logging.getLogger(__name__)
@@ -30,11 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ, parser)
     configure_logging(settings.log_format, settings.log_level)
     try:
-        if isinstance(settings, SubmitSettings):
-            return _submit(settings)
-        if isinstance(settings, StatusSettings):
-            return print_status(status_path(settings.scratch_dir.resolve()), as_json=settings.json)
-        return serve(check_worker_settings(settings))
+        return _run(settings)
     except ValueError as exc:
         parser.error(str(exc))
     except JournalUnusable as exc:
@@ -43,6 +50,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QueueError as exc:
         log.critical("the queue cannot be used", extra={"error": str(exc)})
         return EXIT_QUEUE_UNUSABLE
+    except CancelUnavailable as exc:
+        log.critical("cancel requests cannot be kept", extra={"error": str(exc)})
+        return EXIT_QUEUE_UNUSABLE
+
+
+def _run(settings: Settings) -> int:
+    if isinstance(settings, SubmitSettings):
+        return _submit(settings)
+    if isinstance(settings, CancelSettings):
+        return _cancel(settings)
+    if isinstance(settings, StatusSettings):
+        return print_status(status_path(settings.scratch_dir.resolve()), as_json=settings.json)
+    return serve(check_worker_settings(settings))
+
+
+def _cancel(settings: CancelSettings) -> int:
+    """In the job table if one is given, else in the embedded queue's file."""
+    job_id, reason, wait, timeout_s = settings.job_id, settings.reason, settings.wait, settings.timeout
+    if settings.job_table is not None:
+        return cancel_in_table(JobTable(settings.job_table), job_id, reason, wait=wait, timeout_s=timeout_s)
+    marks = local_cancel_marks(open_queue(settings.queue))
+    if marks is None:
+        raise ValueError("cancel needs --job-table for an SQS queue (only the embedded queue keeps cancel requests)")
+    path = settings.journal.expanduser().absolute()
+    journal = SqliteJournal(path, writer=False) if path.exists() else None
+    return cancel_on_local_queue(marks, journal, job_id, reason, wait=wait, timeout_s=timeout_s)
 
 
 def _submit(settings: SubmitSettings) -> int:

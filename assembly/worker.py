@@ -17,6 +17,7 @@ from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
 from monitoring.monitor import Monitor
 from monitoring.state import status_path
+from pool.cancel_watch import AnyCancelWatch, CancelWatch, NoCancelWatch
 from pool.courier import ResultCourier
 from pool.custody import Custody
 from pool.destinations import Destinations
@@ -73,7 +74,9 @@ def _run(settings: WorkerSettings, scratch_dir: Path, journal: SqliteJournal) ->
         dead_letter=dead_letter_queue is not None,
         instance=settings.name,
     )
-    child = child_settings(settings, scratch_dir, job_queue, journal.path)
+    child = child_settings(settings, scratch_dir, job_queue, journal.path, policy)
+    if child.gate.table is not None:
+        child.gate.table.check()
     return Supervisor(
         SupervisorSettings(settings.shutdown_grace, settings.health_stall_limit),
         _parts(
@@ -126,7 +129,15 @@ def _parts(
         waker=waker,
         space=_scratch_space(settings, child.scratch_dir),
         images=_image_cache(settings, child, journal),
+        cancels=_cancel_watch(settings, child),
     )
+
+
+def _cancel_watch(settings: WorkerSettings, child: ChildSettings) -> AnyCancelWatch:
+    marks = child.gate.marks
+    if marks is None:
+        return NoCancelWatch()
+    return CancelWatch(marks, settings.cancel_poll, table=settings.job_table)
 
 
 def _image_cache(settings: WorkerSettings, child: ChildSettings, journal: SqliteJournal) -> AnyImageCache:

@@ -1,4 +1,5 @@
-"""The client's subcommands: `status` (what a running worker is doing) and `submit` (enqueue a job)."""
+"""The client's subcommands: `status` (what a running worker is doing), `submit` (enqueue a job)
+and `cancel` (stop one by its id)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,23 @@ def add_submit_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--timeout", type=positive_float, default=None, help="seconds to wait with --wait (default: no limit)"
     )
     submit.add_argument("file", help="the job message file, or - for stdin")
+
+
+def add_cancel_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel a job by its id: never run if queued, stopped if running",
+        description="Ask the workers to cancel a job (its request's id, else its message id), in the --job-table "
+        "if one is given, else in the embedded --queue's file. A queued job is never run; a running one is "
+        "stopped within --cancel-poll (SIGTERM, --kill-grace, SIGKILL) without uploading its outputs. Either "
+        "way its result is 'canceled' and its message deleted. Exit 0 once asked (with --wait: once canceled), "
+        "4 if --wait saw no outcome within --timeout, 5 if the job had already finished, 6 if no queue or "
+        "table knows the job.",
+        formatter_class=HelpFormatter,
+    )
+    cancel.add_argument("job_id", metavar="JOB_ID", help="the job's id")
+    cancel.add_argument("--reason", default=None, help="why, for the job's result (who asked is added)")
+    cancel.add_argument("--wait", action="store_true", help="wait until the job is canceled or finished")
+    cancel.add_argument(
+        "--timeout", type=positive_float, default=None, help="seconds to wait with --wait (default: no limit)"
+    )

@@ -14,7 +14,7 @@ from common.durations import parse_duration
 from common.logs import LOG_FORMATS
 from common.sizes import parse_size
 from config.capacity import add_capacity_options
-from config.client_commands import add_status_command, add_submit_command
+from config.client_commands import add_cancel_command, add_status_command, add_submit_command
 from config.docker_command import add_docker_command
 from config.help import HelpFormatter
 from config.layers import ENV_PREFIX, ReplacingAppend
@@ -31,6 +31,7 @@ from config.values import (
 )
 from monitoring.state import DEFAULT_STALL_LIMIT_S
 from protocol.body import DEFAULT_MAX_BODY_BYTES
+from protocol.cancel import DEFAULT_CANCEL_POLL_S
 from queues import default_queue_spec, default_state_dir
 from runners.process import DEFAULT_KILL_GRACE_S
 from staging.stager import DEFAULT_TRANSFER_CONCURRENCY
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command_name",
         metavar="COMMAND",
         required=True,
-        help="native or docker runs the worker; submit enqueues a job; status shows a running worker",
+        help="native, docker or services runs the worker; submit enqueues a job; cancel stops one; "
+        "status shows a running worker",
     )
     pass_env = _pass_env_parent()
     _add_native_command(commands, pass_env)
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_services_command(commands, pass_env)
     add_status_command(commands)
     add_submit_command(commands)
+    add_cancel_command(commands)
     return parser
 
 
@@ -189,6 +192,20 @@ def _add_journal_options(parser: argparse.ArgumentParser, state: Path) -> None:
         default="message-id",
         help="what makes a delivery a repeat of a finished job: its message id, or also the request's id "
         "(a producer resending a job under the same id gets the stored outcome)",
+    )
+    parser.add_argument(
+        "--job-table",
+        default=None,
+        metavar="NAME",
+        help="DynamoDB table shared by every worker of the queue: a job is claimed there before it runs, so it "
+        "runs once across boxes, and cancel requests are kept there (default: none, the journal alone)",
+    )
+    parser.add_argument(
+        "--cancel-poll",
+        type=positive_float,
+        default=DEFAULT_CANCEL_POLL_S,
+        metavar="SECONDS",
+        help="how often the worker looks up cancel requests for its running jobs (one read for all of them)",
     )
 
 

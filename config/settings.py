@@ -74,6 +74,8 @@ class WorkerSettings:
     journal: Path
     journal_retention: float
     dedupe: str
+    job_table: str | None
+    cancel_poll: float
     visibility_timeout: float
     max_attempts: int
     retry_delay: float
@@ -124,7 +126,20 @@ class StatusSettings:
     json: bool
 
 
-Settings = WorkerSettings | SubmitSettings | StatusSettings
+@dataclass(frozen=True)
+class CancelSettings:
+    log_format: str
+    log_level: str
+    queue: str
+    job_table: str | None
+    journal: Path  # the worker's, which says whether a job of the embedded queue finished
+    job_id: str
+    reason: str | None
+    wait: bool
+    timeout: float | None
+
+
+Settings = WorkerSettings | SubmitSettings | StatusSettings | CancelSettings
 
 
 def parse_settings(
@@ -159,6 +174,8 @@ def typed_settings(
     paths = _instance_paths(namespace)
     if namespace.command_name == "status":
         return _read(StatusSettings, namespace, **paths)
+    if namespace.command_name == "cancel":
+        return _read(CancelSettings, namespace, **paths)
     if namespace.command_name == "services":
         return _services_settings(namespace, tables or {}, parser or build_parser(), paths)
     native = _read(NativeSettings, namespace) if namespace.command_name == "native" else None

@@ -47,3 +47,32 @@ class DuplicateReport:
     job_id: str
     status: str
     finished_as: str  # the message it finished under
+
+
+@dataclass(frozen=True)
+class HeldElsewhereReport:
+    """A job not run: another worker holds its claim in the job table until its lease ends."""
+
+    message_id: str
+    job_id: str
+    owner: str
+    lease_left_s: float
+
+
+@dataclass(frozen=True)
+class StaleReport:
+    """A job whose claim went to another worker while it ran here: nothing of it is published."""
+
+    message_id: str
+    job_id: str
+    fence: int
+
+
+@dataclass(frozen=True)
+class TableNote:
+    """The job table's state as a child found it: its problem, or None once it answers again."""
+
+    problem: str | None
+
+
+AnyReport = JobReport | DuplicateReport | HeldElsewhereReport | StaleReport

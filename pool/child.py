@@ -6,6 +6,7 @@ import ctypes
 import logging
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
@@ -17,6 +18,7 @@ from pool.assignment import JobAssignment
 from pool.job import JobExecutor
 from pool.notice import post
 from pool.settings import ChildSettings
+from runners.process import StopReason
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -43,20 +45,40 @@ class SharedWithChild:
     notice_board: ctypes.Array[ctypes.c_char]  # its job's addressing fields, to report a dead child's job
     taken: ctypes.c_int  # assignments taken: a child that does not take its job in time is replaced
     disk_bytes: ctypes.c_longlong  # what its running job's directory held at the last look
-    stop_for_disk: ctypes.c_int  # set by the supervisor: stop the running job, the scratch disk is short
+    stop_request: ctypes.c_int  # set by the supervisor: stop the running job (a STOP_CODES key)
+
+
+STOP_FOR_DISK, STOP_FOR_CANCEL = 1, 2
+STOP_CODES = {STOP_FOR_DISK: StopReason.SCRATCH_FULL, STOP_FOR_CANCEL: StopReason.CANCELED}
 
 
 class SharedLink:
-    """A running job's link to the supervisor, through the memory they share."""
+    """A running job's link to the supervisor, through the memory they share; and to the job
+    table's lease on it, kept by this child."""
 
     def __init__(self, shared: SharedWithChild) -> None:
         self.shared = shared
+        self._claim_lost = threading.Event()
 
     def disk_measured(self, size_bytes: int) -> None:
         self.shared.disk_bytes.value = size_bytes
 
-    def stop_requested(self) -> bool:
-        return bool(self.shared.stop_for_disk.value)
+    def claim_lost(self) -> None:
+        """The job table gave the job to another worker (from the lease keeper's thread)."""
+        self._claim_lost.set()
+
+    def stop_requested(self) -> StopReason | None:
+        if self._claim_lost.is_set():
+            return StopReason.CLAIM_LOST
+        return STOP_CODES.get(self.shared.stop_request.value)
+
+    def reset(self) -> None:
+        """Between jobs. Also as a job is taken: a stop the supervisor asked for just as the last
+        job ended (before it had its report) is not the new job's."""
+        self.shared.job_pid.value = 0
+        self.shared.disk_bytes.value = 0
+        self.shared.stop_request.value = 0
+        self._claim_lost.clear()
 
 
 def child_main(settings: ChildSettings, connection: Connection, slot: int, shared: SharedWithChild) -> None:
@@ -69,6 +91,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     signal.signal(signal.SIGTERM, _exit_on_signal)
     _die_with_parent(settings.supervisor_pid)
     configure_logging(settings.log_format, settings.log_level)
+    link = SharedLink(shared)
     journal = None if settings.journal_path is None else SqliteJournal(settings.journal_path, writer=False)
     executor = JobExecutor(
         settings,
@@ -77,13 +100,14 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
         on_accepted=partial(post, notice_board),
         journal=journal,
         on_event=connection.send,  # from the job's thread, or its progress watcher's while the job runs
-        link=SharedLink(shared),
+        link=link,
         on_pull=connection.send,  # from the job's thread
+        on_table=connection.send,  # from the job's thread or its lease keeper's
     )
     executor.runners.recover()
     connection.send("ready")
     try:
-        _serve(executor, connection, slot, shared)
+        _serve(executor, connection, slot, link)
     except SystemExit as stop:
         # SIGTERM: the job has unwound (its processes killed, its directory removed). Leave now:
         # a transfer thread still blocked on the network must not hold the exit up.
@@ -93,7 +117,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     executor.close()
 
 
-def _serve(executor: JobExecutor, connection: Connection, slot: int, shared: SharedWithChild) -> None:
+def _serve(executor: JobExecutor, connection: Connection, slot: int, link: SharedLink) -> None:
     while True:
         try:
             assignment = connection.recv()
@@ -102,12 +126,11 @@ def _serve(executor: JobExecutor, connection: Connection, slot: int, shared: Sha
         if assignment is None:
             return
         assert isinstance(assignment, JobAssignment)
-        shared.taken.value += 1  # the supervisor replaces a child that does not take its job in time
+        link.reset()
+        link.shared.taken.value += 1  # the supervisor replaces a child that does not take its job in time
         with job_context(slot=slot, message_id=assignment.message_id, attempt=assignment.receive_count):
             report = executor.execute(assignment)
-        shared.job_pid.value = 0
-        shared.disk_bytes.value = 0
-        shared.stop_for_disk.value = 0
+        link.reset()
         try:
             connection.send(report)
         except OSError:

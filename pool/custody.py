@@ -179,12 +179,12 @@ class Custody:
         self.finish(job)
         self.lanes.put_back(Held(job.message, job.visible_until, job.service, job.reservation))
 
-    def release(self, messages: list[ReceivedMessage], why: str) -> None:
-        """Back to the queue at once (visibility 0), for this worker or another."""
+    def release(self, messages: list[ReceivedMessage], why: str, *, after_s: float = 0.0) -> None:
+        """Back to the queue, for this worker or another: at once, or once hidden for `after_s`."""
         if not messages:
             return
-        changes = [VisibilityChange(m.receipt, 0) for m in messages]
-        log.info("releasing messages", extra={"count": len(messages), "reason": why})
+        changes = [VisibilityChange(m.receipt, after_s) for m in messages]
+        log.info("releasing messages", extra={"count": len(messages), "reason": why, "hidden_s": round(after_s, 1)})
         deadline = time.monotonic() + self.visibility_timeout
         self.outbox.submit(
             f"release {len(messages)} messages", partial(self.queue.change_visibility, changes), deadline

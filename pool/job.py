@@ -15,7 +15,29 @@ from common import faults
 from common.logs import add_job_fields
 from common.sizes import format_size
 from journal.base import JobJournal, JournalError
-from pool.assignment import DuplicateReport, JobAssignment, JobEventNote, JobReport
+from journal.job_table import Claim
+from pool.assignment import (
+    AnyReport,
+    DuplicateReport,
+    HeldElsewhereReport,
+    JobAssignment,
+    JobEventNote,
+    JobReport,
+    StaleReport,
+    TableNote,
+)
+from pool.job_gate import (
+    Canceled,
+    ClaimLost,
+    FinishedElsewhere,
+    Go,
+    HeldElsewhere,
+    JobGate,
+    RunningJobLink,
+    Verdict,
+    owner_name,
+)
+from pool.job_status import classify, fail
 from pool.limits import resolve_limits
 from pool.notice import JobAccepted
 from pool.outcomes import new_result
@@ -25,11 +47,18 @@ from pool.settings import ChildSettings
 from protocol.argv import build_argv
 from protocol.body import DecodedBody, Envelope, decode_body
 from protocol.request import JobRequest, RequestRejected
-from protocol.result import ErrorInfo, JobEvent, JobResult, SkippedPath, Status, WorkerIdentity, utc_timestamp
+from protocol.result import (
+    JobEvent,
+    JobResult,
+    SkippedPath,
+    Status,
+    Usage,
+    WorkerIdentity,
+    utc_timestamp,
+)
 from queues import check_reply_to
-from runners.limits import JobLimits
 from runners.native import NativeRunner
-from runners.process import ImageRejected, JobLink, Runner, RunnerFault, RunOutcome, RunSpec, StopReason
+from runners.process import ImageRejected, Runner, RunnerFault, RunOutcome, RunSpec, StopReason
 from runners.pulls import PullNote
 from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
@@ -52,12 +81,13 @@ class JobExecutor:
         on_accepted: Callable[[JobAccepted], None] | None = None,
         journal: JobJournal | None = None,
         on_event: Callable[[JobEventNote], None] | None = None,
-        link: JobLink | None = None,
+        link: RunningJobLink | None = None,
         on_pull: Callable[[PullNote], None] | None = None,
+        on_table: Callable[[TableNote], None] | None = None,
     ) -> None:
         """`journal`: where to look up job ids already finished (deduplication by job id);
         `on_event`: where a job's events go, for a request that asks for them; `on_pull`: where
-        word of its image pulls goes."""
+        word of its image pulls goes; `on_table`: word of the job table's state."""
         self.settings = settings
         self.journal = journal
         self._on_accepted = on_accepted or (lambda _notice: None)
@@ -70,6 +100,9 @@ class JobExecutor:
             job_disk_bytes=settings.job_disk_bytes,
         )
         self.slot = slot
+        tell_table = on_table or (lambda _note: None)
+        owner = owner_name(settings.instance, settings.supervisor_pid)
+        self.gate = JobGate(settings.gate, owner, lambda problem: tell_table(TableNote(problem)))
         docker: Runner | None = None
         if settings.docker is not None:
             from runners.container import DockerRunner  # noqa: PLC0415 (the docker SDK only where it is used)
@@ -78,6 +111,7 @@ class JobExecutor:
         native = NativeRunner(settings.pass_env, slot, on_job_start) if settings.native else None
         self.runners = Runners(native, docker)
         self._bytes_in = 0  # of the current job
+        self._claim: Claim | None = None  # the current job's, in the job table
         self._last_workspace: Workspace | None = None
         self._spare_directory: Path | None = None  # the last job's directory, left empty: the next one's
 
@@ -88,7 +122,7 @@ class JobExecutor:
             self._last_workspace.discard()
             self._last_workspace = self._spare_directory = None
 
-    def execute(self, assignment: JobAssignment) -> JobReport | DuplicateReport:
+    def execute(self, assignment: JobAssignment) -> AnyReport:
         started = datetime.now(UTC)
         self._bytes_in = 0
         clock = time.monotonic()
@@ -104,12 +138,35 @@ class JobExecutor:
         duplicate = self._finished_before(assignment, decoded, result.id)
         if duplicate is not None:
             return duplicate
-        log.info("job started")
-        retryable = self._attempt(assignment, decoded, result, reply_to, reply_to_problem)
+        verdict = self._admit(assignment, decoded, result)
+        if isinstance(verdict, FinishedElsewhere | HeldElsewhere):
+            return _not_run_here(assignment, result.id, verdict)
+        claim = self._claim = verdict.claim
+        if isinstance(verdict, Canceled):
+            fail(result, Status.CANCELED, "canceled", f"{verdict.cancel.describe()} (before it started)")
+            retryable = False
+        else:
+            log.info("job started", extra={"fence": claim.fence} if claim else None)
+            try:
+                with self.gate.leased(claim, self.link):
+                    retryable = self._attempt(assignment, decoded, result, reply_to, reply_to_problem)
+            except ClaimLost:
+                return StaleReport(assignment.message_id, result.id, claim.fence if claim else 0)
         result.finished_at = utc_timestamp()
         result.duration_s = round(time.monotonic() - clock, 3)
+        final = self.settings.policy.is_final(result.status, retryable, assignment.receive_count)
+        if not self.gate.settle(claim, str(result.status), result.to_json(), final):
+            log.warning("the job's claim went to another worker: publishing nothing of this attempt")
+            return StaleReport(assignment.message_id, result.id, claim.fence if claim else 0)
         bytes_out = sum(output.bytes for output in result.outputs)
         return JobReport(result, retryable, reply_to, bytes_in=self._bytes_in, bytes_out=bytes_out)
+
+    def _admit(self, assignment: JobAssignment, decoded: DecodedBody, result: JobResult) -> Verdict:
+        """The gate's verdict for a request to run (a rejection or a test message needs none)."""
+        request = decoded.request
+        if request is None or request.test or assignment.defect is not None:
+            return Go(None)
+        return self.gate.admit(result.id, assignment.message_id)
 
     def _attempt(
         self,
@@ -129,22 +186,24 @@ class JobExecutor:
             assert request is not None
             found = self._check_addressed_to_us(request, reply_to_problem)
             self._run(request, found, result, reply_to, assignment.gpus)
+        except ClaimLost:
+            raise
         except RequestRejected as exc:
-            _fail(result, Status.REJECTED, "invalid_request", str(exc))
+            fail(result, Status.REJECTED, "invalid_request", str(exc))
         except ImageRejected as exc:
-            _fail(result, Status.REJECTED, "image", str(exc))
+            fail(result, Status.REJECTED, "image", str(exc))
         except StagingRejected as exc:
-            _fail(result, Status.REJECTED, "staging", str(exc))
+            fail(result, Status.REJECTED, "staging", str(exc))
         except StagingFault as exc:
-            _fail(result, Status.ERROR, "staging", str(exc))
+            fail(result, Status.ERROR, "staging", str(exc))
             return exc.retryable
         except RunnerFault as exc:
-            _fail(result, Status.ERROR, "runner", str(exc))
+            fail(result, Status.ERROR, "runner", str(exc))
         except OSError as exc:  # the scratch disk: full, read-only, gone
-            _fail(result, Status.ERROR, "system", f"{type(exc).__name__}: {exc}")
+            fail(result, Status.ERROR, "system", f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug must cost one job, never the child
             log.exception("job failed unexpectedly")
-            _fail(result, Status.ERROR, "internal", f"{type(exc).__name__}: {exc}")
+            fail(result, Status.ERROR, "internal", f"{type(exc).__name__}: {exc}")
         return True
 
     def _finished_before(self, assignment: JobAssignment, decoded: DecodedBody, job_id: str) -> DuplicateReport | None:
@@ -230,21 +289,35 @@ class JobExecutor:
                 link=self.link,
                 gpus=gpus if self.settings.capacity.gpus else None,
             )
-            watcher = self._announce_start(request, result, spec, reply_to)
-            try:
-                outcome = found.runner.run(spec)
-            finally:
-                if watcher is not None:
-                    watcher.finish()
-            _classify(result, outcome, limits)
-            report = _bounded("stage-out", transfer_limit_s, lambda w: self.stager.stage_out(staged, workspace, w))
-            result.outputs, result.skipped = report.uploaded, report.skipped
+            outcome = self._run_command(found.runner, spec, request, result, reply_to)
+            classify(result, outcome, limits)
+            if outcome.stopped_for is StopReason.CANCELED:
+                cancel = self.gate.cancel_of(result.id)
+                fail(result, Status.CANCELED, "canceled", cancel.describe() if cancel else "canceled")
+            else:
+                if outcome.stopped_for is StopReason.CLAIM_LOST or not self.gate.still_ours(self._claim):
+                    raise ClaimLost(result.id)
+                report = _bounded("stage-out", transfer_limit_s, lambda w: self.stager.stage_out(staged, workspace, w))
+                result.outputs, result.skipped = report.uploaded, report.skipped
             if staged.stdout_uri is None:
                 result.stdout = self._inline_stream("stdout", staged.stdout_path, result)
             if staged.stderr_uri is None:
                 result.stderr = self._inline_stream("stderr", staged.stderr_path, result)
         finally:
             self._spare_directory = workspace.remove()
+
+    def _run_command(
+        self, runner: Runner, spec: RunSpec, request: JobRequest, result: JobResult, reply_to: str | None
+    ) -> RunOutcome:
+        """Run it, unless a cancel came while its inputs were staged."""
+        if self.link is not None and self.link.stop_requested() is StopReason.CANCELED:
+            return RunOutcome(None, None, StopReason.CANCELED, Usage())
+        watcher = self._announce_start(request, result, spec, reply_to)
+        try:
+            return runner.run(spec)
+        finally:
+            if watcher is not None:
+                watcher.finish()
 
     def _announce_start(
         self, request: JobRequest, result: JobResult, spec: RunSpec, reply_to: str | None
@@ -310,30 +383,10 @@ def _bounded(direction: str, limit_s: float | None, transfer: Callable[[Transfer
     return outcome[0]
 
 
-def _classify(result: JobResult, outcome: RunOutcome, limits: JobLimits) -> None:
-    """What the command's end means for the job: its status, and the error if it failed."""
-    result.exit_code, result.signal, result.usage = outcome.exit_code, outcome.signal, outcome.usage
-    if outcome.stopped_for is StopReason.TIMEOUT:
-        _fail(result, Status.TIMEOUT, "timeout", f"the job ran longer than {limits.timeout_s:g} s")
-    elif outcome.stopped_for is StopReason.MEMORY:
-        limit = format_size(limits.memory_bytes or 0)
-        _fail(result, Status.KILLED, "memory", f"the job's processes used more than {limit} of memory")
-    elif outcome.stopped_for is StopReason.CPU_TIME:
-        _fail(result, Status.KILLED, "cpu_time", f"the job used more than {limits.cpu_seconds:g} CPU-seconds")
-    elif outcome.stopped_for is StopReason.SCRATCH_FULL:
-        held = format_size(outcome.usage.disk_bytes or 0)
-        why = f"the scratch filesystem fell below half its reserve, and the job held the most of it ({held})"
-        _fail(result, Status.KILLED, "disk", why)
-    elif outcome.stopped_for is StopReason.DISK:
-        held, limit = format_size(outcome.usage.disk_bytes or 0), format_size(limits.disk_bytes or 0)
-        _fail(result, Status.KILLED, "disk", f"the job's directory held {held}, more than its limit of {limit}")
-    elif outcome.exit_code == 0:
-        result.status = Status.SUCCEEDED
-    else:
-        how = f"exit code {outcome.exit_code}" if outcome.signal is None else f"signal {outcome.signal}"
-        _fail(result, Status.FAILED, "exit", f"the command ended with {how}")
-
-
-def _fail(result: JobResult, status: Status, kind: str, message: str) -> None:
-    result.status = status
-    result.error = ErrorInfo(kind, message)
+def _not_run_here(assignment: JobAssignment, job_id: str, verdict: FinishedElsewhere | HeldElsewhere) -> AnyReport:
+    if isinstance(verdict, FinishedElsewhere):
+        log.info("job already finished on another worker", extra={"finished_as": verdict.finished_as})
+        return DuplicateReport(assignment.message_id, job_id, verdict.status, verdict.finished_as)
+    log.info("job claimed by another worker; not run here",
+             extra={"owner": verdict.owner, "lease_left_s": round(verdict.lease_left_s, 1)})  # fmt: skip
+    return HeldElsewhereReport(assignment.message_id, job_id, verdict.owner, verdict.lease_left_s)

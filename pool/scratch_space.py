@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common.sizes import format_size
+from pool.child import STOP_FOR_DISK
 from pool.custody import Custody
 from pool.slots import SlotTable
 
@@ -68,11 +69,11 @@ class ScratchSpace:
     def _stop_the_largest(self, slots: SlotTable) -> None:
         """One job at a time: the next only once the last one asked to stop is gone."""
         busy = slots.busy()
-        if not busy or any(slot.shared.stop_for_disk.value for slot in busy):
+        if not busy or any(slot.shared.stop_request.value == STOP_FOR_DISK for slot in busy):
             return
         largest = max(busy, key=lambda slot: slot.shared.disk_bytes.value)
         log.error(
             "scratch filesystem below half its reserve; stopping the job that holds the most",
             extra={"slot": largest.index, "free_bytes": self.free_bytes, "job_bytes": largest.shared.disk_bytes.value},
         )
-        largest.shared.stop_for_disk.value = 1
+        largest.shared.stop_request.value = STOP_FOR_DISK

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pool.admission import Capacity
+from pool.job_gate import NO_GATE, GateSettings
+from pool.outcomes import OutcomePolicy
 from runners.container_settings import ContainerSettings
 from runners.limits import JobLimits
 
@@ -41,3 +43,5 @@ class ChildSettings:
     docker: ContainerSettings | None  # set: it runs docker jobs
     journal_path: Path | None  # set: a job whose id the journal has as finished is not run again
     progress_interval_s: float  # at most one progress event per job this often
+    policy: OutcomePolicy  # which outcomes are final (the job table keeps only those)
+    gate: GateSettings = NO_GATE  # cancel requests and the shared job table

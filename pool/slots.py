@@ -246,8 +246,8 @@ class SlotTable:
         notice_board = new_notice_board(self.context)
         taken = self.context.RawValue(ctypes.c_int, 0)
         disk_bytes = self.context.RawValue(ctypes.c_longlong, 0)
-        stop_for_disk = self.context.RawValue(ctypes.c_int, 0)
-        shared = SharedWithChild(job_pid, notice_board, taken, disk_bytes, stop_for_disk)
+        stop_request = self.context.RawValue(ctypes.c_int, 0)
+        shared = SharedWithChild(job_pid, notice_board, taken, disk_bytes, stop_request)
         process = self.context.Process(
             target=child_main,
             args=(self.child, child_end, index, shared),

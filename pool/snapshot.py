@@ -21,7 +21,7 @@ def worker_state(supervisor: Supervisor) -> WorkerState:
     now, clock = time.time(), time.monotonic()
     live = slots.live()
     busy = [slot for slot in live if slot.job is not None]
-    threads = (parts.intake, parts.outbox, parts.ledger, parts.monitor, parts.images)
+    threads = (parts.intake, parts.outbox, parts.ledger, parts.monitor, parts.images, parts.cancels)
     return WorkerState(
         pid=os.getpid(),
         version=VERSION,

@@ -18,22 +18,22 @@ from types import FrameType
 from typing import Protocol
 
 from common import faults
-from journal.base import Outcome
-from monitoring.metrics import record_job, service_label
 from monitoring.monitor import Monitor
 from monitoring.state import WorkerState
-from pool.assignment import DuplicateReport, JobEventNote, JobReport
+from pool.assignment import DuplicateReport, HeldElsewhereReport, JobEventNote, JobReport, StaleReport, TableNote
+from pool.cancel_watch import AnyCancelWatch
 from pool.courier import Parcel, ResultCourier
-from pool.custody import Custody, Running
+from pool.custody import Custody
 from pool.image_cache import AnyImageCache
 from pool.intake import AnyIntake
+from pool.job_ends import JobEnds
 from pool.ledger import Ledger
 from pool.outbox import Outbox
 from pool.outcomes import OutcomePolicy
 from pool.prefetch import NOTHING_WANTED, Prefetch, ReceiveRequest
 from pool.recovery import clean_up_previous_run
 from pool.scratch_space import ScratchSpace
-from pool.slots import LostJob, Slot, SlotTable
+from pool.slots import Slot, SlotTable
 from pool.snapshot import worker_state
 from pool.waker import Waker
 from queues.base import JobQueue, ReceivedMessage
@@ -79,6 +79,7 @@ class SupervisorParts:
     waker: Waker
     space: ScratchSpace
     images: AnyImageCache  # the docker image cache
+    cancels: AnyCancelWatch  # cancel requests for running jobs, and the job table's health
 
 
 class Supervisor:
@@ -87,6 +88,8 @@ class Supervisor:
         self.parts = parts
         self.slots, self.custody, self.intake = parts.slots, parts.custody, parts.intake
         self.ledger, self.courier, self.outbox = parts.ledger, parts.courier, parts.outbox
+        self.ends = JobEnds(parts.custody, parts.ledger, parts.policy, parts.prefetch, parts.images,
+                            parts.slots.known_services)  # fmt: skip
         self.started_at = time.time()
         self.stopping = False
         self.stop_deadline: float | None = None
@@ -106,6 +109,7 @@ class Supervisor:
         self.outbox.start()
         self.ledger.start()
         self.parts.images.start()
+        self.parts.cancels.start()
         self.intake.start()
         if self.intake.wakeups is not None:
             self.selector.register(self.intake.wakeups.fileno(), selectors.EVENT_READ, ("queue", -1))
@@ -142,6 +146,7 @@ class Supervisor:
             self.custody.extend_visibility()
             self.parts.space.check(self.slots, self.custody)
             self.parts.images.check(self.custody)
+            self.parts.cancels.check(self.slots, self.custody)
             for job in self.slots.take_back_unconfirmed():
                 self.custody.put_back(job)
             self.slots.kill_overdue()
@@ -169,6 +174,7 @@ class Supervisor:
     def _finish(self) -> None:
         self.ledger.stop()
         self.parts.images.stop()
+        self.parts.cancels.stop()
         self.intake.stop()
         self.intake.join(timeout=INTAKE_JOIN_TIMEOUT_S)
         if self.intake.is_alive():
@@ -264,20 +270,20 @@ class Supervisor:
         for index in exited:
             lost = self.slots.replace(index, stopping=self.stopping)
             if lost is not None:
-                self._report_lost(lost)
+                self.ends.lost(lost)
 
     def _on_child_message(self, slot: Slot, message: object) -> None:
         if message == "ready":
             self._announce_when_ready()
-        elif isinstance(message, JobReport | DuplicateReport):
+        elif isinstance(message, JobReport | DuplicateReport | HeldElsewhereReport | StaleReport):
             job = slot.job
             assert job is not None
             slot.job = None
-            self.custody.finish(job)
-            self.parts.prefetch.job_ended(time.monotonic() - job.started)
-            self._complete(slot, job, message)
+            self.ends.reported(slot, job, message)
         elif isinstance(message, PullNote):
             self.parts.images.pulled(message)
+        elif isinstance(message, TableNote):
+            self.parts.cancels.table_note(message)
         elif isinstance(message, JobEventNote) and slot.job is not None:
             # A running job's event goes out with the results, in its request's group.
             self.courier.add(Parcel.of_event(self.parts.policy.event(slot.job.message, message)))
@@ -289,32 +295,6 @@ class Supervisor:
             state = self.state()
             self.parts.monitor.publish(state)
             self.parts.monitor.systemd.ready(state.summary())
-
-    def _complete(self, slot: Slot, job: Running, report: JobReport | DuplicateReport) -> None:
-        if isinstance(report, DuplicateReport):
-            self.ledger.answer_duplicate(
-                job.message, report.job_id, report.status, report.finished_as, job.visible_until
-            )
-            return
-        outcome, result = self.parts.policy.of_report(job.message, report)
-        log.info("job finished", extra={"slot": slot.index, **result.summary()})
-        self.parts.images.job_ended(result)
-        service = service_label(result.service, result.queue, self.slots.known_services)
-        record_job(outcome.status, result.duration_s or 0.0, report.bytes_in, report.bytes_out, service)
-        self._settle(job, outcome)
-
-    def _report_lost(self, lost: LostJob) -> None:
-        self.custody.finish(lost.job)
-        outcome, result = self.parts.policy.of_lost_job(lost.job.message, lost.accepted, lost.why)
-        log.info("job lost", extra=result.summary())
-        kind = lost.accepted.queue if lost.accepted else None
-        record_job(outcome.status, 0.0, 0, 0, service_label(result.service, kind, self.slots.known_services))
-        self._settle(lost.job, outcome)
-
-    def _settle(self, job: Running, outcome: Outcome) -> None:
-        """Journaled, then delivered; a retried job of a group keeps its group's order."""
-        self.ledger.add(outcome, job.visible_until)
-        self.custody.keep_group_order(job.message, outcome.final)
 
     # --- timing and monitoring --------------------------------------------------------
 
@@ -333,7 +313,7 @@ class Supervisor:
 def _timed_parts(parts: SupervisorParts) -> list[TimedPart]:
     """The parts that say when they are next due."""
     return [parts.custody, parts.slots, parts.intake, parts.courier, parts.outbox, parts.ledger, parts.monitor,
-            parts.space, parts.images]  # fmt: skip
+            parts.space, parts.images, parts.cancels]  # fmt: skip
 
 
 def _start_fields(parts: SupervisorParts) -> dict[str, object]:

@@ -19,6 +19,7 @@ class Status(StrEnum):
     TIMEOUT = "timeout"
     KILLED = "killed"
     REJECTED = "rejected"
+    CANCELED = "canceled"
     ERROR = "error"
 
 

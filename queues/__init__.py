@@ -10,6 +10,7 @@ from pathlib import Path
 from protocol.body import DEFAULT_MAX_BODY_BYTES
 from queues.base import JobQueue
 from queues.local import DEFAULT_QUEUE_NAME, RESULTS_QUEUE_NAME, LocalQueue, check_queue_name
+from queues.local_cancels import LocalCancels
 from queues.sqs import SqsQueue, check_sqs_queue_name, is_sqs_url
 
 
@@ -61,6 +62,14 @@ def default_result_queue(job_queue: JobQueue) -> JobQueue | None:
     """The companion results queue of an embedded jobs queue; none for SQS (results are logged)."""
     if isinstance(job_queue, LocalQueue):
         return job_queue.sibling(RESULTS_QUEUE_NAME)
+    return None
+
+
+def local_cancel_marks(job_queue: JobQueue) -> LocalCancels | None:
+    """Where cancel requests for the embedded queue's jobs are kept: its own file. None for SQS
+    (only the shared job table keeps them there)."""
+    if isinstance(job_queue, LocalQueue):
+        return LocalCancels(job_queue.path, job_queue.name)
     return None
 
 

@@ -23,6 +23,11 @@ class StopSchedule:
             return signal.SIGKILL
         return None
 
+    def stop_now(self, now: float) -> None:
+        """Stop the job as if its deadline were now: SIGTERM, SIGKILL after the grace."""
+        if self.kill_at is None:
+            self.deadline = now
+
     def cancel(self) -> None:
         """The job was killed for another limit: the wall clock no longer applies."""
         self.deadline = None

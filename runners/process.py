@@ -22,6 +22,13 @@ class StopReason(enum.Enum):
     CPU_TIME = "cpu_time"
     DISK = "disk"  # what it held in its directory
     SCRATCH_FULL = "scratch_full"  # the scratch filesystem fell below half its reserve; it held the most
+    CANCELED = "canceled"  # someone asked for it by the job's id
+    CLAIM_LOST = "claim_lost"  # the job table gave the job to another worker (this one's lease lapsed)
+
+    @property
+    def graceful(self) -> bool:
+        """Stopped like a timeout (SIGTERM, the kill grace, SIGKILL) rather than killed at once."""
+        return self in (StopReason.TIMEOUT, StopReason.CANCELED, StopReason.CLAIM_LOST)
 
 
 PROGRESS_VARIABLE = "API_WORKER_PROGRESS"  # names the job's progress file, in its environment
@@ -33,7 +40,9 @@ class JobLink(Protocol):
 
     def disk_measured(self, size_bytes: int) -> None: ...
 
-    def stop_requested(self) -> bool: ...
+    def stop_requested(self) -> StopReason | None:
+        """Why the job is to be stopped, once someone outside asks (None: it is not)."""
+        ...
 
 
 @dataclass(frozen=True)

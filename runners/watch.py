@@ -91,8 +91,9 @@ def watch(
                 link.disk_measured(size)
             if _over_disk(size, limits):
                 watcher.over(StopReason.DISK, disk_bytes=disk.peak_bytes)
-        if link is not None and link.stop_requested():
-            watcher.over(StopReason.SCRATCH_FULL)
+        asked = None if link is None else link.stop_requested()
+        if asked is not None:
+            watcher.stop_for(asked, now)
         if now >= next_sample:
             watcher.sample()
             next_sample = now + sample_every_s
@@ -133,9 +134,18 @@ class _Watcher(Generic[Ended]):
             self.schedule.cancel()
             self.job.signal(signal.SIGKILL)
 
+    def stop_for(self, reason: StopReason, now: float) -> None:
+        """Asked from outside: a graceful reason stops the job like its timeout, another kills it."""
+        if not reason.graceful:
+            self.over(reason)
+        elif self.stopped_for is None:
+            self.stopped_for = reason
+            log.info("stopping the job", extra={"reason": reason.value})
+            self.schedule.stop_now(now)
+
     def keep_deadline(self, now: float) -> None:
         stop = self.schedule.due(now)
-        if stop is signal.SIGTERM:
+        if stop is signal.SIGTERM and self.stopped_for is None:
             self.stopped_for = StopReason.TIMEOUT
             log.info("job timed out; stopping it", extra={"timeout_s": self.limits.timeout_s})
         if stop is not None:

@@ -16,6 +16,7 @@ from journal.sqlite import SqliteJournal
 from pool.admission import Capacity
 from pool.assignment import DuplicateReport, JobAssignment, JobReport
 from pool.job import JobExecutor
+from pool.outcomes import OutcomePolicy
 from pool.settings import ChildSettings, NativeService
 from protocol.result import Status
 from queues.base import BodyDefect
@@ -31,6 +32,7 @@ def settings(tmp_path: Path, command: tuple[str, ...], journal_path: Path | None
         job_disk_bytes=None, max_inline_output_bytes=1024, max_body_bytes=1024 * 1024,
         ceilings=JobLimits(timeout_s=30.0), capacity=Capacity(8 * 1024**3, 2.0), docker=None,
         journal_path=journal_path, progress_interval_s=1.0,
+        policy=OutcomePolicy(max_attempts=3, retry_delay_s=1.0, dead_letter=False),
     )  # fmt: skip
 
 

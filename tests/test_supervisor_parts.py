@@ -18,6 +18,7 @@ from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
 from monitoring.monitor import Monitor
 from pool.admission import Capacity
+from pool.cancel_watch import NoCancelWatch
 from pool.courier import ResultCourier
 from pool.custody import Custody
 from pool.destinations import Destinations
@@ -47,6 +48,7 @@ def child_settings(tmp_path: Path, queue: LocalQueue) -> ChildSettings:
         file_roots=(), pass_env=(), kill_grace_s=1.0, transfer_concurrency=1, job_disk_bytes=None,
         max_inline_output_bytes=1024, max_body_bytes=1024 * 1024, ceilings=JobLimits(timeout_s=60.0),
         capacity=Capacity(8 * 1024**3, 2.0), docker=None, journal_path=None, progress_interval_s=1.0,
+        policy=OutcomePolicy(max_attempts=3, retry_delay_s=1.0, dead_letter=False),
     )  # fmt: skip
 
 
@@ -79,6 +81,7 @@ def test_a_supervisor_of_hand_built_parts_runs_a_job_and_stops_on_sigterm(tmp_pa
         waker=waker,
         space=ScratchSpace(tmp_path, reserve_bytes=0),
         images=NoImageCache(),
+        cancels=NoCancelWatch(),
     )
     supervisor = Supervisor(SupervisorSettings(shutdown_grace_s=10.0, stall_limit_s=30.0), parts)
     message_id = queue.send(json.dumps({"service": "s", "queue": "native", "command": {"arguments": []}}))

@@ -1,0 +1,130 @@
+"""Cancel requests for running jobs: every --cancel-poll, one read (on a thread of its own)
+looks up the ids of every job running here; the loop then asks the children running those
+that were canceled to stop them (SIGTERM, the kill grace, SIGKILL). A job not yet started is
+checked by its child before it runs. The watch also says when the job table cannot be reached,
+from its own reads and the children's word."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from common.thread_health import ThreadHealth, run_guarded
+from monitoring.metrics import record_thread_failure
+from pool.assignment import TableNote
+from pool.child import STOP_FOR_CANCEL
+from pool.custody import Custody
+from pool.slots import SlotTable
+from protocol.cancel import CancelMarks, CancelRequest, CancelUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class CancelWatch:
+    def __init__(self, marks: CancelMarks, poll_s: float, table: str | None = None) -> None:
+        """`table`: the job table's name, if the marks are kept there."""
+        self.marks = marks
+        self.poll_s = poll_s
+        self.table = table
+        self.health = ThreadHealth("cancel-watch", record_thread_failure)
+        self._lock = threading.Lock()
+        self._asked: list[str] = []  # job ids to look up
+        self._found: dict[str, CancelRequest] = {}
+        self._unreachable: str | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._due = time.monotonic()
+        self._thread = threading.Thread(
+            target=run_guarded, args=(self.health, self._look_when_asked, self._stopping, 0.0),
+            name="cancel-watch", daemon=True,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def problem(self) -> str | None:
+        started = self._thread.ident is not None
+        alive = self._thread.is_alive() or not started or self._stopping.is_set()
+        with self._lock:
+            unreachable = self._unreachable
+        if unreachable is not None and self.table is not None:
+            return f"the job table {self.table} is unreachable ({unreachable})"
+        return self.health.problem(alive=alive)
+
+    def table_note(self, note: TableNote) -> None:
+        """A child's word on the table."""
+        with self._lock:
+            self._unreachable = note.problem
+
+    def next_due(self) -> float:
+        return self._due
+
+    def check(self, slots: SlotTable, _custody: Custody) -> None:
+        """Stop the running jobs found canceled; once due, hand the running jobs' ids to the thread."""
+        with self._lock:
+            found, self._found = self._found, {}
+        running = {}
+        for slot in slots.busy():
+            accepted = slots.accepted(slot)
+            if accepted is not None:
+                running[accepted.job_id] = slot
+        for job_id, cancel in found.items():
+            holder = running.get(job_id)
+            if holder is not None and not holder.shared.stop_request.value:
+                fields = {"job_id": job_id, "slot": holder.index, "reason": cancel.reason, "by": cancel.requested_by}
+                log.info("job canceled; stopping it", extra=fields)
+                holder.shared.stop_request.value = STOP_FOR_CANCEL
+        now = time.monotonic()
+        if now < self._due:
+            return
+        self._due = now + self.poll_s
+        if running:
+            with self._lock:
+                self._asked = list(running)
+            self._wake.set()
+
+    def _look_when_asked(self) -> None:
+        self._wake.wait()
+        self._wake.clear()
+        with self._lock:
+            asked, self._asked = self._asked, []
+        if self._stopping.is_set() or not asked:
+            return
+        try:
+            found = self.marks.requested(asked)
+        except CancelUnavailable as exc:
+            log.warning("cannot look up cancel requests now", extra={"error": str(exc)})
+            with self._lock:
+                self._unreachable = str(exc)
+            return
+        with self._lock:
+            self._found.update(found)
+            self._unreachable = None
+
+
+class NoCancelWatch:
+    """A worker with nowhere to read cancel requests from (SQS without a job table)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def problem(self) -> str | None:
+        return None
+
+    def table_note(self, note: TableNote) -> None: ...
+
+    def next_due(self) -> float | None:
+        return None
+
+    def check(self, slots: SlotTable, custody: Custody) -> None: ...
+
+
+AnyCancelWatch = CancelWatch | NoCancelWatch

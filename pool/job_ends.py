@@ -1,0 +1,69 @@
+"""What a job's end means for the messages this worker holds: a report or a child dead under
+its job becomes an outcome (journaled, then delivered), a duplicate is deleted, a job another
+worker holds is hidden until that worker's lease ends, and a stale attempt publishes nothing."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from journal.base import Outcome
+from monitoring.metrics import record_job, service_label
+from pool.assignment import AnyReport, DuplicateReport, HeldElsewhereReport, StaleReport
+from pool.custody import Custody, Running
+from pool.image_cache import AnyImageCache
+from pool.ledger import Ledger
+from pool.outcomes import OutcomePolicy
+from pool.prefetch import Prefetch
+from pool.slots import LostJob, Slot
+
+log = logging.getLogger(__name__)
+HIDE_MARGIN_S = 1.0  # beyond another worker's lease: its renewal or its outcome is in by then
+
+
+@dataclass(frozen=True)
+class JobEnds:
+    custody: Custody
+    ledger: Ledger
+    policy: OutcomePolicy
+    prefetch: Prefetch
+    images: AnyImageCache
+    known_services: frozenset[str]
+
+    def reported(self, slot: Slot, job: Running, report: AnyReport) -> None:
+        self.custody.finish(job)
+        self.prefetch.job_ended(time.monotonic() - job.started)
+        if isinstance(report, DuplicateReport):
+            self.ledger.answer_duplicate(
+                job.message, report.job_id, report.status, report.finished_as, job.visible_until
+            )
+        elif isinstance(report, HeldElsewhereReport):
+            # Back on the queue once that worker's lease ends: then it has finished, or lapsed.
+            hidden_s = report.lease_left_s + HIDE_MARGIN_S
+            self.custody.release([job.message], f"claimed by {report.owner} in the job table", after_s=hidden_s)
+        elif isinstance(report, StaleReport):
+            log.warning(
+                "the job's claim went to another worker while it ran here: nothing of it is published",
+                extra={**job.log_fields(report.job_id), "fence": report.fence},
+            )
+        else:
+            outcome, result = self.policy.of_report(job.message, report)
+            log.info("job finished", extra={"slot": slot.index, **result.summary()})
+            self.images.job_ended(result)
+            service = service_label(result.service, result.queue, self.known_services)
+            record_job(outcome.status, result.duration_s or 0.0, report.bytes_in, report.bytes_out, service)
+            self._settle(job, outcome)
+
+    def lost(self, lost: LostJob) -> None:
+        self.custody.finish(lost.job)
+        outcome, result = self.policy.of_lost_job(lost.job.message, lost.accepted, lost.why)
+        log.info("job lost", extra=result.summary())
+        kind = lost.accepted.queue if lost.accepted else None
+        record_job(outcome.status, 0.0, 0, 0, service_label(result.service, kind, self.known_services))
+        self._settle(lost.job, outcome)
+
+    def _settle(self, job: Running, outcome: Outcome) -> None:
+        """Journaled, then delivered; a retried job of a group keeps its group's order."""
+        self.ledger.add(outcome, job.visible_until)
+        self.custody.keep_group_order(job.message, outcome.final)
