@@ -29,7 +29,7 @@ def cancel(worker: Worker, job_id: str, *options: str) -> subprocess.CompletedPr
 
 
 def sleeping_job(job_id: str, started: Path, sleep_s: float = 300) -> dict[str, Any]:
-    arguments = [
+    arguments: list[dict[str, Any]] = [
         {"type": "parameter", "name": "--started", "value": str(started)},
         {"type": "parameter", "name": "--sleep", "value": sleep_s},
     ]
