@@ -139,11 +139,13 @@ class JobTable:
         }  # fmt: skip
         update = "SET #state = :finished, #status = :status, finished_at = :at, expires_at = :expires,"
         update += " result_bytes = :bytes"
+        names = {"#status": "status"}
         if len(result_json.encode()) <= MAX_INLINE_RESULT_BYTES:
             update += ", #result = :result"
             values[":result"] = {"S": result_json}
+            names["#result"] = "result"
         update += " REMOVE lease_until"
-        return self._fenced(claim, update, values, {"#status": "status", "#result": "result"})
+        return self._fenced(claim, update, values, names)
 
     def _fenced(self, claim: Claim, update: str, values: dict[str, Any], names: dict[str, str] | None = None) -> bool:
         try:
@@ -152,7 +154,7 @@ class JobTable:
                 Key=_key(claim.job_id),
                 UpdateExpression=update,
                 ConditionExpression="fence = :fence AND #state = :running",
-                ExpressionAttributeNames={**_NAMES, **(names or {})},
+                ExpressionAttributeNames={"#state": "state", **(names or {})},
                 ExpressionAttributeValues={**values, ":fence": _number(claim.fence), ":running": {"S": RUNNING}},
             )
         except _ConditionFailed:

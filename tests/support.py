@@ -284,6 +284,14 @@ def new_queue(sqs: Any, prefix: str, **attributes: str) -> str:
     return str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
 
 
+def queue_is_empty(sqs: Any, url: str) -> bool:
+    attributes: dict[str, str] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == (
+        "0",
+        "0",
+    )
+
+
 def health(port: int) -> tuple[int, dict[str, Any]]:
     """A worker's /healthz answer on its metrics port: (HTTP status, body)."""
     try:

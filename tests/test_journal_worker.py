@@ -23,7 +23,7 @@ from journal.sqlite import FORMAT_VERSION, SqliteJournal
 from queues.base import BATCH_MAX
 from testkit.moto_server import MotoServer, free_port
 from testkit.waiting import wait_until
-from tests.support import TcpProxy, Worker, health, job
+from tests.support import TcpProxy, Worker, health, job, queue_is_empty
 
 WorkerFactory = Callable[..., Worker]
 
@@ -45,14 +45,6 @@ def run_count(runs: Path) -> int:
 
 def finals(worker: Worker, message_id: str) -> list[dict[str, Any]]:
     return [result for result in worker.results_for(message_id) if result["final"]]
-
-
-def queue_is_empty(sqs: Any, url: str) -> bool:
-    attributes: dict[str, str] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    return (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == (
-        "0",
-        "0",
-    )
 
 
 def kill_supervisor(worker: Worker) -> None:
