@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class JobGate:
         self.owner = owner
         self._on_table = on_table
         self._table_problem: str | None = None
+        self._confirmed_at = 0.0  # monotonic: when the table last granted or renewed this child's claim
 
     def admit(self, job_id: str, message_id: str) -> Verdict:
         """Whether the job may run here now: one read of the cancel requests, or one claim."""
@@ -96,6 +98,7 @@ class JobGate:
                 self._table_failed(exc, "running the job without a claim (the journal still keeps it once here)")
                 return Go(None)
             self._table_answered()
+            self._confirmed_at = time.monotonic()
             return _verdict(found)
         cancel = self.cancel_of(job_id)
         return Go(None) if cancel is None else Canceled(cancel)
@@ -126,15 +129,19 @@ class JobGate:
 
     def _keep(self, claim: Claim, link: LeaseLink | None, stop: threading.Event) -> None:
         while not stop.wait(self.settings.renew_every_s):
-            if not self.still_ours(claim):
+            if not self.still_ours(claim, renew=True):
                 log.warning("the job's claim went to another worker; stopping it", extra={"fence": claim.fence})
                 if link is not None:
                     link.claim_lost()
                 return
 
-    def still_ours(self, claim: Claim | None) -> bool:
-        """The lease renewed; False only when the table says another worker holds the job."""
+    def still_ours(self, claim: Claim | None, *, renew: bool = False) -> bool:
+        """False only when the table says another worker holds the job. Asked (and the lease
+        renewed) when `renew`, or when the last grant is older than half a lease: a younger
+        one cannot have lapsed, so a short job costs no call here."""
         if claim is None or self.settings.table is None:
+            return True
+        if not renew and time.monotonic() - self._confirmed_at < self.settings.lease_s / 2:
             return True
         try:
             ours = self.settings.table.renew(claim, self.settings.lease_s)
@@ -142,6 +149,8 @@ class JobGate:
             self._table_failed(exc, "cannot renew the job's lease")
             return True
         self._table_answered()
+        if ours:
+            self._confirmed_at = time.monotonic()
         return ours
 
     def settle(self, claim: Claim | None, status: str, result_json: str, final: bool) -> bool:
