@@ -47,7 +47,7 @@ class ThreadHealth:
         return None
 
 
-def run_guarded(health: ThreadHealth, step: Callable[[], None], stopping: threading.Event, interval_s: float) -> None:
+def run_guarded(health: ThreadHealth, step: Callable[[], object], stopping: threading.Event, interval_s: float) -> None:
     """A helper thread's body: `step` every `interval_s` until `stopping` is set. An exception
     is logged with its traceback and counted, and the step runs again after a growing delay."""
     delay = interval_s
@@ -60,3 +60,49 @@ def run_guarded(health: ThreadHealth, step: Callable[[], None], stopping: thread
             continue
         health.succeeded()
         delay = interval_s
+
+
+class GuardedThread:
+    """A helper thread whose `step` runs through `run_guarded` every `interval_s` until `stop`;
+    with an interval of 0 the step waits by itself, e.g. on `wait_until_asked`. Its `problem`
+    is what /healthz shows of it."""
+
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], object],
+        interval_s: float = 0.0,
+        count_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        self.health = ThreadHealth(name, count_failure)
+        self.stopping = threading.Event()
+        self._asked = threading.Event()
+        self._thread = threading.Thread(
+            target=run_guarded, args=(self.health, step, self.stopping, interval_s), name=name, daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def ask(self) -> None:
+        """Wake a step waiting in `wait_until_asked`."""
+        self._asked.set()
+
+    def wait_until_asked(self) -> bool:
+        """For a step that works when asked: True once asked, False once stopping."""
+        self._asked.wait()
+        self._asked.clear()
+        return not self.stopping.is_set()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Set `stopping`, wake a waiting step, and wait up to `timeout_s` for the thread to end."""
+        self.stopping.set()
+        self._asked.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
+
+    def problem(self) -> str | None:
+        """Failing, or dead before it was stopped; nothing before it started."""
+        started = self._thread.ident is not None
+        alive = self._thread.is_alive() or not started or self.stopping.is_set()
+        return self.health.problem(alive=alive)

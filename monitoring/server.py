@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,7 +14,7 @@ import msgspec
 from prometheus_client import make_wsgi_app
 
 from common import faults
-from common.thread_health import ThreadHealth, run_guarded
+from common.thread_health import GuardedThread
 from monitoring.metrics import REGISTRY, record_thread_failure
 from monitoring.state import WorkerState
 
@@ -38,24 +37,19 @@ class MonitoringServer:
         self.metrics_app = make_wsgi_app(REGISTRY)
         self.server = make_server(address, port, self._app, _ThreadingServer, _QuietHandler)
         self.port = self.server.server_port
-        self.health = ThreadHealth("monitoring", record_thread_failure)
-        self._stopping = threading.Event()
-        self.thread = threading.Thread(
-            target=run_guarded, args=(self.health, self._serve, self._stopping, 0.0), name="monitoring", daemon=True
-        )
+        self.thread = GuardedThread("monitoring", self._serve, count_failure=record_thread_failure)
 
     def start(self) -> None:
         self.thread.start()
         log.info("serving metrics and health", extra={"address": self.server.server_address[0], "port": self.port})
 
     def stop(self) -> None:
-        self._stopping.set()
+        self.thread.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 
     def problem(self) -> str | None:
-        alive = self.thread.is_alive() or self.thread.ident is None or self._stopping.is_set()
-        return self.health.problem(alive=alive)
+        return self.thread.problem()
 
     def _serve(self) -> None:
         faults.check("monitoring")

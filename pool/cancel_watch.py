@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 
-from common.thread_health import ThreadHealth, run_guarded
+from common.thread_health import GuardedThread
 from monitoring.metrics import record_thread_failure
 from pool.assignment import TableNote
 from pool.child import STOP_FOR_CANCEL
@@ -27,36 +27,25 @@ class CancelWatch:
         self.marks = marks
         self.poll_s = poll_s
         self.table = table
-        self.health = ThreadHealth("cancel-watch", record_thread_failure)
         self._lock = threading.Lock()
         self._asked: list[str] = []  # job ids to look up
         self._found: dict[str, CancelRequest] = {}
         self._unreachable: str | None = None
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
         self._due = time.monotonic()
-        self._thread = threading.Thread(
-            target=run_guarded, args=(self.health, self._look_when_asked, self._stopping, 0.0),
-            name="cancel-watch", daemon=True,
-        )  # fmt: skip
+        self._thread = GuardedThread("cancel-watch", self._look_when_asked, count_failure=record_thread_failure)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._thread.stop()
 
     def problem(self) -> str | None:
-        started = self._thread.ident is not None
-        alive = self._thread.is_alive() or not started or self._stopping.is_set()
         with self._lock:
             unreachable = self._unreachable
         if unreachable is not None and self.table is not None:
             return f"the job table {self.table} is unreachable ({unreachable})"
-        return self.health.problem(alive=alive)
+        return self._thread.problem()
 
     def table_note(self, note: TableNote) -> None:
         """A child's word on the table."""
@@ -88,14 +77,14 @@ class CancelWatch:
         if running:
             with self._lock:
                 self._asked = list(running)
-            self._wake.set()
+            self._thread.ask()
 
     def _look_when_asked(self) -> None:
-        self._wake.wait()
-        self._wake.clear()
+        if not self._thread.wait_until_asked():
+            return
         with self._lock:
             asked, self._asked = self._asked, []
-        if self._stopping.is_set() or not asked:
+        if not asked:
             return
         try:
             found = self.marks.requested(asked)

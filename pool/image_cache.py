@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from common.thread_health import ThreadHealth, run_guarded
+from common.thread_health import GuardedThread
 from journal.base import ImageUse, JournalError
 from monitoring.image_metrics import record_image_pull, record_image_removal, set_image_cache_bytes
 from monitoring.metrics import record_thread_failure
@@ -124,31 +124,20 @@ class ImageCache:
     def __init__(self, cleaner: CacheCleaner) -> None:
         self.cleaner = cleaner
         self.settings = cleaner.settings
-        self.health = ThreadHealth("image-cache", record_thread_failure)
         self._lock = threading.Lock()
         self._uses: list[ImageUse] = []  # to record, handed from the loop to the thread
         self._protected: set[str] = set()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
         self._due = time.monotonic()
-        self._thread = threading.Thread(
-            target=run_guarded, args=(self.health, self._clean_when_asked, self._stopping, 0.0),
-            name="image-cache", daemon=True,
-        )  # fmt: skip
+        self._thread = GuardedThread("image-cache", self._clean_when_asked, count_failure=record_thread_failure)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._thread.stop()
 
     def problem(self) -> str | None:
-        started = self._thread.ident is not None
-        alive = self._thread.is_alive() or not started or self._stopping.is_set()
-        return self.health.problem(alive=alive)
+        return self._thread.problem()
 
     def pulled(self, note: PullNote) -> None:
         """A child's pull: counted; a pulled image is this worker's, and the cache looks at once."""
@@ -182,12 +171,10 @@ class ImageCache:
                 protected.add(qualified_name(found.service))
         with self._lock:
             self._protected = protected
-        self._wake.set()
+        self._thread.ask()
 
     def _clean_when_asked(self) -> None:
-        self._wake.wait()
-        self._wake.clear()
-        if self._stopping.is_set():
+        if not self._thread.wait_until_asked():
             return
         with self._lock:
             uses, self._uses = self._uses, []

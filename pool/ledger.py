@@ -5,10 +5,9 @@ left undelivered sent again at start-up."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
-from common.thread_health import ThreadHealth, run_guarded
+from common.thread_health import GuardedThread
 from journal.base import JobJournal, JournalError, Outcome
 from journal.health import JournalHealth
 from journal.pruner import JournalPruner
@@ -27,13 +26,8 @@ class Ledger:
         self.health = health
         self.courier = courier
         self.pruner = JournalPruner(journal, retention_s, health)
-        self.pruner_health = ThreadHealth("journal-pruner", record_thread_failure)
-        self._stopping = threading.Event()
-        self._pruner_thread = threading.Thread(
-            target=run_guarded,
-            args=(self.pruner_health, self.pruner.prune_once, self._stopping, self.pruner.interval_s),
-            name="journal-pruner",
-            daemon=True,
+        self._pruner_thread = GuardedThread(
+            "journal-pruner", self.pruner.prune_once, self.pruner.interval_s, record_thread_failure
         )
         self._finished: list[tuple[Outcome, float]] = []  # to record, with their receipts' visibility end
 
@@ -43,16 +37,12 @@ class Ledger:
 
     def stop(self) -> None:
         self.record()
-        self._stopping.set()
         self.pruner.stop()
-        if self._pruner_thread.is_alive():
-            self._pruner_thread.join(timeout=5)
+        self._pruner_thread.stop()
 
     def problem(self) -> str | None:
         """The pruner thread's, if it is failing or dead."""
-        started = self._pruner_thread.ident is not None
-        alive = self._pruner_thread.is_alive() or not started or self._stopping.is_set()
-        return self.pruner_health.problem(alive=alive)
+        return self._pruner_thread.problem()
 
     def add(self, outcome: Outcome, visible_until: float) -> None:
         self._finished.append((outcome, visible_until))

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from common.thread_health import RESTART_DELAYS_S, ThreadHealth, run_guarded
+from common.thread_health import RESTART_DELAYS_S, GuardedThread, ThreadHealth, run_guarded
 from testkit.waiting import wait_until
 
 
@@ -46,3 +46,20 @@ def test_a_thread_shows_as_failing_then_dead() -> None:
     stopping.set()
     thread.join(5)
     assert health.problem(alive=False) == "the helper thread is dead"
+
+
+def test_a_guarded_thread_works_when_asked_and_stops_while_waiting() -> None:
+    asked: list[int] = []
+    thread: GuardedThread
+
+    def step() -> None:
+        if thread.wait_until_asked():
+            asked.append(1)
+
+    thread = GuardedThread("helper", step)
+    assert thread.problem() is None  # not started: nothing to report
+    thread.start()
+    thread.ask()
+    wait_until(lambda: asked, 10, "the asked step")
+    thread.stop()
+    assert asked == [1] and thread.problem() is None
