@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 import boto3  # noqa: E402
 
 from bench.vs_celery import request_count  # noqa: E402
-from testkit.moto_server import MotoServer, moto_in_environment  # noqa: E402
+from testkit.moto_server import MotoServer, create_job_table, moto_in_environment  # noqa: E402
 from testkit.waiting import wait_until  # noqa: E402
 
 VISIBILITY_S = 10
@@ -70,15 +70,6 @@ def _count(log_path: Path, message: str) -> int:
     return sum(1 for line in log_path.read_text().splitlines() if f'"message":"{message}"' in line)
 
 
-def create_table(name: str) -> None:
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=200)
@@ -92,7 +83,7 @@ def main() -> None:
             tables = MotoServer(dynamodb_log)
             os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = tables.endpoint
             try:
-                create_table("bench-jobs")
+                create_job_table("bench-jobs")
                 plain_s, _ = run(root, options.jobs, 0, None, dynamodb_log)
                 table_s, short_requests = run(root, options.jobs, 0, "bench-jobs", dynamodb_log)
                 _, long_requests = run(root, options.long_jobs, options.long_s, "bench-jobs", dynamodb_log)

@@ -74,11 +74,15 @@ class JobTable:
         return self._client
 
     def _call(self, operation: str, **parameters: Any) -> dict[str, Any]:
+        """One call on this table."""
+        return self._invoke(operation, TableName=self.name, **parameters)
+
+    def _invoke(self, operation: str, **parameters: Any) -> dict[str, Any]:
         """One call; TableUnreachable for anything but a failed condition."""
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
         try:
-            response: dict[str, Any] = getattr(self.client, operation)(TableName=self.name, **parameters)
+            response: dict[str, Any] = getattr(self.client, operation)(**parameters)
             return response
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -133,14 +137,15 @@ class JobTable:
     def finish(self, claim: Claim, status: str, result_json: str, retention_s: float) -> bool:
         """Store the final outcome; False (nothing written) if the claim is no longer this worker's."""
         now = time.time()
+        size = len(result_json.encode())
         values = {
             ":finished": {"S": FINISHED}, ":status": {"S": status}, ":at": _number(now),
-            ":expires": _number(int(now + retention_s)), ":bytes": _number(len(result_json)),
+            ":expires": _number(int(now + retention_s)), ":bytes": _number(size),
         }  # fmt: skip
         update = "SET #state = :finished, #status = :status, finished_at = :at, expires_at = :expires,"
         update += " result_bytes = :bytes"
         names = {"#status": "status"}
-        if len(result_json.encode()) <= MAX_INLINE_RESULT_BYTES:
+        if size <= MAX_INLINE_RESULT_BYTES:
             update += ", #result = :result"
             values[":result"] = {"S": result_json}
             names["#result"] = "result"
@@ -189,21 +194,12 @@ class JobTable:
         }  # fmt: skip
         items: list[dict[str, Any]] = []
         for _ in range(5):  # what DynamoDB leaves unprocessed (throttled) is asked again
-            response = self._call_batch(wanted)
+            response = self._invoke("batch_get_item", RequestItems=wanted)
             items += response.get("Responses", {}).get(self.name, [])
             wanted = response.get("UnprocessedKeys") or {}
             if not wanted:
                 break
         return items
-
-    def _call_batch(self, wanted: dict[str, Any]) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
-        try:
-            response: dict[str, Any] = self.client.batch_get_item(RequestItems=wanted)
-            return response
-        except (ClientError, BotoCoreError) as exc:
-            raise TableUnreachable(f"job table {self.name}: batch_get_item failed: {exc}") from exc
 
     def _get(self, job_id: str) -> dict[str, Any]:
         item: dict[str, Any] = self._call("get_item", Key=_key(job_id), ConsistentRead=True).get("Item", {})

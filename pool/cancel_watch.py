@@ -14,7 +14,6 @@ from common.thread_health import GuardedThread
 from monitoring.metrics import record_thread_failure
 from pool.assignment import TableNote
 from pool.child import STOP_FOR_CANCEL
-from pool.custody import Custody
 from pool.slots import SlotTable
 from protocol.cancel import CancelMarks, CancelRequest, CancelUnavailable
 
@@ -55,7 +54,7 @@ class CancelWatch:
     def next_due(self) -> float:
         return self._due
 
-    def check(self, slots: SlotTable, _custody: Custody) -> None:
+    def check(self, slots: SlotTable) -> None:
         """Stop the running jobs found canceled; once due, hand the running jobs' ids to the thread."""
         with self._lock:
             found, self._found = self._found, {}
@@ -113,7 +112,7 @@ class NoCancelWatch:
     def next_due(self) -> float | None:
         return None
 
-    def check(self, slots: SlotTable, custody: Custody) -> None: ...
+    def check(self, slots: SlotTable) -> None: ...
 
 
 AnyCancelWatch = CancelWatch | NoCancelWatch

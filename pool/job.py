@@ -142,21 +142,19 @@ class JobExecutor:
         if isinstance(verdict, FinishedElsewhere | HeldElsewhere):
             return _not_run_here(assignment, result.id, verdict)
         claim = self._claim = verdict.claim
-        if isinstance(verdict, Canceled):
-            fail(result, Status.CANCELED, "canceled", f"{verdict.cancel.describe()} (before it started)")
-            retryable = False
-        else:
-            log.info("job started", extra={"fence": claim.fence} if claim else None)
-            try:
+        try:
+            if isinstance(verdict, Canceled):
+                fail(result, Status.CANCELED, "canceled", f"{verdict.cancel.describe()} (before it started)")
+                retryable = False
+            else:
+                log.info("job started", extra={"fence": claim.fence} if claim else None)
                 with self.gate.leased(claim, self.link):
                     retryable = self._attempt(assignment, decoded, result, reply_to, reply_to_problem)
-            except ClaimLost:
-                return StaleReport(assignment.message_id, result.id, claim.fence if claim else 0)
-        result.finished_at = utc_timestamp()
-        result.duration_s = round(time.monotonic() - clock, 3)
-        final = self.settings.policy.is_final(result.status, retryable, assignment.receive_count)
-        if not self.gate.settle(claim, str(result.status), result.to_json(), final):
-            log.warning("the job's claim went to another worker: publishing nothing of this attempt")
+            result.finished_at = utc_timestamp()
+            result.duration_s = round(time.monotonic() - clock, 3)
+            final = self.settings.policy.is_final(result.status, retryable, assignment.receive_count)
+            self.gate.settle(claim, str(result.status), result.to_json(), final)
+        except ClaimLost:  # the supervisor says so, and publishes nothing of it
             return StaleReport(assignment.message_id, result.id, claim.fence if claim else 0)
         bytes_out = sum(output.bytes for output in result.outputs)
         return JobReport(result, retryable, reply_to, bytes_in=self._bytes_in, bytes_out=bytes_out)
@@ -164,7 +162,7 @@ class JobExecutor:
     def _admit(self, assignment: JobAssignment, decoded: DecodedBody, result: JobResult) -> Verdict:
         """The gate's verdict for a request to run (a rejection or a test message needs none)."""
         request = decoded.request
-        if request is None or request.test or assignment.defect is not None:
+        if request is None or request.test:  # a body with a defect has no request
             return Go(None)
         return self.gate.admit(result.id, assignment.message_id)
 

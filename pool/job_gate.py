@@ -153,12 +153,12 @@ class JobGate:
             self._confirmed_at = time.monotonic()
         return ours
 
-    def settle(self, claim: Claim | None, status: str, result_json: str, final: bool) -> bool:
+    def settle(self, claim: Claim | None, status: str, result_json: str, final: bool) -> None:
         """The outcome stored under the claim (final), or the claim given back (to be retried);
-        False if the claim is no longer this worker's."""
+        ClaimLost if the claim is no longer this worker's."""
         table = self.settings.table
         if claim is None or table is None:
-            return True
+            return
         try:
             if final:
                 ours = table.finish(claim, status, result_json, self.settings.retention_s)
@@ -166,9 +166,10 @@ class JobGate:
                 ours = table.give_back(claim)
         except TableUnreachable as exc:
             self._table_failed(exc, "publishing the outcome without the table (the journal keeps it)")
-            return True
+            return
         self._table_answered()
-        return ours
+        if not ours:
+            raise ClaimLost(claim.job_id)
 
     def _table_failed(self, exc: TableUnreachable, consequence: str) -> None:
         log.error("the job table cannot be reached", extra={"error": str(exc), "consequence": consequence})

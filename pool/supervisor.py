@@ -20,7 +20,7 @@ from typing import Protocol
 from common import faults
 from monitoring.monitor import Monitor
 from monitoring.state import WorkerState
-from pool.assignment import DuplicateReport, HeldElsewhereReport, JobEventNote, JobReport, StaleReport, TableNote
+from pool.assignment import AnyReport, JobEventNote, TableNote
 from pool.cancel_watch import AnyCancelWatch
 from pool.courier import Parcel, ResultCourier
 from pool.custody import Custody
@@ -146,7 +146,7 @@ class Supervisor:
             self.custody.extend_visibility()
             self.parts.space.check(self.slots, self.custody)
             self.parts.images.check(self.custody)
-            self.parts.cancels.check(self.slots, self.custody)
+            self.parts.cancels.check(self.slots)
             for job in self.slots.take_back_unconfirmed():
                 self.custody.put_back(job)
             self.slots.kill_overdue()
@@ -275,7 +275,7 @@ class Supervisor:
     def _on_child_message(self, slot: Slot, message: object) -> None:
         if message == "ready":
             self._announce_when_ready()
-        elif isinstance(message, JobReport | DuplicateReport | HeldElsewhereReport | StaleReport):
+        elif isinstance(message, AnyReport):
             job = slot.job
             assert job is not None
             slot.job = None

@@ -62,3 +62,15 @@ def moto_in_environment(log_path: Path) -> Iterator[MotoServer]:
         yield server
     finally:
         server.stop()
+
+
+def create_job_table(name: str) -> None:
+    """A job table as the README defines it, on whatever endpoint boto3 is pointed at."""
+    import boto3  # noqa: PLC0415 (only the callers that make a table need it)
+
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )

@@ -16,7 +16,7 @@ import boto3
 import psutil
 import pytest
 
-from testkit.moto_server import MotoServer, free_port
+from testkit.moto_server import MotoServer, create_job_table, free_port
 from testkit.waiting import wait_until
 from tests.support import REPO, SUPERVISOR, TcpProxy, Worker, health, job, new_queue, queue_is_empty
 
@@ -32,12 +32,7 @@ def dynamodb(moto: MotoServer) -> Any:
 def table(dynamodb: Any) -> str:
     """A new job table, as the README defines it."""
     name = f"jobs-{uuid.uuid4().hex[:8]}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_job_table(name)
     return name
 
 

@@ -14,18 +14,13 @@ from journal.job_table import Claim, JobTable, Refusal
 from protocol.cancel import CancelRequest, new_cancel_request
 from queues.local import LocalQueue
 from queues.local_cancels import LocalCancels
-from testkit.moto_server import MotoServer
+from testkit.moto_server import MotoServer, create_job_table
 
 
 @pytest.fixture
 def table(moto: MotoServer) -> JobTable:
     name = f"jobs-{uuid.uuid4().hex[:8]}"
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_job_table(name)
     return JobTable(name)
 
 
