@@ -55,9 +55,14 @@ class CancelWatch:
         return self._due
 
     def check(self, slots: SlotTable) -> None:
-        """Stop the running jobs found canceled; once due, hand the running jobs' ids to the thread."""
+        """Stop the running jobs found canceled; once due, hand the running jobs' ids to the thread.
+        The slots' notice boards are read only then: the loop calls this on every iteration."""
         with self._lock:
             found, self._found = self._found, {}
+        now = time.monotonic()
+        due = now >= self._due
+        if not found and not due:
+            return
         running = {}
         for slot in slots.busy():
             accepted = slots.accepted(slot)
@@ -69,8 +74,7 @@ class CancelWatch:
                 fields = {"job_id": job_id, "slot": holder.index, "reason": cancel.reason, "by": cancel.requested_by}
                 log.info("job canceled; stopping it", extra=fields)
                 holder.shared.stop_request.value = STOP_FOR_CANCEL
-        now = time.monotonic()
-        if now < self._due:
+        if not due:
             return
         self._due = now + self.poll_s
         if running:
