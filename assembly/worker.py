@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import IO
 
 from assembly.child_settings import admission, child_settings, image_state_dir, job_deadline_s
+from assembly.monitoring import monitor
 from common.pathlock import PathInUse, hold_lock
 from config.capacity import disk_reserve_bytes
 from config.settings import WorkerSettings
 from journal.base import JournalInUse
 from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
-from monitoring.monitor import Monitor
-from monitoring.state import status_path
 from pool.cancel_watch import AnyCancelWatch, CancelWatch, NoCancelWatch
 from pool.courier import ResultCourier
 from pool.custody import Custody
@@ -125,7 +124,7 @@ def _parts(
         ledger=Ledger(journal, health, courier, retention_s=settings.journal_retention),
         policy=policy,
         prefetch=Prefetch(prefetch if job_queue.profile.prefetch else NO_PREFETCH, settings.workers),
-        monitor=_monitor(settings, child.scratch_dir),
+        monitor=monitor(settings, child.scratch_dir, child.gate.marks, waker.wake),
         waker=waker,
         space=_scratch_space(settings, child.scratch_dir),
         images=_image_cache(settings, child, journal),
@@ -200,12 +199,3 @@ def _intake(settings: WorkerSettings, job_queue: JobQueue, waker: Waker) -> AnyI
     if job_queue.profile.calls_in_loop:
         return PollingIntake(job_queue, visibility_timeout=settings.visibility_timeout, poll_interval_s=POLL_INTERVAL_S)
     return Intake(job_queue, visibility_timeout=settings.visibility_timeout, wait_seconds=LONG_POLL_S, wake=waker.wake)
-
-
-def _monitor(settings: WorkerSettings, scratch_dir: Path) -> Monitor:
-    try:
-        return Monitor(status_path(scratch_dir), settings.metrics_address, settings.metrics_port)
-    except OSError as exc:
-        raise ValueError(
-            f"cannot serve metrics on {settings.metrics_address}:{settings.metrics_port}: {exc.strerror or exc}"
-        ) from None

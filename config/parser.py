@@ -22,6 +22,7 @@ from config.services import add_services_command
 from config.values import (
     duration,
     instance_name,
+    network,
     non_negative_float,
     non_negative_int,
     port,
@@ -322,6 +323,20 @@ def _add_monitoring_options(parser: argparse.ArgumentParser) -> None:
         "--metrics-address",
         default="127.0.0.1",
         help="address the metrics port listens on; 0.0.0.0 for every interface",
+    )
+    parser.add_argument(
+        "--status-actions",
+        action="store_true",
+        help="let the status page at / drain and resume the worker and cancel running jobs "
+        "(off: the page is read-only)",
+    )
+    parser.add_argument(
+        "--status-actions-from",
+        action=ReplacingAppend,
+        type=network,
+        default=[],
+        metavar="CIDR",
+        help="client address or network whose requests may use the page's actions (repeatable); default: loopback only",
     )
     parser.add_argument(
         "--health-stall-limit",

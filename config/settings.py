@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import logging
 import os
 import sys
@@ -95,6 +96,8 @@ class WorkerSettings:
     deadline_margin: float
     metrics_port: int | None
     metrics_address: str
+    status_actions: bool  # the status page may drain, resume and cancel
+    status_actions_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]  # empty: loopback only
     health_stall_limit: float
     shutdown_grace: float
     kill_grace: float

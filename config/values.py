@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import re
 
 from common.durations import parse_duration
@@ -51,6 +52,14 @@ def port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {value}")
     return value
+
+
+def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An address or a network in CIDR notation: 10.0.0.0/8, 192.0.2.7, ::1."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an address or a network like 10.0.0.0/8, not {text!r}") from None
 
 
 def size(text: str) -> int:

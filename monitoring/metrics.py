@@ -55,6 +55,24 @@ CHILD_RESTARTS = Counter("api_worker_child_restarts", "Children that died and we
 LOOP_LAST_RUN = Gauge(
     "api_worker_loop_last_run_timestamp_seconds", "When the supervisor loop last ran (epoch)", registry=REGISTRY
 )
+JOBS_STARTED = Counter("api_worker_jobs_started", "Jobs handed to a slot", registry=REGISTRY)
+QUEUE_WAIT = Histogram(
+    "api_worker_queue_wait_seconds",
+    "Time from a message's sending to its job's start here (on the queue, then held)",
+    buckets=DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "api_worker_dead_letters", "Messages whose outcome copies them to the dead-letter queue", registry=REGISTRY
+)
+HEALTHY = Gauge("api_worker_healthy", "1 when /healthz answers 200, else 0", registry=REGISTRY)
+JOURNAL_WRITABLE = Gauge(
+    "api_worker_journal_writable", "1 while the journal's writes go through, 0 after one failed", registry=REGISTRY
+)
+DRAINING = Gauge("api_worker_draining", "1 while the worker is drained: it receives no new jobs", registry=REGISTRY)
+# Label values known from the start, exported at 0, so that rates and alerts see them before the first event.
+STATUSES = ("alive", "succeeded", "failed", "timeout", "killed", "rejected", "canceled", "error")
+HELPER_THREADS = ("intake", "outbox", "journal-pruner", "image-cache", "cancel-watch", "monitoring", "hand-over")
 
 
 SERVICE_JOBS = Counter(
@@ -92,6 +110,27 @@ def record_job(status: str, duration_s: float, bytes_in: int, bytes_out: int, se
     STAGED_BYTES.labels("out").observe(bytes_out)
 
 
+def start_metrics() -> None:
+    """Every known label value at 0 (a rate over a series that does not exist yet is no rate)."""
+    for status in STATUSES:
+        JOBS.labels(status)
+        JOB_DURATION.labels(status)
+    for thread in HELPER_THREADS:
+        THREAD_FAILURES.labels(thread)
+    for direction in ("in", "out"):
+        STAGED_BYTES.labels(direction)
+
+
+def record_start(sent_at: float | None, now: float) -> None:
+    JOBS_STARTED.inc()
+    if sent_at is not None:
+        QUEUE_WAIT.observe(max(0.0, now - sent_at))
+
+
+def record_dead_letter() -> None:
+    DEAD_LETTERS.inc()
+
+
 def record_queue_error(call: str) -> None:
     QUEUE_ERRORS.labels(call).inc()
 
@@ -119,7 +158,7 @@ def _totals(counter: Counter) -> dict[str, int]:
 
 
 def jobs_by_status() -> dict[str, int]:
-    return _totals(JOBS)
+    return {status: count for status, count in _totals(JOBS).items() if count}
 
 
 def jobs_by_service() -> dict[str, dict[str, int]]:
@@ -157,3 +196,6 @@ def publish_gauges(state: WorkerState) -> None:
         SERVICE_RUNNING.labels(service).set(running.get(service, 0))
     _services_seen.update(running)
     LOOP_LAST_RUN.set(state.updated_at)
+    HEALTHY.set(0 if state.problems(state.updated_at) else 1)
+    JOURNAL_WRITABLE.set(0 if state.journal_problem else 1)
+    DRAINING.set(1 if state.draining else 0)

@@ -4,28 +4,48 @@ to the status file, the gauges, systemd's STATUS line and its watchdog."""
 from __future__ import annotations
 
 import logging
+import queue
+import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from monitoring.metrics import publish_gauges
+from monitoring.metrics import publish_gauges, start_metrics
+from monitoring.page_actions import DRAIN, RESUME, ActionRules, PageActions
 from monitoring.server import MonitoringServer
 from monitoring.state import WorkerState, write_state
+from monitoring.status_page import PageFacts
 from monitoring.systemd import SystemdNotifier
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL_S = 1.0
+__all__ = ["DRAIN", "RESUME", "Monitor"]
 
 
 class Monitor:
-    def __init__(self, status_path: Path, metrics_address: str = "127.0.0.1", metrics_port: int | None = None) -> None:
+    def __init__(
+        self,
+        status_path: Path,
+        metrics_address: str = "127.0.0.1",
+        metrics_port: int | None = None,
+        *,
+        facts: PageFacts | None = None,
+        actions: ActionRules | None = None,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
         self.status_path = status_path
         self.systemd = SystemdNotifier()
         self.latest: WorkerState | None = None
         self._published_at = 0.0
         self._status_file_failed = False
-        self.server = (
-            None if metrics_port is None else MonitoringServer(metrics_address, metrics_port, lambda: self.latest)
-        )
+        self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._wake = wake
+        start_metrics()
+        self.server = None
+        if metrics_port is not None:
+            page_actions = None if actions is None else PageActions(actions, secrets.token_urlsafe(32), self._ask)
+            facts = facts or PageFacts((), cancel_available=False)
+            self.server = MonitoringServer(metrics_address, metrics_port, lambda: self.latest, facts, page_actions)
 
     def start(self) -> None:
         if self.server is not None:
@@ -38,6 +58,18 @@ class Monitor:
     def problem(self) -> str | None:
         """The monitoring server's thread's, if it is failing or dead."""
         return None if self.server is None else self.server.problem()
+
+    def _ask(self, command: str) -> None:
+        """From the page's thread: the loop takes it at its next iteration."""
+        self._commands.put(command)
+        self._wake()
+
+    def commands(self) -> list[str]:
+        """What the status page asked since the last look (drain or resume), oldest first."""
+        taken = []
+        while not self._commands.empty():
+            taken.append(self._commands.get_nowait())
+        return taken
 
     def next_due(self) -> float:
         """When the next snapshot is due (monotonic)."""

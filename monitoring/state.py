@@ -20,6 +20,39 @@ class RunningJob(msgspec.Struct, frozen=True):
     attempt: int
     running_s: float
     service: str | None = None  # as its metrics label it (a configured service, or the job's kind)
+    job_id: str | None = None  # once its child decoded the request
+    named: str | None = None  # the service (a docker job's image) as the message names it: its sender's text
+    kind: str | None = None  # native or docker
+    progress_percent: float | None = None  # its latest progress, for a request with events
+    progress_message: str | None = None
+
+
+class WaitingJob(msgspec.Struct, frozen=True):
+    """A message received and held for a slot."""
+
+    message_id: str
+    attempt: int
+    waiting_s: float
+    why: str  # what it waits for
+    group: str | None = None
+
+
+class FinishedJob(msgspec.Struct, frozen=True):
+    job_id: str
+    message_id: str
+    status: str
+    final: bool  # False: an error that is retried
+    finished_at: float  # epoch seconds
+    duration_s: float | None
+    attempt: int
+    named: str | None = None  # the service as the message names it
+    error: str | None = None
+
+
+class MinuteTally(msgspec.Struct, frozen=True):
+    minute: int  # its start, epoch seconds
+    finished: int
+    failed: int
 
 
 class Resource(msgspec.Struct, frozen=True):
@@ -60,6 +93,10 @@ class WorkerState(msgspec.Struct, frozen=True):
     scratch_reserve_bytes: int = 0  # --disk-reserve, in bytes
     scratch_problem: str | None = None  # below the reserve: no new job starts
     resources: dict[str, Resource] = msgspec.field(default_factory=dict)  # memory_bytes, cpus, gpus
+    draining: bool = False  # asked to take no new jobs for now
+    waiting: list[WaitingJob] = msgspec.field(default_factory=list)  # the first held messages, in order
+    recent: list[FinishedJob] = msgspec.field(default_factory=list)  # newest first
+    per_minute: list[MinuteTally] = msgspec.field(default_factory=list)  # the last hour, oldest first
 
     def problems(self, now: float | None = None) -> list[str]:
         """Why the worker is unhealthy; empty when it is healthy."""
@@ -81,7 +118,10 @@ class WorkerState(msgspec.Struct, frozen=True):
     def summary(self) -> str:
         """One line for systemd's STATUS and the `status` command."""
         done = sum(self.jobs.values())
-        return f"{self.busy} of {self.workers} slots busy, {self.in_flight} messages in flight, {done} jobs done"
+        drained = ", drained: no new jobs" if self.draining else ""
+        return (
+            f"{self.busy} of {self.workers} slots busy, {self.in_flight} messages in flight, {done} jobs done{drained}"
+        )
 
 
 def status_path(scratch_dir: Path) -> Path:

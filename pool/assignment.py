@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.result import JobResult
+from protocol.result import JobResult, Progress
 from queues.base import BodyDefect
 
 
@@ -25,6 +25,7 @@ class JobEventNote:
     body: str
     reply_to: str | None
     sequence: int  # per job, from 1: keeps each event's deduplication id its own
+    progress: Progress | None = None  # a progress event's, for the status page
 
 
 @dataclass(frozen=True)

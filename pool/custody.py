@@ -19,6 +19,7 @@ from pool.admission import NOTHING, Admission, Reservation, total
 from pool.lanes import Held, Lanes
 from pool.outbox import Outbox
 from protocol.body import read_addressing
+from protocol.result import Progress
 from queues.base import JobQueue, ReceivedMessage, VisibilityChange
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Running:
     gpus: tuple[str, ...] = ()  # the devices it was given
     started: float = field(default_factory=time.monotonic)
     confirmed: bool = False  # its child said it took the job
+    progress: Progress | None = None  # the latest its job reported (a request with events)
 
     def log_fields(self, job_id: str | None = None, service: str | None = None) -> dict[str, object]:
         """The fields every log line about a job carries (the child adds them to its own lines)."""

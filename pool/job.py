@@ -348,7 +348,7 @@ class _EventSender:
         self.sequence += 1
         try:
             faults.check("event")
-            self.emit(JobEventNote(self.message_id, event.to_json(), self.reply_to, self.sequence))
+            self.emit(JobEventNote(self.message_id, event.to_json(), self.reply_to, self.sequence, event.progress))
         except Exception:  # an event is never worth the job
             log.warning("could not pass on an event of the job", exc_info=True)
 

@@ -9,10 +9,11 @@ import time
 from dataclasses import dataclass
 
 from journal.base import Outcome
-from monitoring.metrics import record_job, service_label
+from monitoring.metrics import record_dead_letter, record_job, service_label
 from pool.assignment import AnyReport, DuplicateReport, HeldElsewhereReport, StaleReport
 from pool.custody import Custody, Running
 from pool.image_cache import AnyImageCache
+from pool.job_history import JobHistory
 from pool.ledger import Ledger
 from pool.outcomes import OutcomePolicy
 from pool.prefetch import Prefetch
@@ -30,6 +31,7 @@ class JobEnds:
     prefetch: Prefetch
     images: AnyImageCache
     known_services: frozenset[str]
+    history: JobHistory
 
     def reported(self, slot: Slot, job: Running, report: AnyReport) -> None:
         self.custody.finish(job)
@@ -53,6 +55,7 @@ class JobEnds:
             self.images.job_ended(result)
             service = service_label(result.service, result.queue, self.known_services)
             record_job(outcome.status, result.duration_s or 0.0, report.bytes_in, report.bytes_out, service)
+            self.history.add(result, outcome.final)
             self._settle(job, outcome)
 
     def lost(self, lost: LostJob) -> None:
@@ -61,9 +64,12 @@ class JobEnds:
         log.info("job lost", extra=result.summary())
         kind = lost.accepted.queue if lost.accepted else None
         record_job(outcome.status, 0.0, 0, 0, service_label(result.service, kind, self.known_services))
+        self.history.add(result, outcome.final)
         self._settle(lost.job, outcome)
 
     def _settle(self, job: Running, outcome: Outcome) -> None:
         """Journaled, then delivered; a retried job of a group keeps its group's order."""
         self.ledger.add(outcome, job.visible_until)
         self.custody.keep_group_order(job.message, outcome.final)
+        if outcome.dead_letter_body is not None:
+            record_dead_letter()

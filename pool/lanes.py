@@ -5,8 +5,9 @@ order, while different groups run side by side."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pool.admission import NOTHING, Reservation
 from queues.base import ReceivedMessage
@@ -18,6 +19,7 @@ class Held:
     visible_until: float  # monotonic time its visibility lapses unless extended
     service: str | None = None  # a service whose running jobs are capped (`max-running`), if any
     reservation: Reservation = NOTHING  # what it will run under, against the box's capacity
+    held_since: float = field(default_factory=time.monotonic)
 
 
 class Lanes:

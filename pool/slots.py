@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from monitoring.metrics import record_child_restart
+from monitoring.metrics import record_child_restart, record_start
 from pool.assignment import JobAssignment
 from pool.child import SharedWithChild, child_main
 from pool.custody import Running
@@ -109,6 +109,7 @@ class SlotTable:
         message = job.message
         slot.job = job
         slot.handed += 1
+        record_start(message.sent_at, time.time())
         # If the child just died, `replace` reports the job lost and it is handed on.
         hand_over(
             slot.connection,

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from monitoring.metrics import child_restart_count, jobs_by_service, jobs_by_status, queue_error_count, service_label
-from monitoring.state import Resource, RunningJob, WorkerState
+from monitoring.state import Resource, RunningJob, WaitingJob, WorkerState
 from protocol.version import VERSION
 
 if TYPE_CHECKING:
     from pool.custody import Custody
+    from pool.lanes import Held
     from pool.slots import Slot, SlotTable
     from pool.supervisor import Supervisor
+
+MAX_WAITING_LISTED = 50
 
 
 def worker_state(supervisor: Supervisor) -> WorkerState:
@@ -49,6 +55,10 @@ def worker_state(supervisor: Supervisor) -> WorkerState:
         scratch_reserve_bytes=parts.space.reserve_bytes,
         scratch_problem=parts.space.problem(),
         resources=_resources(custody),
+        draining=supervisor.draining,
+        waiting=_waiting(custody, clock),
+        recent=supervisor.history.recent(),
+        per_minute=supervisor.history.per_minute(now),
     )
 
 
@@ -56,9 +66,42 @@ def _running(slots: SlotTable, slot: Slot, clock: float) -> RunningJob:
     job = slot.job
     assert job is not None
     accepted = slots.accepted(slot)
-    service = None if accepted is None else service_label(accepted.service, accepted.queue, slots.known_services)
     message = job.message
-    return RunningJob(slot.index, message.message_id, message.receive_count, round(clock - job.started, 1), service)
+    running = RunningJob(slot.index, message.message_id, message.receive_count, round(clock - job.started, 1))
+    if job.progress is not None:
+        running = msgspec.structs.replace(
+            running, progress_percent=job.progress.percent, progress_message=job.progress.message
+        )
+    if accepted is None:
+        return running
+    service = service_label(accepted.service, accepted.queue, slots.known_services)
+    return msgspec.structs.replace(
+        running, service=service, job_id=accepted.job_id, named=accepted.service, kind=accepted.queue
+    )
+
+
+def _waiting(custody: Custody, clock: float) -> list[WaitingJob]:
+    """The first MAX_WAITING_LISTED held messages, with what each waits for."""
+    if not custody.held:
+        return []
+    eligible = {id(held) for held in custody.lanes.startable(custody.busy_groups())}
+    admitted = {id(held) for held in custody.startable()}
+    waiting = []
+    for held in itertools.islice(custody.lanes, MAX_WAITING_LISTED):
+        waiting.append(_waiting_job(held, clock, admitted=id(held) in admitted, eligible=id(held) in eligible))
+    return waiting
+
+
+def _waiting_job(held: Held, clock: float, *, admitted: bool, eligible: bool) -> WaitingJob:
+    if admitted:
+        why = "a free slot"
+    elif eligible:
+        why = "room on the box or under its service's max-running"
+    else:
+        why = "the job before it in its message group"
+    message = held.message
+    waited = round(clock - held.held_since, 1)
+    return WaitingJob(message.message_id, message.receive_count, waited, why, message.group_id)
 
 
 def _resources(custody: Custody) -> dict[str, Resource]:

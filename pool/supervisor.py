@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Protocol
 
 from common import faults
-from monitoring.monitor import Monitor
+from monitoring.monitor import DRAIN, Monitor
 from monitoring.state import WorkerState
 from pool.assignment import AnyReport, JobEventNote, TableNote
 from pool.cancel_watch import AnyCancelWatch
@@ -27,6 +27,7 @@ from pool.custody import Custody
 from pool.image_cache import AnyImageCache
 from pool.intake import AnyIntake
 from pool.job_ends import JobEnds
+from pool.job_history import JobHistory
 from pool.ledger import Ledger
 from pool.outbox import Outbox
 from pool.outcomes import OutcomePolicy
@@ -88,10 +89,12 @@ class Supervisor:
         self.parts = parts
         self.slots, self.custody, self.intake = parts.slots, parts.custody, parts.intake
         self.ledger, self.courier, self.outbox = parts.ledger, parts.courier, parts.outbox
+        self.history = JobHistory()
         self.ends = JobEnds(parts.custody, parts.ledger, parts.policy, parts.prefetch, parts.images,
-                            parts.slots.known_services)  # fmt: skip
+                            parts.slots.known_services, self.history)  # fmt: skip
         self.started_at = time.time()
         self.stopping = False
+        self.draining = False  # the status page asked for no new jobs until it asks again
         self.stop_deadline: float | None = None
         self.pool_ready = False
         self.received_signals: list[int] = []
@@ -130,6 +133,8 @@ class Supervisor:
     def _loop(self) -> int:
         while not (self.stopping and not self.slots.busy()):
             self._handle_signals()
+            for command in self.parts.monitor.commands():
+                self._drain(command == DRAIN)
             if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
                 log.warning("shutdown grace is over: interrupting running jobs", extra={"jobs": len(self.slots.busy())})
                 self._force_stop()
@@ -224,12 +229,19 @@ class Supervisor:
         self._hold(self.intake.take())
         self.custody.release_waiting("shutting down")
 
+    def _drain(self, draining: bool) -> None:
+        """Drained, no message is received and those held go back; running jobs finish."""
+        if draining != self.draining:
+            self.draining = draining
+            log.info("drained: no new jobs until resumed" if draining else "resumed: taking new jobs")
+            self._hold([])
+
     # --- messages in ------------------------------------------------------------------
 
     def _receive_request(self) -> ReceiveRequest:
         """Messages for the idle slots that have none to start, and prefetch's allowance for those
         held once the startable start; once as many wait (capped) as there are slots, none."""
-        if not self.parts.space.open:
+        if self.draining or not self.parts.space.open:
             return NOTHING_WANTED
         idle = len(self.slots.idle())
         startable, blocked = self.custody.startable_and_blocked()
@@ -243,6 +255,8 @@ class Supervisor:
         if received:  # most loop iterations: nothing to look up
             fresh = self.ledger.answer_finished(received, time.monotonic() + self.custody.visibility_timeout)
             self.custody.hold(self.custody.take_redelivered(fresh))
+        if self.draining and self.custody.held:
+            self.custody.release_waiting("the worker is drained")
 
     def _dispatch(self) -> None:
         startable = self.custody.startable() if self.parts.space.open else []
@@ -285,6 +299,7 @@ class Supervisor:
         elif isinstance(message, TableNote):
             self.parts.cancels.table_note(message)
         elif isinstance(message, JobEventNote) and slot.job is not None:
+            slot.job.progress = message.progress or slot.job.progress
             # A running job's event goes out with the results, in its request's group.
             self.courier.add(Parcel.of_event(self.parts.policy.event(slot.job.message, message)))
 

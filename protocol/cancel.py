@@ -27,14 +27,18 @@ class CancelRequest:
         return f"canceled by {self.requested_by}: {self.reason}"
 
 
-def new_cancel_request(job_id: str, reason: str | None) -> CancelRequest:
-    """A request made here, by this user; the reason cut to MAX_REASON_CHARS."""
+def new_cancel_request(job_id: str, reason: str | None, requested_by: str | None = None) -> CancelRequest:
+    """A request made here, by this user (or `requested_by`); the reason cut to MAX_REASON_CHARS."""
+    text = (reason or "no reason given")[:MAX_REASON_CHARS]
+    return CancelRequest(job_id, text, requested_by or _this_user())
+
+
+def _this_user() -> str:
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    text = (reason or "no reason given")[:MAX_REASON_CHARS]
-    return CancelRequest(job_id, text, f"{user}@{socket.gethostname()}")
+    return f"{user}@{socket.gethostname()}"
 
 
 class CancelUnavailable(Exception):

@@ -47,6 +47,7 @@ class ReceivedMessage:
     receive_count: int
     defect: BodyDefect | None = None  # set: `body` is the raw message as received, not a request
     group_id: str | None = None  # its message group: one job of a group runs at a time, in order
+    sent_at: float | None = None  # when it was first sent (epoch seconds), where the queue says
 
 
 @dataclass(frozen=True)

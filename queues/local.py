@@ -159,12 +159,14 @@ class LocalQueue:
             received = []
             for (seq,) in rows:
                 token = uuid.uuid4().hex
-                message_id, body, count, group_id = db.execute(
+                row = db.execute(
                     "UPDATE messages SET visible_at = ?, receive_count = receive_count + 1, receipt_token = ?"
-                    " WHERE seq = ? RETURNING message_id, body, receive_count, group_id",
+                    " WHERE seq = ? RETURNING message_id, body, receive_count, group_id, sent_at",
                     (now + visibility_timeout, token, seq),
                 ).fetchone()
-                received.append(ReceivedMessage(message_id, f"{seq}:{token}", body, count, group_id=group_id))
+                message_id, body, count, group_id, sent_at = row
+                receipt = f"{seq}:{token}"
+                received.append(ReceivedMessage(message_id, receipt, body, count, group_id=group_id, sent_at=sent_at))
         return received
 
     @property

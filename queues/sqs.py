@@ -245,7 +245,7 @@ class SqsQueue:
             "MaxNumberOfMessages": min(BATCH_MAX, max_messages),
             "WaitTimeSeconds": min(LONG_POLL_S, int(wait_seconds)),
             "VisibilityTimeout": _seconds(visibility_timeout),
-            "MessageSystemAttributeNames": ["ApproximateReceiveCount", "MessageGroupId"],
+            "MessageSystemAttributeNames": ["ApproximateReceiveCount", "MessageGroupId", "SentTimestamp"],
             "MessageAttributeNames": ["All"],
         }
         if self._fifo:
@@ -261,21 +261,22 @@ class SqsQueue:
         attributes = message.get("Attributes", {})
         receive_count = int(attributes.get("ApproximateReceiveCount", 1))
         group_id = attributes.get("MessageGroupId")
+        sent_at = _epoch_seconds(attributes.get("SentTimestamp"))
         message_attributes = message.get("MessageAttributes", {})
         declared = next((message_attributes[n] for n in POINTER_SIZE_ATTRIBUTES if n in message_attributes), None)
         if declared is None:
-            return ReceivedMessage(message_id, receipt, body, receive_count, group_id=group_id)
+            return ReceivedMessage(message_id, receipt, body, receive_count, group_id=group_id, sent_at=sent_at)
         try:
             target = _POINTER.decode(body)[1]
         except (msgspec.DecodeError, RecursionError) as exc:
             problem = BodyDefect(f"marked as a large payload, but not an S3 pointer ({exc})")
-            return ReceivedMessage(message_id, receipt, body, receive_count, problem, group_id)
+            return ReceivedMessage(message_id, receipt, body, receive_count, problem, group_id, sent_at)
         # Carry the pointer in the receipt, as the extended client does, so the payload goes
         # with the message.
         receipt = self._client().embed_s3_pointer_in_receipt_handle({"ReceiptHandle": receipt, "Body": body})
         payload, defect = self._fetch_payload(target, declared.get("StringValue", ""))
         return ReceivedMessage(
-            message_id, receipt, payload if defect is None else body, receive_count, defect, group_id
+            message_id, receipt, payload if defect is None else body, receive_count, defect, group_id, sent_at
         )
 
     def _fetch_payload(self, target: _PointerTarget, declared_size: str) -> tuple[str, BodyDefect | None]:
@@ -374,3 +375,10 @@ def _raise_failed(call: str, url: str, response: dict[str, Any]) -> None:
     if failed:
         reasons = "; ".join(f"{entry.get('Code')}: {entry.get('Message')}" for entry in failed)
         raise QueueError(f"{call} on {url}: {len(failed)} entries failed ({reasons})", operation=call)
+
+
+def _epoch_seconds(milliseconds: str | None) -> float | None:
+    """SQS's SentTimestamp (epoch milliseconds, as text) in seconds; None when absent or unreadable."""
+    if milliseconds is None or not milliseconds.isdigit():
+        return None
+    return int(milliseconds) / 1000
