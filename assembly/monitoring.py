@@ -7,12 +7,12 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from common.sizes import format_size
+from common.sizes import describe_size
 from config.settings import WorkerSettings
 from monitoring.monitor import Monitor
 from monitoring.page_actions import LOOPBACK, ActionRules
 from monitoring.state import status_path
-from monitoring.status_page import PageFacts
+from monitoring.status_page import PageFacts, duration
 from protocol.cancel import CancelMarks
 
 
@@ -54,12 +54,12 @@ def _rows(settings: WorkerSettings, scratch_dir: Path) -> tuple[tuple[str, str],
         ("dead-letter queue", settings.dead_letter_queue or "none"),
         ("workers", str(settings.workers)),
         ("job limits", ", ".join(f"{name} {value}" for name, value in limits)),
-        ("capacity", f"memory {format_size(settings.memory_capacity)}, cpus {settings.cpu_capacity:g}, "
+        ("capacity", f"memory {describe_size(settings.memory_capacity)}, cpus {settings.cpu_capacity:g}, "
                      f"gpus {settings.gpus}"),
         ("visibility timeout", _seconds(settings.visibility_timeout)),
         ("attempts", f"at most {settings.max_attempts}, {_seconds(settings.retry_delay)} apart at first"),
         ("prefetch", f"up to {settings.prefetch_max} jobs expected to start within {settings.prefetch_window:g} s"),
-        ("journal", f"{settings.journal} (kept {_seconds(settings.journal_retention)})"),
+        ("journal", f"{settings.journal} (finished jobs kept {duration(settings.journal_retention)})"),
         ("job table", settings.job_table or "none"),
         ("scratch", str(scratch_dir)),
         ("page actions", "on" if settings.status_actions else "off (read-only)"),
@@ -72,4 +72,4 @@ def _seconds(value: float | None) -> str:
 
 
 def _size(value: int | None) -> str:
-    return "none" if value is None else format_size(value)
+    return "none" if value is None else describe_size(value)

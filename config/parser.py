@@ -317,7 +317,7 @@ def _add_monitoring_options(parser: argparse.ArgumentParser) -> None:
         "--metrics-port",
         type=port,
         default=None,
-        help="serve Prometheus /metrics, /healthz and /status on this port (default: off)",
+        help="serve the status page (/), Prometheus /metrics, /healthz and /status on this port (default: off)",
     )
     parser.add_argument(
         "--metrics-address",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from monitoring.state import WorkerState
 
 _services_seen: set[str] = set()  # each gauge once set is kept current, down to 0
 REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)  # the supervisor's own memory, CPU and open files
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
 BYTES_BUCKETS = tuple(float(2**power) for power in range(10, 41, 3))  # 1 KiB .. 1 TiB
 

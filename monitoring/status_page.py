@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 
+from common.sizes import describe_size
 from monitoring.state import MinuteTally, WorkerState
 
 REFRESH_S = 5
@@ -61,7 +62,7 @@ def render(state: WorkerState | None, facts: PageFacts, view: PageView, now: flo
         duration=duration,
         clock=clock,
         percent=percent,
-        size=size,
+        size=describe_size,
         failed=_failed,
     )
 
@@ -107,11 +108,3 @@ def clock(epoch: float) -> str:
 
 def percent(value: float | None) -> str:
     return "" if value is None else f"{value:.0f}%"
-
-
-def size(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from assembly.child_settings import IMAGE_STATE_DIR_NAME
 from monitoring.state import STATUS_FILE_NAME
@@ -389,3 +391,15 @@ class TcpProxy:
         finally:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
+
+
+def required_program(name: str, package: str) -> str:
+    """The path of a program the test needs: skipped without it, except in CI (`CI` set), where
+    `.ci/run` installs it and its absence is a failure."""
+    found = shutil.which(name)
+    if found is None:
+        why = f"{name} is not installed (Debian's {package} package)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return found
