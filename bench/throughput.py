@@ -3,6 +3,8 @@
 Measured in one run, each against its baseline:
 - trivial native jobs (`true`) through `supervisor.py --workers 2` vs the bare rate of spawning
   `true` from a 2-thread pool (target: >= 0.4x), and the same jobs asking for events;
+- the same worker serving its status page and metrics (`--metrics-port`) with nobody looking, and
+  with a viewer loading the page every second, vs without the listener (target: within 5%);
 - the journal's bytes on disk per finished job once results are delivered (target: < 300);
 - time from enqueue to job start, p50 and p99, one job at a time (target: p50 < 2 ms);
 - RSS of the supervisor plus 8 idle children (target: < 250 MB in total);
@@ -16,12 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -128,11 +133,36 @@ def bare_spawn_rate(jobs: int) -> float:
     return jobs / (time.perf_counter() - started)
 
 
-def supervisor_rate(directory: Path, jobs: int, job: str = TRIVIAL_JOB, messages_per_job: int = 1) -> float:
-    supervisor = Supervisor(directory, 2, ["true"])
+def supervisor_rate(
+    directory: Path, jobs: int, job: str = TRIVIAL_JOB, messages_per_job: int = 1, options: list[str] | None = None
+) -> float:
+    supervisor = Supervisor(directory, 2, ["true"], options)
     try:
         return supervisor.rate(job, jobs, messages_per_job)
     finally:
+        supervisor.stop()
+
+
+def status_page_rate(directory: Path, jobs: int, *, viewer: bool) -> float:
+    """Jobs per second with the monitoring listener on; `viewer`: the page loaded every second."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    supervisor = Supervisor(directory, 2, ["true"], ["--metrics-port", str(port)])
+    stop = threading.Event()
+
+    def view() -> None:
+        while not stop.wait(1.0):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+                page.read()
+
+    looker = threading.Thread(target=view, daemon=True)
+    if viewer:
+        looker.start()
+    try:
+        return supervisor.rate(TRIVIAL_JOB, jobs)
+    finally:
+        stop.set()
         supervisor.stop()
 
 
@@ -211,10 +241,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as temporary:
         directory = Path(temporary)
-        bare_rates, our_rates = [], []
+        bare_rates, our_rates, unwatched_rates, watched_rates = [], [], [], []
         for round_number in range(options.rounds):
             bare_rates.append(bare_spawn_rate(options.jobs))
             our_rates.append(supervisor_rate(directory / f"throughput-{round_number}", options.jobs))
+            unwatched_rates.append(status_page_rate(directory / f"page-{round_number}", options.jobs, viewer=False))
+            watched_rates.append(status_page_rate(directory / f"viewed-{round_number}", options.jobs, viewer=True))
         bare, ours = statistics.median(bare_rates), statistics.median(our_rates)
         # Each round pairs a bare run with a supervisor run right after it, so the ratio is taken
         # per round: the machine's speed drifts between rounds more than within one.
@@ -226,6 +258,13 @@ def main() -> None:
             f"  ratio: {statistics.median(ratios):.2f}x bare, median of the rounds' ratios "
             f"{[round(r, 2) for r in ratios]} (target >= 0.4x)"
         )
+
+        for label, rates in (("nobody looking", unwatched_rates), ("the page loaded every second", watched_rates)):
+            page_ratios = [r / o for r, o in zip(rates, our_rates, strict=True)]
+            print(
+                f"  with --metrics-port, {label + ':':29s} {statistics.median(rates):8.1f} jobs/s  {_rounded(rates)}"
+                f"  {statistics.median(page_ratios):.3f}x without (target within 5%)"
+            )
 
         with_events = supervisor_rate(directory / "events", options.jobs, EVENTS_JOB, messages_per_job=2)
         print(
