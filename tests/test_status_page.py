@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from monitoring.page_actions import LOOPBACK, ActionRules, PageActions, Refused
 from monitoring.state import FinishedJob, MinuteTally, RunningJob, WaitingJob, WorkerState
 from monitoring.status_page import PageFacts, PageView, render
-from protocol.cancel import CancelRequest
+from protocol.cancel import CancelRequest, CancelUnavailable
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
 from tests.support import Worker, job
@@ -162,6 +162,17 @@ def test_actions_from_the_page_itself() -> None:
     assert asked == ["drain", "resume"]
     [cancel] = marks.requests
     assert (cancel.job_id, cancel.reason, cancel.requested_by) == ("job<1>", "stuck", "the status page (::1)")
+
+
+class UnreachableMarks(Marks):
+    def request(self, cancel: CancelRequest) -> None:
+        raise CancelUnavailable("the job table jobs is unreachable (connection refused)")
+
+
+def test_a_cancel_that_cannot_be_stored_is_a_503_naming_why() -> None:
+    actions = PageActions(ActionRules(LOOPBACK, UnreachableMarks()), "t0ken", lambda _: None)
+    answer = refusal(actions, "cancel", post("token=t0ken&job_id=j1"))
+    assert answer.startswith("503") and "connection refused" in answer
 
 
 def test_allowed_networks_and_ipv4_mapped_clients() -> None:
