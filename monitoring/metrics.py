@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
@@ -128,6 +129,12 @@ def record_start(sent_at: float | None, now: float) -> None:
         QUEUE_WAIT.observe(max(0.0, now - sent_at))
 
 
+def watch_health(healthy: Callable[[], bool]) -> None:
+    """`api_worker_healthy` from `healthy()` at each scrape, as /healthz answers: a loop that
+    stopped publishing its state still shows as stuck."""
+    HEALTHY.set_function(lambda: 1.0 if healthy() else 0.0)
+
+
 def record_dead_letter() -> None:
     DEAD_LETTERS.inc()
 
@@ -197,6 +204,5 @@ def publish_gauges(state: WorkerState) -> None:
         SERVICE_RUNNING.labels(service).set(running.get(service, 0))
     _services_seen.update(running)
     LOOP_LAST_RUN.set(state.updated_at)
-    HEALTHY.set(0 if state.problems(state.updated_at) else 1)
     JOURNAL_WRITABLE.set(0 if state.journal_problem else 1)
     DRAINING.set(1 if state.draining else 0)

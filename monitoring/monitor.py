@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from monitoring.metrics import publish_gauges, start_metrics
+from monitoring.metrics import publish_gauges, start_metrics, watch_health
 from monitoring.page_actions import DRAIN, RESUME, ActionRules, PageActions
 from monitoring.server import MonitoringServer
 from monitoring.state import WorkerState, write_state
@@ -41,6 +41,7 @@ class Monitor:
         self._commands: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._wake = wake
         start_metrics()
+        watch_health(self._healthy)
         self.server = None
         if metrics_port is not None:
             page_actions = None if actions is None else PageActions(actions, secrets.token_urlsafe(32), self._ask)
@@ -58,6 +59,10 @@ class Monitor:
     def problem(self) -> str | None:
         """The monitoring server's thread's, if it is failing or dead."""
         return None if self.server is None else self.server.problem()
+
+    def _healthy(self) -> bool:
+        latest = self.latest
+        return latest is not None and not latest.problems(time.time())
 
     def _ask(self, command: str) -> None:
         """From the page's thread: the loop takes it at its next iteration."""

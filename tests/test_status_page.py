@@ -18,6 +18,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitoring.metrics import REGISTRY
+from monitoring.monitor import Monitor
 from monitoring.page_actions import LOOPBACK, ActionRules, PageActions, Refused
 from monitoring.state import FinishedJob, MinuteTally, RunningJob, WaitingJob, WorkerState
 from monitoring.status_page import PageFacts, PageView, render
@@ -100,6 +102,16 @@ def test_problems_are_shown_first() -> None:
     page = render(stuck, FACTS, PageView(actions=False, token=""), now)
     assert page.index("Unhealthy") < page.index('id="slots"')
     assert "the supervisor loop has not run for 100 s" in page
+
+
+def test_the_healthy_gauge_is_read_at_each_scrape(tmp_path: Path) -> None:
+    monitor = Monitor(tmp_path / "status.json")
+    assert REGISTRY.get_sample_value("api_worker_healthy") == 0  # no state yet: starting
+    now = time.time()
+    monitor.publish(state_with("job-1", now))
+    assert REGISTRY.get_sample_value("api_worker_healthy") == 1
+    monitor.latest = state_with("job-1", now - 100)  # the loop stopped publishing 100 s ago
+    assert REGISTRY.get_sample_value("api_worker_healthy") == 0
 
 
 # --- actions, without a worker -----------------------------------------------------------
