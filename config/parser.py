@@ -39,7 +39,7 @@ from staging.stager import DEFAULT_TRANSFER_CONCURRENCY
 
 WORKER_COMMANDS = ("native", "docker", "services")
 DEFAULT_PREFETCH_WINDOW_S = 1.0
-DEFAULT_PREFETCH_MAX = 10
+DEFAULT_PREFETCH_MAX = 20
 DEFAULT_PROGRESS_INTERVAL_S = 2.0  # at most one progress event per job this often
 DEFAULT_DEADLINE_MARGIN_S = 300.0  # beyond a job's limits: image pull, start-up, clean-up
 

@@ -209,13 +209,12 @@ class ResultCourier:
         self.health = health
         self.dead_letter_queue = dead_letter_queue
         self._pending: list[Parcel] = []
-        self._oldest = 0.0
+        self._added: list[float] = []  # when each pending parcel came (monotonic)
         self._batch_delay_s = job_queue.profile.result_batch_delay_s
 
     def add(self, parcel: Parcel) -> None:
-        if not self._pending:
-            self._oldest = time.monotonic()
         self._pending.append(parcel)
+        self._added.append(time.monotonic())
 
     def pending_count(self) -> int:
         """Messages answered whose answer waits for its batch to go out (events not counted)."""
@@ -225,20 +224,26 @@ class ResultCourier:
         """When the pending parcels must go out (None: nothing pending)."""
         if not self._pending:
             return None
-        return max(0.0, self._oldest + self._batch_delay_s - time.monotonic())
+        return max(0.0, self._added[0] + self._batch_delay_s - time.monotonic())
 
     def next_due(self) -> float | None:
         """When the pending parcels must go out (monotonic; None: nothing pending)."""
-        return self._oldest + self._batch_delay_s if self._pending else None
+        return self._added[0] + self._batch_delay_s if self._pending else None
 
     def flush(self, *, force: bool = False) -> None:
         """Hand what is pending to the outbox, once a batch is full or has waited its delay (or
         when forced), so that a busy worker makes one call per ten results on a remote queue,
-        and one transaction for several on the embedded queue."""
+        and one transaction for several on the embedded queue. A full batch goes out alone: the
+        rest waits for its own batch to fill, or for its delay."""
         due = self.seconds_to_flush()
-        if due is None or (due > 0 and len(self._pending) < BATCH_MAX and not force):
+        if due is None:
             return
-        pending, self._pending = self._pending, []
+        everything = force or due <= 0
+        if not everything and len(self._pending) < BATCH_MAX:
+            return
+        count = len(self._pending) if everything else len(self._pending) // BATCH_MAX * BATCH_MAX
+        pending, self._pending = self._pending[:count], self._pending[count:]
+        del self._added[:count]
         for start in range(0, len(pending), BATCH_MAX):
             batch = pending[start : start + BATCH_MAX]
             self.outbox.submit(f"deliver {len(batch)} outcomes", _Delivery(self, batch), NEVER)

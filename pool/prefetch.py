@@ -4,10 +4,11 @@ The worker holds received-but-not-started messages only as many as it expects to
 the prefetch window, estimated from how long its recent jobs held a slot: N slots that each
 free up every D seconds start N * window / D messages within the window. Without history, or
 when jobs take longer than the window, it holds none, so long jobs stay on the queue for
-other workers. A receive for held messages waits until half the allowance is missing, so that
-each receive brings several messages (fewer requests per job); a receive for an idle slot
-goes out at once. The composition root turns prefetch off where the queue's profile says
-so, on FIFO queues (`NO_PREFETCH`).
+other workers. A receive for held messages waits until a full batch of ten is missing when the
+allowance holds two batches (the other keeps the slots busy while the receive is on its way),
+else until half the allowance is missing, so that each receive brings several messages (fewer
+requests per job); a receive for an idle slot goes out at once. The composition root turns
+prefetch off where the queue's profile says so, on FIFO queues (`NO_PREFETCH`).
 """
 
 from __future__ import annotations
@@ -83,4 +84,5 @@ class Prefetch:
         """What to ask the queue for, given the idle slots with no message to start and the
         messages held once the startable ones have started."""
         allowance = self.allowance()
-        return ReceiveRequest(max(0, unfilled_slots), max(0, allowance - held), max(1, math.ceil(allowance / 2)))
+        batch = BATCH_MAX if allowance >= 2 * BATCH_MAX else max(1, math.ceil(allowance / 2))
+        return ReceiveRequest(max(0, unfilled_slots), max(0, allowance - held), batch)

@@ -154,6 +154,22 @@ def test_remote_results_wait_to_share_a_call(force: bool, tmp_path: Path) -> Non
     assert courier.seconds_to_flush() == (None if force else pytest.approx(0.5, abs=0.1))
 
 
+def test_a_full_batch_goes_out_alone_and_the_rest_waits_for_its_own(tmp_path: Path) -> None:
+    queue = FlakyQueue()
+    queue.failures_left = 0
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    courier = _courier(queue, journal, InlineOutbox())
+    for parcel in _parcels(journal, 13):
+        courier.add(parcel)
+    courier.flush()
+    assert queue.sent == [f"result {i}" for i in range(10)]  # one full batch: one call
+    assert courier.pending_count() == 3
+    assert courier.seconds_to_flush() == pytest.approx(0.5, abs=0.1)  # the rest waits its delay
+    courier.flush(force=True)
+    assert queue.sent == [f"result {i}" for i in range(13)]
+    assert courier.pending_count() == 0
+
+
 def test_a_duplicate_delivery_is_only_deleted(tmp_path: Path) -> None:
     queue = FlakyQueue()
     journal = SqliteJournal(tmp_path / "journal.sqlite3")

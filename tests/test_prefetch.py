@@ -74,3 +74,12 @@ def test_taken_messages_serve_idle_slots_first() -> None:
     assert ReceiveRequest(2, 6, 5).less(1) == ReceiveRequest(1, 6, 5)
     assert ReceiveRequest(2, 6, 5).less(5) == ReceiveRequest(0, 3, 5)
     assert ReceiveRequest(2, 6, 5).less(12) == ReceiveRequest(0, 0, 5)
+
+
+def test_two_batches_of_allowance_receive_full_batches() -> None:
+    prefetch = _prefetch(slots=2, maximum=20)
+    prefetch.job_ended(0.01)  # 200 would start within the window: the maximum, 20
+    request = prefetch.request(unfilled_slots=0, held=12)
+    assert request == ReceiveRequest(0, 8, BATCH_MAX)
+    assert request.count(0) == 0  # 8 missing: the 12 held keep the slots busy; wait for 10
+    assert prefetch.request(unfilled_slots=0, held=10).count(0) == BATCH_MAX
