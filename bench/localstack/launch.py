@@ -9,7 +9,7 @@ LocalStack's own virtual environment (see bench/sqs_servers.py).
 import runpy
 from typing import Any
 
-from twisted.internet import endpoints
+from twisted.internet import endpoints  # type: ignore[import-not-found]  # LocalStack's own environment
 
 _AnyAddress = endpoints.TCP4ServerEndpoint
 
@@ -19,5 +19,5 @@ class LoopbackEndpoint(_AnyAddress):  # type: ignore[misc,valid-type]
         super().__init__(reactor, port, backlog, interface or "127.0.0.1")
 
 
-endpoints.TCP4ServerEndpoint = LoopbackEndpoint  # type: ignore[misc]
+endpoints.TCP4ServerEndpoint = LoopbackEndpoint
 runpy.run_module("localstack.runtime.main", run_name="__main__")
