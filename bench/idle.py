@@ -1,12 +1,13 @@
 """What an idle worker costs on SQS: the requests it makes per minute to an empty queue.
 
 A worker with its defaults (`supervisor.py --workers 2 native -- true`) watches an empty SQS
-queue on a moto server for `--minutes`; every request in the server's log from the moment its
-pool is ready to the end of the window is counted (an idle worker only receives). Baseline:
-a bare boto3 loop of 20 s long polls, the least any SQS consumer can do, over the same window
-in the same run. Target: at most 3.5 requests per minute.
+queue on an SQS server on loopback (LocalStack by default, `--server moto` on request) for
+`--minutes`; every request the server answered from the moment its pool is ready to the end of
+the window is counted (an idle worker only receives). Baseline: a bare boto3 loop of 20 s long
+polls, the least any SQS consumer can do, over the same window in the same run. Target: at most
+3.5 requests per minute.
 
-Usage: python bench/idle.py [--minutes 5]
+Usage: python bench/idle.py [--server localstack|moto] [--minutes 5]
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 
-from bench.vs_celery import request_count  # noqa: E402
-from testkit.moto_server import moto_in_environment  # noqa: E402
+from bench.sqs_servers import SERVERS, SqsServer, cpu_seconds, start_server  # noqa: E402
 from testkit.waiting import wait_until  # noqa: E402
 
 
-def worker_requests(root: Path, moto_log: Path, queue: str, seconds: float) -> int:
+def worker_requests(root: Path, server: SqsServer, queue: str, seconds: float) -> int:
     log_path = root / "worker.log"
     command = [
         sys.executable, str(REPO / "supervisor.py"), "--workers", "2", "--queue", queue,
@@ -42,15 +42,15 @@ def worker_requests(root: Path, moto_log: Path, queue: str, seconds: float) -> i
         worker = subprocess.Popen(command, stdout=log, stderr=log)
     try:
         wait_until(lambda: "pool ready" in _messages(log_path), 60, "the worker's pool")
-        before = request_count(moto_log)
+        before = server.request_count()
         time.sleep(seconds)  # the measurement itself: a window of idle time
-        return request_count(moto_log) - before
+        return server.request_count() - before
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
 
 
-def bare_long_poll_requests(moto_log: Path, queue: str, seconds: float) -> int:
+def bare_long_poll_requests(server: SqsServer, queue: str, seconds: float) -> int:
     sqs = boto3.client("sqs")
     stop = threading.Event()
 
@@ -58,11 +58,11 @@ def bare_long_poll_requests(moto_log: Path, queue: str, seconds: float) -> int:
         while not stop.is_set():
             sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=20)
 
-    before = request_count(moto_log)
+    before = server.request_count()
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     time.sleep(seconds)
-    requests = request_count(moto_log) - before
+    requests = server.request_count() - before
     stop.set()
     return requests
 
@@ -79,17 +79,24 @@ def _messages(log_path: Path) -> set[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", choices=SERVERS, default="localstack", help="the SQS server to run on")
     parser.add_argument("--minutes", type=float, default=5.0)
     options = parser.parse_args()
     seconds = options.minutes * 60
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
-        moto_log = root / "moto.log"
-        with moto_in_environment(moto_log):
+        server = start_server(options.server, root / "server")
+        try:
             sqs = boto3.client("sqs")
-            ours = worker_requests(root, moto_log, sqs.create_queue(QueueName="idle-ours")["QueueUrl"], seconds)
-            bare = bare_long_poll_requests(moto_log, sqs.create_queue(QueueName="idle-bare")["QueueUrl"], seconds)
-    print(f"an idle worker on an empty SQS queue, {options.minutes:g} minutes:")
+            started, cpu = time.monotonic(), cpu_seconds(server)
+            ours = worker_requests(root, server, sqs.create_queue(QueueName="idle-ours")["QueueUrl"], seconds)
+            bare = bare_long_poll_requests(server, sqs.create_queue(QueueName="idle-bare")["QueueUrl"], seconds)
+            busy = (cpu_seconds(server) - cpu) / (time.monotonic() - started)
+        finally:
+            server.stop()
+    print(
+        f"an idle worker on an empty SQS queue on {server.name} (server busy {busy:.1%}), {options.minutes:g} minutes:"
+    )
     print(f"  supervisor.py --workers 2: {ours} requests, {ours / options.minutes:.2f} per minute (target <= 3.5)")
     print(f"  bare 20 s long polls:      {bare} requests, {bare / options.minutes:.2f} per minute")
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 
-from bench.vs_celery import request_count  # noqa: E402
+from bench.sqs_servers import moto_request_count as request_count  # noqa: E402
 from testkit.moto_server import MotoServer, create_job_table, moto_in_environment  # noqa: E402
 from testkit.waiting import wait_until  # noqa: E402
 

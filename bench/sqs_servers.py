@@ -77,12 +77,16 @@ class Moto:
         self.process = self.server.process
 
     def request_count(self) -> int:
-        """One access-log line per request."""
-        text = self.log_path.read_text(errors="replace")
-        return sum(1 for line in text.splitlines() if '"POST ' in line or '"GET ' in line)
+        return moto_request_count(self.log_path)
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def moto_request_count(log_path: Path) -> int:
+    """Requests a moto server has answered so far: one access-log line each."""
+    text = log_path.read_text(errors="replace")
+    return sum(1 for line in text.splitlines() if '"POST ' in line or '"GET ' in line)
 
 
 class LocalStack:

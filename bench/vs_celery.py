@@ -1,20 +1,23 @@
-"""Trivial jobs over SQS: supervisor.py against Celery, in one run, on one moto server.
+"""Trivial jobs over SQS: supervisor.py against Celery at three settings, in one run, on one
+SQS server, and against the same worker on the embedded queue.
 
-Both consume the same number of jobs (each runs `true` as a subprocess) from an SQS queue on
-a moto server: `supervisor.py --workers 2 native -- true` with its defaults (prefetch on),
-once sending results to a result queue and once to the log only, and a Celery worker (kombu's
-SQS transport, prefork `-c 2`, `task_acks_late`, prefetch multiplier 1, `task_ignore_result`)
-tuned the way a Celery user tunes it for short jobs: `wait_time_seconds: 1` (a 1 s long poll
-instead of 20 s when its prefetch runs dry) and `polling_interval: 0.1`. The jobs are queued
-before each consumer starts. Printed for each, for each job count: jobs/s from the first
-job's start to the last job's end (from the consumers' own timestamps), the SQS requests per
-job, counted in the server's request log from the consumer's start to its last job (the
-producer's sends are not counted), and how busy the moto server was meanwhile: moto's SQS
-does work in proportion to the queue's length for every message it hands out, so with
-hundreds of messages queued the server, not the consumer, can set the pace. Targets: >= 3x
-Celery's jobs/s, <= 0.5 SQS requests per job.
+Each consumer gets N jobs (each runs `true` as a subprocess), all queued before it starts:
+`supervisor.py --workers 2 native -- true` with its defaults, results sent to a result queue;
+the same worker on the embedded queue; and a Celery worker (kombu's SQS transport, prefork
+`-c 2`, `task_ignore_result`, tuned for short jobs: `wait_time_seconds: 1`, `polling_interval:
+0.1`) at the settings its users pick: prefetch x1 with late acks (the advice for long tasks),
+prefetch x4 (Celery's default), and prefetch x16 with early acks (for throughput).
 
-Usage: python bench/vs_celery.py [--jobs 200 500]
+Printed for each: jobs/s from the first job's start to the last job's end, from the consumer's
+own timestamps (so start-up is not counted), the SQS requests per job, counted by the server
+from the consumer's start to its last job (the producer's sends are not counted), and the
+server's CPU share meanwhile. The server is LocalStack's own SQS provider by default (its
+receive costs the same with 5 or 5,000 queued); `--server moto` runs on moto, whose receive
+walks the whole queue, so that with hundreds queued moto, not the consumer, sets the pace.
+Targets at N = 5,000: >= 2.5x Celery at prefetch x16, >= 0.8x the worker's own rate on the
+embedded queue, <= 0.3 requests per job.
+
+Usage: python bench/vs_celery.py [--server localstack|moto] [--jobs 500 5000]
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
-import psutil  # noqa: E402
 
-from testkit.moto_server import MotoServer, moto_in_environment  # noqa: E402
+from bench.sqs_servers import SERVERS, SqsServer, cpu_seconds, start_server  # noqa: E402
+from queues.local import LocalQueue  # noqa: E402
 
+JOB = json.dumps({"service": "bench", "queue": "native", "command": {"arguments": []}})
 CELERY_APP = """
 import os, subprocess, time
 from celery import Celery
@@ -54,8 +58,8 @@ app.conf.update(
         "predefined_queues": {"celery": {"url": os.environ["BENCH_QUEUE"],
                                          "access_key_id": "bench", "secret_access_key": "bench"}},
     },
-    task_acks_late=True,
-    worker_prefetch_multiplier=1,
+    task_acks_late=os.environ["BENCH_ACKS_LATE"] == "1",
+    worker_prefetch_multiplier=int(os.environ["BENCH_PREFETCH"]),
     task_ignore_result=True,
 )
 
@@ -69,9 +73,42 @@ def run_true():
 """
 
 
-def request_count(moto_log: Path) -> int:
-    """Requests moto has answered so far (one access-log line each)."""
-    return sum(1 for line in moto_log.read_text(errors="replace").splitlines() if '"POST ' in line or '"GET ' in line)
+@dataclass(frozen=True)
+class CelerySetting:
+    label: str
+    prefetch: int
+    acks_late: bool
+
+
+CELERY_SETTINGS = (
+    CelerySetting("Celery, prefetch x1, late ack", 1, True),
+    CelerySetting("Celery, prefetch x4 (default)", 4, False),
+    CelerySetting("Celery, prefetch x16, early ack", 16, False),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    jobs_per_s: float
+    requests_per_job: float | None  # None: no SQS involved
+    server_busy: float | None  # the server's CPU time over the consumer's run
+
+
+class Meter:
+    """Requests and the server's CPU time from a consumer's start to its last job."""
+
+    def __init__(self, server: SqsServer | None) -> None:
+        self.server = server
+        self.requests = server.request_count() if server else 0
+        self.cpu = cpu_seconds(server) if server else 0.0
+        self.started = time.monotonic()
+
+    def run(self, jobs: int, spans: list[tuple[float, float]]) -> Run:
+        rate = jobs / (max(end for _, end in spans) - min(start for start, _ in spans))
+        if self.server is None:
+            return Run(rate, None, None)
+        busy = (cpu_seconds(self.server) - self.cpu) / (time.monotonic() - self.started)
+        return Run(rate, (self.server.request_count() - self.requests) / jobs, busy)
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
@@ -82,47 +119,14 @@ def wait_for(condition: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-@dataclass(frozen=True)
-class Run:
-    jobs_per_s: float
-    requests_per_job: float
-    moto_busy: float  # moto's CPU time over the consumer's time, from its start to its last job
-
-
-class Meter:
-    """Requests and moto's CPU time from a consumer's start to its last job."""
-
-    def __init__(self, moto: MotoServer, moto_log: Path) -> None:
-        self.moto_log = moto_log
-        self.process = psutil.Process(moto.process.pid)
-        self.requests = request_count(moto_log)
-        self.cpu = _cpu_seconds(self.process)
-        self.started = time.monotonic()
-
-    def run(self, jobs: int, jobs_per_s: float) -> Run:
-        busy = (_cpu_seconds(self.process) - self.cpu) / (time.monotonic() - self.started)
-        return Run(jobs_per_s, (request_count(self.moto_log) - self.requests) / jobs, busy)
-
-
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def run_ours(root: Path, sqs: Any, moto: MotoServer, moto_log: Path, jobs: int, *, results: bool) -> Run:
-    name = f"{jobs}-{'results' if results else 'log'}"
-    queue = sqs.create_queue(QueueName=f"ours-jobs-{name}")["QueueUrl"]
-    result_options = (
-        ["--result-queue", sqs.create_queue(QueueName=f"ours-results-{name}")["QueueUrl"]] if results else []
-    )
-    body = json.dumps({"service": "bench", "queue": "native", "command": {"arguments": []}})
-    for start in range(0, jobs, 10):
-        entries = [{"Id": str(i), "MessageBody": body} for i in range(min(10, jobs - start))]
-        sqs.send_message_batch(QueueUrl=queue, Entries=entries)
+def run_ours(
+    root: Path, name: str, queue: str, *, result_queue: str | None, jobs: int, server: SqsServer | None
+) -> Run:
     log_path = root / f"ours-{name}.log"
-    meter = Meter(moto, moto_log)
+    meter = Meter(server)
+    results = ["--result-queue", result_queue] if result_queue else []
     command = [
-        sys.executable, str(REPO / "supervisor.py"), "--workers", "2", "--queue", queue, *result_options,
+        sys.executable, str(REPO / "supervisor.py"), "--workers", "2", "--queue", queue, *results,
         "--scratch-dir", str(root / f"scratch-{name}"), "--journal", str(root / f"journal-{name}.sqlite3"),
         "native", "--service", "bench", "--", "true",
     ]  # fmt: skip
@@ -140,42 +144,59 @@ def run_ours(root: Path, sqs: Any, moto: MotoServer, moto_log: Path, jobs: int, 
                 found.append(record)
         return found
 
-    wait_for(lambda: len(records("job finished")) >= jobs, 600, "our worker's jobs")
+    wait_for(lambda: len(records("job finished")) >= jobs, 900, f"our worker's jobs ({name})")
     starts = [_epoch(r["time"]) for r in records("job started")]
     ends = [_epoch(r["time"]) for r in records("job finished")]
-    run = meter.run(jobs, jobs / (max(ends) - min(starts)))
+    run = meter.run(jobs, [(min(starts), max(ends))])
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
     return run
 
 
-def run_celery(root: Path, sqs: Any, moto: MotoServer, moto_log: Path, jobs: int) -> Run:
-    queue = sqs.create_queue(QueueName=f"celery-{jobs}")["QueueUrl"]
+def run_ours_on_sqs(root: Path, sqs: Any, server: SqsServer, jobs: int) -> Run:
+    queue = sqs.create_queue(QueueName=f"ours-jobs-{jobs}")["QueueUrl"]
+    results = sqs.create_queue(QueueName=f"ours-results-{jobs}")["QueueUrl"]
+    for start in range(0, jobs, 10):
+        entries = [{"Id": str(i), "MessageBody": JOB} for i in range(min(10, jobs - start))]
+        sqs.send_message_batch(QueueUrl=queue, Entries=entries)
+    return run_ours(root, f"sqs-{jobs}", queue, result_queue=results, jobs=jobs, server=server)
+
+
+def run_ours_embedded(root: Path, jobs: int) -> Run:
+    path = root / f"embedded-{jobs}.sqlite3"
+    LocalQueue(path).send_batch([JOB] * jobs)
+    return run_ours(root, f"embedded-{jobs}", f"local:{path}", result_queue=None, jobs=jobs, server=None)
+
+
+def run_celery(root: Path, sqs: Any, server: SqsServer, jobs: int, setting: CelerySetting) -> Run:
+    name = f"{jobs}-{setting.prefetch}-{int(setting.acks_late)}"
+    queue = sqs.create_queue(QueueName=f"celery-{name}")["QueueUrl"]
     (root / "celery_bench_app.py").write_text(CELERY_APP)
-    times = root / f"celery-times-{jobs}.txt"
+    times = root / f"celery-times-{name}.txt"
     times.touch()
     environment = dict(
         os.environ,
-        BENCH_BROKER=f"sqs://bench:bench@127.0.0.1:{moto.port}",
+        BENCH_BROKER=f"sqs://bench:bench@127.0.0.1:{server.port}",
         BENCH_QUEUE=queue,
         BENCH_TIMES=str(times),
+        BENCH_PREFETCH=str(setting.prefetch),
+        BENCH_ACKS_LATE="1" if setting.acks_late else "0",
         PYTHONPATH=str(root),
     )
-    producer = subprocess.run(
+    subprocess.run(
         [sys.executable, "-c", f"from celery_bench_app import run_true\nfor _ in range({jobs}): run_true.delay()"],
         env=environment, cwd=root, check=True, capture_output=True,
     )  # fmt: skip
-    del producer
-    meter = Meter(moto, moto_log)
-    with (root / f"celery-{jobs}.log").open("wb") as log:
+    meter = Meter(server)
+    with (root / f"celery-{name}.log").open("wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "celery_bench_app", "worker", "-c", "2", "-P", "prefork",
              "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
             env=environment, cwd=root, stdout=log, stderr=log,
         )  # fmt: skip
-    wait_for(lambda: len(times.read_text().splitlines()) >= jobs, 900, "Celery's jobs")
-    spans = [tuple(map(float, line.split())) for line in times.read_text().splitlines()]
-    run = meter.run(jobs, jobs / (max(end for _, end in spans) - min(start for start, _ in spans)))
+    wait_for(lambda: len(times.read_text().splitlines()) >= jobs, 1800, f"Celery's jobs ({setting.label})")
+    spans = [(float(start), float(end)) for start, end in (line.split() for line in times.read_text().splitlines())]
+    run = meter.run(jobs, spans)
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
     return run
@@ -185,39 +206,43 @@ def _epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+def _line(name: str, run: Run) -> str:
+    figures = f"{run.jobs_per_s:7.1f} jobs/s"
+    if run.requests_per_job is not None and run.server_busy is not None:
+        figures += f", {run.requests_per_job:.2f} SQS requests per job, server busy {run.server_busy:4.0%}"
+    return f"  {name:42} {figures}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, nargs="+", default=[200, 500], help="job counts, each run on both")
+    parser.add_argument("--server", choices=SERVERS, default="localstack", help="the SQS server to run on")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[500, 5000], help="job counts, each run on all")
     options = parser.parse_args()
-    figures = []
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
-        moto_log = root / "moto.log"
-        with moto_in_environment(moto_log) as moto:
+        server = start_server(options.server, root / "server")
+        try:
             sqs = boto3.client("sqs")
+            print(f"trivial jobs, 2 worker processes each, on {server.name} (SQS) and on the embedded queue;")
+            print("jobs/s from the first job's start to the last job's end (start-up not counted);")
+            print("server busy: the SQS server's CPU time over the consumer's run (near 100%: it sets the pace)")
             for jobs in options.jobs:
-                ours = run_ours(root, sqs, moto, moto_log, jobs, results=True)
-                ours_log_only = run_ours(root, sqs, moto, moto_log, jobs, results=False)
-                celery = run_celery(root, sqs, moto, moto_log, jobs)
-                figures.append((jobs, ours, ours_log_only, celery))
-    print("trivial jobs over SQS (moto), 2 worker processes each; Celery: wait_time_seconds 1, polling_interval 0.1")
-    print("(moto busy: the moto server's CPU time over the consumer's run; near 100% the server is the bottleneck)")
-    for jobs, ours, ours_log_only, celery in figures:
-        print(f"{jobs} jobs:")
-        for name, run in (
-            ("supervisor.py, results to a queue", ours),
-            ("supervisor.py, results to the log only", ours_log_only),
-            ("Celery (task_ignore_result)", celery),
-        ):
-            print(
-                f"  {name:40} {run.jobs_per_s:6.1f} jobs/s, {run.requests_per_job:.2f} SQS requests per job, "
-                f"moto busy {run.moto_busy:4.0%}"
-            )
-        print(
-            f"  ratio: {ours.jobs_per_s / celery.jobs_per_s:.2f}x Celery's jobs/s with results to a queue, "
-            f"{ours_log_only.jobs_per_s / celery.jobs_per_s:.2f}x without (target >= 3x); "
-            "requests per job target <= 0.5"
-        )
+                ours = run_ours_on_sqs(root, sqs, server, jobs)
+                embedded = run_ours_embedded(root, jobs)
+                celery = {setting: run_celery(root, sqs, server, jobs, setting) for setting in CELERY_SETTINGS}
+                print(f"{jobs} jobs:")
+                print(_line(f"supervisor.py on SQS ({server.name})", ours))
+                print(_line("supervisor.py on the embedded queue", embedded))
+                for setting, run in celery.items():
+                    print(_line(setting.label, run))
+                ratios = ", ".join(f"{ours.jobs_per_s / run.jobs_per_s:.2f}x {s.label}" for s, run in celery.items())
+                print(f"  ratios: {ratios} (target >= 2.5x at prefetch x16)")
+                print(
+                    f"  on SQS the worker runs at {ours.jobs_per_s / embedded.jobs_per_s:.2f}x its embedded-queue rate"
+                    " (target >= 0.8x); requests per job target <= 0.3"
+                )
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":
