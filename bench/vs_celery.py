@@ -30,8 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +130,7 @@ def run_ours(
     command = [
         sys.executable, str(REPO / "supervisor.py"), "--workers", "2", "--queue", queue, *results,
         "--scratch-dir", str(root / f"scratch-{name}"), "--journal", str(root / f"journal-{name}.sqlite3"),
-        "native", "--service", "bench", "--", "true",
+        *os.environ.get("BENCH_WORKER_OPTIONS", "").split(), "native", "--service", "bench", "--", "true",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         worker = subprocess.Popen(command, stdout=log, stderr=log)
@@ -213,6 +215,16 @@ def _line(name: str, run: Run) -> str:
     return f"  {name:42} {figures}"
 
 
+def on_fresh_server(name: str, directory: Path, consume: Callable[[Any, SqsServer], Run]) -> tuple[Run, str]:
+    """`consume(sqs_client, server)` on a server of its own, so that no run inherits another's
+    queues or load; returns its figures and the server's name."""
+    server = start_server(name, directory)
+    try:
+        return consume(boto3.client("sqs"), server), server.name
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", choices=SERVERS, default="localstack", help="the SQS server to run on")
@@ -220,29 +232,33 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
-        server = start_server(options.server, root / "server")
-        try:
-            sqs = boto3.client("sqs")
-            print(f"trivial jobs, 2 worker processes each, on {server.name} (SQS) and on the embedded queue;")
-            print("jobs/s from the first job's start to the last job's end (start-up not counted);")
-            print("server busy: the SQS server's CPU time over the consumer's run (near 100%: it sets the pace)")
-            for jobs in options.jobs:
-                ours = run_ours_on_sqs(root, sqs, server, jobs)
-                embedded = run_ours_embedded(root, jobs)
-                celery = {setting: run_celery(root, sqs, server, jobs, setting) for setting in CELERY_SETTINGS}
-                print(f"{jobs} jobs:")
-                print(_line(f"supervisor.py on SQS ({server.name})", ours))
-                print(_line("supervisor.py on the embedded queue", embedded))
-                for setting, run in celery.items():
-                    print(_line(setting.label, run))
-                ratios = ", ".join(f"{ours.jobs_per_s / run.jobs_per_s:.2f}x {s.label}" for s, run in celery.items())
-                print(f"  ratios: {ratios} (target >= 2.5x at prefetch x16)")
-                print(
-                    f"  on SQS the worker runs at {ours.jobs_per_s / embedded.jobs_per_s:.2f}x its embedded-queue rate"
-                    " (target >= 0.8x); requests per job target <= 0.3"
-                )
-        finally:
-            server.stop()
+        print(f"trivial jobs, 2 worker processes each, on {options.server} (SQS; a fresh server for each run) and")
+        print("on the embedded queue; jobs/s from the first job's start to the last job's end (start-up not counted);")
+        print("server busy: the SQS server's CPU time over the consumer's run (near 100%: it sets the pace)")
+        for jobs in options.jobs:
+            ours, server_name = on_fresh_server(
+                options.server, root / f"server-ours-{jobs}", partial(run_ours_on_sqs, root, jobs=jobs)
+            )
+            embedded = run_ours_embedded(root, jobs)
+            celery = {
+                setting: on_fresh_server(
+                    options.server,
+                    root / f"server-celery-{jobs}-{setting.prefetch}",
+                    partial(run_celery, root, jobs=jobs, setting=setting),
+                )[0]
+                for setting in CELERY_SETTINGS
+            }
+            print(f"{jobs} jobs:")
+            print(_line(f"supervisor.py on SQS ({server_name})", ours))
+            print(_line("supervisor.py on the embedded queue", embedded))
+            for setting, run in celery.items():
+                print(_line(setting.label, run))
+            ratios = ", ".join(f"{ours.jobs_per_s / run.jobs_per_s:.2f}x {s.label}" for s, run in celery.items())
+            print(f"  ratios: {ratios} (target >= 2.5x at prefetch x16)")
+            print(
+                f"  on SQS the worker runs at {ours.jobs_per_s / embedded.jobs_per_s:.2f}x its embedded-queue rate"
+                " (target >= 0.8x); requests per job target <= 0.3"
+            )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 An outcome is in the journal before the courier sees it (unless the journal cannot be
 written: then it is delivered all the same). Its result is sent until it goes out, however
-long the queue is down, and marked sent; then its message is deleted (or hidden for a retry)
-and the outcome marked settled. A delete that fails once the message's visibility has lapsed
+long the queue is down; then its message is deleted (or hidden for a retry) and the outcome
+marked settled, in one journal write. Only when the delete fails is the outcome marked sent
+first, so that the retry (after a restart too) never sends its result again. A delete that fails once the message's visibility has lapsed
 is given up: the message comes back and the journal answers it without a rerun.
 """
 
@@ -79,8 +80,12 @@ class _Delivery:
                 return
         self._send_results()
         self._send_dead_letters()
-        self._mark("sent", [p for p in self.parcels if p.outcome is not None])
-        self._settle_messages()
+        try:
+            self._settle_messages()
+        except BaseException:
+            # Retried later, perhaps after a restart: the journal must know the results went out.
+            self._mark("sent", [p for p in self.parcels if p.outcome is not None])
+            raise
 
     def _results_by_destination(self) -> dict[int, tuple[JobQueue | None, list[Parcel]]]:
         groups: dict[int, tuple[JobQueue | None, list[Parcel]]] = {}

@@ -139,6 +139,37 @@ def test_nothing_is_deleted_while_its_result_is_not_out(tmp_path: Path) -> None:
     assert [o.message_id for o in journal.unsettled()] == ["m0"]
 
 
+class FailingDeletes(FlakyQueue):
+    def delete(self, receipts: Sequence[str]) -> None:
+        raise QueueError("delete_message_batch on flaky: refused")
+
+
+def test_results_out_and_a_delete_refused_are_journaled_as_sent(tmp_path: Path) -> None:
+    queue = FailingDeletes()
+    queue.failures_left = 0
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    outbox = InlineOutbox()
+    courier = _courier(queue, journal, outbox)
+    courier.add(_parcels(journal, 1)[0])
+    courier.flush(force=True)
+    assert queue.sent == ["result 0"]
+    assert outbox.pending() == 1  # the delete is retried
+    [unsettled] = journal.unsettled()
+    assert unsettled.result_json == ""  # sent: a restart deletes it without sending its result again
+
+
+def test_a_delivery_that_goes_through_leaves_nothing_unsettled(tmp_path: Path) -> None:
+    queue = FlakyQueue()
+    queue.failures_left = 0
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    courier = _courier(queue, journal, InlineOutbox())
+    for parcel in _parcels(journal, 3):
+        courier.add(parcel)
+    courier.flush(force=True)
+    assert queue.deleted == ["r0", "r1", "r2"]
+    assert journal.unsettled() == []
+
+
 @pytest.mark.parametrize("force", [False, True])
 def test_remote_results_wait_to_share_a_call(force: bool, tmp_path: Path) -> None:
     queue = FlakyQueue()
