@@ -4,8 +4,9 @@ An outcome is in the journal before the courier sees it (unless the journal cann
 written: then it is delivered all the same). Its result is sent until it goes out, however
 long the queue is down; then its message is deleted (or hidden for a retry) and the outcome
 marked settled, in one journal write. Only when the delete fails is the outcome marked sent
-first, so that the retry (after a restart too) never sends its result again. A delete that fails once the message's visibility has lapsed
-is given up: the message comes back and the journal answers it without a rerun.
+first, so that the retry (after a restart too) never sends its result again. A delete that
+fails once the message's visibility has lapsed is given up: the message comes back and the
+journal answers it without a rerun.
 """
 
 from __future__ import annotations
