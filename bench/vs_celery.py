@@ -130,7 +130,7 @@ def run_ours(
     command = [
         sys.executable, str(REPO / "supervisor.py"), "--workers", "2", "--queue", queue, *results,
         "--scratch-dir", str(root / f"scratch-{name}"), "--journal", str(root / f"journal-{name}.sqlite3"),
-        *os.environ.get("BENCH_WORKER_OPTIONS", "").split(), "native", "--service", "bench", "--", "true",
+        "native", "--service", "bench", "--", "true",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         worker = subprocess.Popen(command, stdout=log, stderr=log)
