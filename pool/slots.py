@@ -49,7 +49,8 @@ class Slot:
 
     @property
     def idle(self) -> bool:
-        return self.ready and self.job is None
+        """Ready for a job: a child the supervisor killed is not, until its replacement is."""
+        return self.ready and self.job is None and self.killed_for is None
 
     def kill_job_group(self) -> None:
         """Kill what a dead or stopped child may have left running of its job."""
@@ -177,6 +178,8 @@ class SlotTable:
             )
             taken_back.append(job)
             slot.job = None
+            # Until its exit is seen, no job may go to it: one would be reported lost, costing an attempt.
+            slot.killed_for = "it did not take its job"
             slot.process.kill()
         return taken_back
 
