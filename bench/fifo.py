@@ -1,17 +1,18 @@
-"""Message groups on SQS FIFO queues (moto's server, which locks groups), in one run:
+"""Message groups on SQS FIFO queues, in one run, on an SQS server on loopback (LocalStack by
+default, `--server moto` on request; both lock groups):
 
 - ordering cost: two groups of six 0.4 s jobs through `supervisor.py --workers 4` on a FIFO
   queue (ideal 2.4 s: one job of a group at a time, the two groups side by side; target < 10 s);
 - throughput cost: N trivial jobs (`true`) spread round-robin over G groups, through
   `supervisor.py --workers 4`, on a FIFO queue and, as the baseline, the same jobs on a
   standard queue, results to a standard queue (target: FIFO at most 1.5x the standard queue's
-  time); and once more with the results on a FIFO queue as well (moto's FIFO sends check
+  time); and once more with the results on a FIFO queue as well (on moto, FIFO sends check
   every message for a duplicate: they slow as the queue grows).
 
 The jobs are queued before the worker starts; a run's time is from its first job's start to its
 last job's end, from the results' own timestamps, which also show each group's order (checked).
 
-Usage: python bench/fifo.py [--jobs 200] [--groups 50] [--rounds 3]
+Usage: python bench/fifo.py [--server localstack|moto] [--jobs 200] [--groups 50] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 
-from testkit.moto_server import moto_in_environment  # noqa: E402
+from bench.sqs_servers import SERVERS, cpu_seconds, start_server  # noqa: E402
 
 WORKERS = 4
 
@@ -127,13 +128,16 @@ def _epoch(timestamp: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", choices=SERVERS, default="localstack", help="the SQS server to run on")
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
-        with moto_in_environment(root / "moto.log"):
+        server = start_server(options.server, root / "server")
+        try:
+            started, cpu = time.monotonic(), cpu_seconds(server)
             sqs = boto3.client("sqs")
             two_groups = [(job(0.4), group) for _ in range(6) for group in ("a", "b")]
             ordering = [
@@ -146,7 +150,11 @@ def main() -> None:
                 standard.append(run(root, sqs, spread, fifo=False, fifo_results=False, program=["true"]))
                 fifo.append(run(root, sqs, spread, fifo=True, fifo_results=False, program=["true"]))
                 all_fifo.append(run(root, sqs, spread, fifo=True, fifo_results=True, program=["true"]))
-    print(f"supervisor.py --workers {WORKERS} on moto, median of {options.rounds} rounds (all in brackets):")
+            busy = (cpu_seconds(server) - cpu) / (time.monotonic() - started)
+        finally:
+            server.stop()
+    print(f"supervisor.py --workers {WORKERS} on {server.name} (server busy {busy:.0%}), "
+          f"median of {options.rounds} rounds (all in brackets):")  # fmt: skip
     print(
         f"  2 groups x 6 jobs of 0.4 s, FIFO: {statistics.median(ordering):.2f} s "
         f"{[round(t, 2) for t in ordering]} (ideal 2.4 s, target < 10 s)"
