@@ -8,6 +8,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from monitoring.state import WorkerState
+from protocol.result import Status
 
 _services_seen: set[str] = set()  # each gauge once set is kept current, down to 0
 REGISTRY = CollectorRegistry()
@@ -73,7 +74,6 @@ JOURNAL_WRITABLE = Gauge(
 )
 DRAINING = Gauge("api_worker_draining", "1 while the worker is drained: it receives no new jobs", registry=REGISTRY)
 # Label values known from the start, exported at 0, so that rates and alerts see them before the first event.
-STATUSES = ("alive", "succeeded", "failed", "timeout", "killed", "rejected", "canceled", "error")
 HELPER_THREADS = ("intake", "outbox", "journal-pruner", "image-cache", "cancel-watch", "monitoring", "hand-over")
 
 
@@ -114,7 +114,7 @@ def record_job(status: str, duration_s: float, bytes_in: int, bytes_out: int, se
 
 def start_metrics() -> None:
     """Every known label value at 0 (a rate over a series that does not exist yet is no rate)."""
-    for status in STATUSES:
+    for status in Status:
         JOBS.labels(status)
         JOB_DURATION.labels(status)
     for thread in HELPER_THREADS:

@@ -58,6 +58,12 @@ class MonitoringServer:
         self.facts = facts
         self.actions = actions
         self.metrics_app = make_wsgi_app(REGISTRY)
+        self.routes: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = {
+            "/": self._page,
+            "/healthz": self._health,
+            "/status": self._status,
+            "/metrics": self.metrics_app,
+        }
         self.server = make_server(address, port, self._app, _ThreadingServer, _QuietHandler)
         self.port = self.server.server_port
         self.thread = GuardedThread("monitoring", self._serve, count_failure=record_thread_failure)
@@ -80,14 +86,8 @@ class MonitoringServer:
 
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
-        routes: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = {
-            "/": self._page,
-            "/healthz": self._health,
-            "/status": self._status,
-            "/metrics": self.metrics_app,
-        }
-        if path in routes:
-            return routes[path](environ, start_response)
+        if path in self.routes:
+            return self.routes[path](environ, start_response)
         if path.startswith("/actions/"):
             return self._act(path.removeprefix("/actions/"), environ, start_response)
         return _text(start_response, "404 Not Found", f"no page {path}: try /, /metrics, /healthz or /status")

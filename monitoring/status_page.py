@@ -13,6 +13,7 @@ import jinja2
 
 from common.sizes import describe_size
 from monitoring.state import MinuteTally, WorkerState
+from protocol.result import FAILURES
 
 REFRESH_S = 5
 CHART_HEIGHT = 60
@@ -58,6 +59,7 @@ def render(state: WorkerState | None, facts: PageFacts, view: PageView, now: flo
         notice=NOTICES.get(view.notice or ""),
         refresh_s=REFRESH_S,
         charts=[] if state is None else _charts(state.per_minute),
+        failures=0 if state is None else sum(_failed(job.status) for job in state.recent),
         now=now,
         duration=duration,
         clock=clock,
@@ -87,7 +89,7 @@ def _charts(tallies: list[MinuteTally]) -> list[dict[str, Any]]:
 
 
 def _failed(status: str) -> bool:
-    return status in ("failed", "timeout", "killed", "rejected", "error")
+    return status in FAILURES
 
 
 def duration(seconds: float | None) -> str:

@@ -7,12 +7,11 @@ import time
 from collections import deque
 
 from monitoring.state import FinishedJob, MinuteTally
-from protocol.result import JobResult, Status
+from protocol.result import FAILURES, JobResult
 
 KEPT_JOBS = 100
 KEPT_MINUTES = 60
 MAX_ERROR_CHARS = 500
-FAILURES = frozenset({Status.FAILED, Status.TIMEOUT, Status.KILLED, Status.REJECTED, Status.ERROR})
 
 
 class JobHistory:

@@ -23,6 +23,10 @@ class Status(StrEnum):
     ERROR = "error"
 
 
+# The statuses of a job that did not do its work (canceled is asked for; alive is no job).
+FAILURES = frozenset({Status.FAILED, Status.TIMEOUT, Status.KILLED, Status.REJECTED, Status.ERROR})
+
+
 class ErrorInfo(msgspec.Struct, frozen=True):
     type: str
     message: str
