@@ -17,7 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 import pytest
@@ -393,13 +393,17 @@ class TcpProxy:
                 sink.shutdown(socket.SHUT_WR)
 
 
+def unavailable(why: str) -> NoReturn:
+    """A real part the test needs is missing: skipped, except in CI (`CI` set), where `.ci/run`
+    provides every part and its absence is a failure."""
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 def required_program(name: str, package: str) -> str:
-    """The path of a program the test needs: skipped without it, except in CI (`CI` set), where
-    `.ci/run` installs it and its absence is a failure."""
+    """The path of a program the test needs (`unavailable` without it)."""
     found = shutil.which(name)
     if found is None:
-        why = f"{name} is not installed (Debian's {package} package)"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+        unavailable(f"{name} is not installed (Debian's {package} package)")
     return found

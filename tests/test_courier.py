@@ -34,10 +34,10 @@ class FlakyQueue:
     reply_address = "flaky"
     profile = DeliveryProfile(calls_in_loop=False, result_batch_delay_s=0.5, flush_when_idle=False, prefetch=True)
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int = 1) -> None:
         self.sent: list[str] = []
         self.deleted: list[str] = []
-        self.failures_left = 1
+        self.failures_left = failures  # batch sends that deliver only their first entry
 
     def job_message(self, body: str, group: str | None, job_id: str | None) -> OutgoingMessage:
         return OutgoingMessage(body, group)
@@ -87,6 +87,13 @@ class FlakyQueue:
         return False
 
 
+class NoDeletes(FlakyQueue):
+    """A queue whose deletes are refused."""
+
+    def delete(self, receipts: Sequence[str]) -> None:
+        raise QueueError("delete_message_batch on flaky: receipt handle is invalid")
+
+
 def _courier(queue: FlakyQueue, journal: SqliteJournal, outbox: InlineOutbox | ThreadOutbox) -> ResultCourier:
     return ResultCourier(
         queue, Destinations(queue, queue), outbox, journal=journal, health=JournalHealth(journal.location)
@@ -127,8 +134,7 @@ def test_a_partly_sent_batch_is_completed_without_duplicates(tmp_path: Path) -> 
 
 
 def test_nothing_is_deleted_while_its_result_is_not_out(tmp_path: Path) -> None:
-    queue = FlakyQueue()
-    queue.failures_left = 10**6
+    queue = FlakyQueue(failures=10**6)
     journal = SqliteJournal(tmp_path / "journal.sqlite3")
     outbox = InlineOutbox()
     courier = _courier(queue, journal, outbox)
@@ -139,14 +145,8 @@ def test_nothing_is_deleted_while_its_result_is_not_out(tmp_path: Path) -> None:
     assert [o.message_id for o in journal.unsettled()] == ["m0"]
 
 
-class FailingDeletes(FlakyQueue):
-    def delete(self, receipts: Sequence[str]) -> None:
-        raise QueueError("delete_message_batch on flaky: refused")
-
-
 def test_results_out_and_a_delete_refused_are_journaled_as_sent(tmp_path: Path) -> None:
-    queue = FailingDeletes()
-    queue.failures_left = 0
+    queue = NoDeletes(failures=0)
     journal = SqliteJournal(tmp_path / "journal.sqlite3")
     outbox = InlineOutbox()
     courier = _courier(queue, journal, outbox)
@@ -159,8 +159,7 @@ def test_results_out_and_a_delete_refused_are_journaled_as_sent(tmp_path: Path) 
 
 
 def test_a_delivery_that_goes_through_leaves_nothing_unsettled(tmp_path: Path) -> None:
-    queue = FlakyQueue()
-    queue.failures_left = 0
+    queue = FlakyQueue(failures=0)
     journal = SqliteJournal(tmp_path / "journal.sqlite3")
     courier = _courier(queue, journal, InlineOutbox())
     for parcel in _parcels(journal, 3):
@@ -172,8 +171,7 @@ def test_a_delivery_that_goes_through_leaves_nothing_unsettled(tmp_path: Path) -
 
 @pytest.mark.parametrize("force", [False, True])
 def test_remote_results_wait_to_share_a_call(force: bool, tmp_path: Path) -> None:
-    queue = FlakyQueue()
-    queue.failures_left = 0
+    queue = FlakyQueue(failures=0)
     journal = SqliteJournal(tmp_path / "journal.sqlite3")
     outbox = ThreadOutbox()
     outbox.start()
@@ -186,8 +184,7 @@ def test_remote_results_wait_to_share_a_call(force: bool, tmp_path: Path) -> Non
 
 
 def test_a_full_batch_goes_out_alone_and_the_rest_waits_for_its_own(tmp_path: Path) -> None:
-    queue = FlakyQueue()
-    queue.failures_left = 0
+    queue = FlakyQueue(failures=0)
     journal = SqliteJournal(tmp_path / "journal.sqlite3")
     courier = _courier(queue, journal, InlineOutbox())
     for parcel in _parcels(journal, 13):
@@ -211,12 +208,7 @@ def test_a_duplicate_delivery_is_only_deleted(tmp_path: Path) -> None:
 
 
 def test_a_delete_given_up_after_the_visibility_lapsed_still_settles_the_journal(tmp_path: Path) -> None:
-    class NoDeletes(FlakyQueue):
-        def delete(self, receipts: Sequence[str]) -> None:
-            raise QueueError("delete_message_batch on flaky: receipt handle is invalid")
-
-    queue = NoDeletes()
-    queue.failures_left = 0
+    queue = NoDeletes(failures=0)
     journal = SqliteJournal(tmp_path / "journal.sqlite3")
     courier = _courier(queue, journal, InlineOutbox())
     parcel = _parcels(journal, 1)[0]

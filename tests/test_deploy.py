@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from docker import APIClient
 
 from config.settings import WorkerSettings, parse_settings
 from testkit.images import PYTHON_BASE_IMAGE
-from tests.support import REPO
+from tests.support import REPO, unavailable
 
 UNIT = REPO / "api-worker.service"
 TEMPLATE_UNIT = REPO / "api-worker@.service"
@@ -32,9 +30,7 @@ def unit_settings(unit: Path = UNIT) -> dict[str, list[str]]:
 def verify_units(*units: Path) -> None:
     """`systemd-analyze verify` passes on the units without a word (warnings mean ignored settings)."""
     if shutil.which("systemd-analyze") is None:
-        if os.environ.get("CI"):
-            pytest.fail("systemd-analyze is missing")
-        pytest.skip("systemd-analyze is missing")
+        unavailable("systemd-analyze is missing")
     command = ["systemd-analyze", "verify", *map(str, units)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
@@ -84,10 +80,7 @@ def test_the_systemd_unit_stops_gracefully_and_restarts_on_failure() -> None:
 
 def test_the_worker_image_builds_on_a_given_base_and_runs_a_native_job(docker_api: APIClient, tmp_path: Path) -> None:
     if not docker_api.images(name=PYTHON_BASE_IMAGE):
-        message = f"no {PYTHON_BASE_IMAGE} image: .ci/make-python-base makes it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"no {PYTHON_BASE_IMAGE} image: .ci/make-python-base makes it")
     for event in docker_api.build(
         path=str(REPO), tag=WORKER_IMAGE, buildargs={"BASE": PYTHON_BASE_IMAGE}, rm=True, decode=True
     ):
