@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 
-from bench.sqs_servers import SERVERS, cpu_seconds, start_server  # noqa: E402
+from bench.sqs_servers import SERVERS, ServerLoad, start_server  # noqa: E402
 
 WORKERS = 4
 
@@ -137,7 +137,7 @@ def main() -> None:
         root = Path(temporary)
         server = start_server(options.server, root / "server")
         try:
-            started, cpu = time.monotonic(), cpu_seconds(server)
+            load = ServerLoad(server)
             sqs = boto3.client("sqs")
             two_groups = [(job(0.4), group) for _ in range(6) for group in ("a", "b")]
             ordering = [
@@ -150,7 +150,7 @@ def main() -> None:
                 standard.append(run(root, sqs, spread, fifo=False, fifo_results=False, program=["true"]))
                 fifo.append(run(root, sqs, spread, fifo=True, fifo_results=False, program=["true"]))
                 all_fifo.append(run(root, sqs, spread, fifo=True, fifo_results=True, program=["true"]))
-            busy = (cpu_seconds(server) - cpu) / (time.monotonic() - started)
+            busy = load.busy()
         finally:
             server.stop()
     print(f"supervisor.py --workers {WORKERS} on {server.name} (server busy {busy:.0%}), "

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 
-from bench.sqs_servers import SERVERS, SqsServer, cpu_seconds, start_server  # noqa: E402
+from bench.sqs_servers import SERVERS, ServerLoad, SqsServer, start_server  # noqa: E402
 from testkit.waiting import wait_until  # noqa: E402
 
 
@@ -88,10 +88,10 @@ def main() -> None:
         server = start_server(options.server, root / "server")
         try:
             sqs = boto3.client("sqs")
-            started, cpu = time.monotonic(), cpu_seconds(server)
+            load = ServerLoad(server)
             ours = worker_requests(root, server, sqs.create_queue(QueueName="idle-ours")["QueueUrl"], seconds)
             bare = bare_long_poll_requests(server, sqs.create_queue(QueueName="idle-bare")["QueueUrl"], seconds)
-            busy = (cpu_seconds(server) - cpu) / (time.monotonic() - started)
+            busy = load.busy()
         finally:
             server.stop()
     print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Protocol
@@ -51,6 +52,23 @@ def cpu_seconds(server: SqsServer) -> float:
         times = each.cpu_times()
         total += times.user + times.system
     return total
+
+
+class ServerLoad:
+    """What a server has done since this was made: the requests it answered, and its CPU time
+    over the time passed (near 1: the server, not its client, sets the pace)."""
+
+    def __init__(self, server: SqsServer) -> None:
+        self.server = server
+        self.requests_before = server.request_count()
+        self.cpu_before = cpu_seconds(server)
+        self.started = time.monotonic()
+
+    def requests(self) -> int:
+        return self.server.request_count() - self.requests_before
+
+    def busy(self) -> float:
+        return (cpu_seconds(self.server) - self.cpu_before) / (time.monotonic() - self.started)
 
 
 def start_server(name: str, directory: Path) -> SqsServer:

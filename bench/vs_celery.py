@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 
-from bench.sqs_servers import SERVERS, SqsServer, cpu_seconds, start_server  # noqa: E402
+from bench.sqs_servers import SERVERS, ServerLoad, SqsServer, start_server  # noqa: E402
 from queues.local import LocalQueue  # noqa: E402
 
 JOB = json.dumps({"service": "bench", "queue": "native", "command": {"arguments": []}})
@@ -97,20 +97,16 @@ class Run:
 
 
 class Meter:
-    """Requests and the server's CPU time from a consumer's start to its last job."""
+    """A consumer's rate, and on SQS the server's requests and CPU share from its start to its last job."""
 
     def __init__(self, server: SqsServer | None) -> None:
-        self.server = server
-        self.requests = server.request_count() if server else 0
-        self.cpu = cpu_seconds(server) if server else 0.0
-        self.started = time.monotonic()
+        self.load = None if server is None else ServerLoad(server)
 
     def run(self, jobs: int, spans: list[tuple[float, float]]) -> Run:
         rate = jobs / (max(end for _, end in spans) - min(start for start, _ in spans))
-        if self.server is None:
+        if self.load is None:
             return Run(rate, None, None)
-        busy = (cpu_seconds(self.server) - self.cpu) / (time.monotonic() - self.started)
-        return Run(rate, (self.server.request_count() - self.requests) / jobs, busy)
+        return Run(rate, self.load.requests() / jobs, self.load.busy())
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
