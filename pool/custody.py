@@ -88,19 +88,19 @@ class Custody:
         """What may start now, and how many more could but for a cap or the box's capacity: one
         pass over the lanes."""
         eligible = self.lanes.startable(self.busy_groups())
-        startable = self._admitted(eligible)
+        startable = self.admitted(eligible)
         return startable, len(eligible) - len(startable)
 
     def startable(self) -> list[Held]:
         """What may start now, in order: the first of each idle group, and no more of a capped
         service's jobs than its cap leaves room for (the others pass them by)."""
-        return self._admitted(self.lanes.startable(self.busy_groups()))
+        return self.admitted(self.lanes.startable(self.busy_groups()))
 
     def blocked(self) -> int:
         """Held messages that could start but for their service's cap or the box's capacity."""
         return self.startable_and_blocked()[1]
 
-    def _admitted(self, found: list[Held]) -> list[Held]:
+    def admitted(self, found: list[Held]) -> list[Held]:
         """Of `found`, in order, those their service's cap and the box's capacity let start."""
         if not found or (not self.caps and self.admission is None):
             return found

@@ -84,8 +84,9 @@ def _waiting(custody: Custody, clock: float) -> list[WaitingJob]:
     """The first MAX_WAITING_LISTED held messages, with what each waits for."""
     if not custody.held:
         return []
-    eligible = {id(held) for held in custody.lanes.startable(custody.busy_groups())}
-    admitted = {id(held) for held in custody.startable()}
+    startable = custody.lanes.startable(custody.busy_groups())
+    eligible = {id(held) for held in startable}
+    admitted = {id(held) for held in custody.admitted(startable)}
     waiting = []
     for held in itertools.islice(custody.lanes, MAX_WAITING_LISTED):
         waiting.append(_waiting_job(held, clock, admitted=id(held) in admitted, eligible=id(held) in eligible))
