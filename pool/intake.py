@@ -74,7 +74,10 @@ class Intake(threading.Thread):
             self._request = request
             if groups_held:
                 self._short_polls_until = time.monotonic() + GROUP_HELD_LINGER_S
-            self._condition.notify()
+            # Offered on every turn of the loop: a thread woken only to find nothing wanted
+            # would cost a thread switch per job.
+            if self._wanted() > 0:
+                self._condition.notify()
 
     def take(self) -> list[ReceivedMessage]:
         with self._condition:
