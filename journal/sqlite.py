@@ -71,6 +71,9 @@ class SqliteJournal:
     def __init__(self, path: Path, *, writer: bool = True) -> None:
         self.path = path
         self._local = threading.local()
+        # The loop's writes and the outbox's take turns here: waiting on SQLite's lock instead
+        # means its busy handler's sleeps, a millisecond or more in the loop.
+        self._writing = threading.Lock()
         self._lock_file: IO[bytes] | None = None
         if writer:
             self._lock_file = _lock(path)
@@ -147,7 +150,7 @@ class SqliteJournal:
     @contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
         try:
-            with write_transaction(self._db()) as db:
+            with self._writing, write_transaction(self._db()) as db:
                 yield db
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"{what} in journal {self.path} failed: {exc}") from exc

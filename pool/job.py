@@ -320,16 +320,17 @@ class JobExecutor:
     def _announce_start(
         self, request: JobRequest, result: JobResult, spec: RunSpec, reply_to: str | None
     ) -> ProgressWatcher | None:
-        """For a request that asks for events: a `running` event now, and a watcher that turns
-        the job's progress file into `progress` events until the job ends."""
+        """For a request that asks for events: a watcher that sends a `running` event (as of
+        now) and turns the job's progress file into `progress` events until the job ends."""
         if not request.events:
             return None
         events = _EventSender(self._on_event, result.message_id, reply_to)
-        events.send(JobEvent.about(result, "running", started_at=utc_timestamp(), slot=self.slot))
+        started_at = utc_timestamp()
         watcher = ProgressWatcher(
             spec.progress_path,
             self.settings.progress_interval_s,
             lambda progress: events.send(JobEvent.about(result, "progress", progress=progress)),
+            announce=lambda: events.send(JobEvent.about(result, "running", started_at=started_at, slot=self.slot)),
         )
         watcher.start()
         return watcher

@@ -293,6 +293,10 @@ class Supervisor:
             job = slot.job
             assert job is not None
             slot.job = None
+            # The freed slot takes its next job before this one's outcome is dealt with, so its
+            # child does not wait on the bookkeeping. Until then the ended job still holds its
+            # group's turn and its reservation: a dispatch now only starts less, never more.
+            self._dispatch()
             self.ends.reported(slot, job, message)
         elif isinstance(message, PullNote):
             self.parts.images.pulled(message)

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pool.progress import TAIL_BYTES, Malformed, ProgressWatcher, parse_progress
+from pool import progress as progress_module
+from pool.progress import TAIL_BYTES, Malformed, ProgressTicker, ProgressWatcher, parse_progress
 from protocol.result import Progress
+from testkit.waiting import wait_until
 
 
 @pytest.mark.parametrize(
@@ -92,3 +94,45 @@ def test_a_pipe_or_a_link_in_its_place_is_not_followed(tmp_path: Path) -> None:
     os.mkfifo(pipe)
     for path in (link, pipe):
         assert _watched_through_a_job(path) == []
+
+
+def _announced_watcher(path: Path, ticker: ProgressTicker) -> tuple[ProgressWatcher, list[object]]:
+    """A watcher whose announcement and progress land in one list, in the order they went out."""
+    sent: list[object] = []
+    watcher = ProgressWatcher(path, 0.0, sent.append, announce=lambda: sent.append("running"), ticker=ticker)
+    return watcher, sent
+
+
+def test_a_job_shorter_than_a_look_is_announced_at_its_end_before_its_progress(tmp_path: Path) -> None:
+    path = tmp_path / "progress"
+    path.write_bytes(b"40 quick\n")
+    watcher, sent = _announced_watcher(path, ProgressTicker())
+    watcher.start()
+    assert sent == []  # nothing before the first look is due
+    watcher.finish()
+    assert sent == ["running", Progress(40.0, "quick")]
+
+
+def test_a_running_job_is_announced_at_the_first_look_then_its_progress_follows(tmp_path: Path) -> None:
+    path = tmp_path / "progress"
+    watcher, sent = _announced_watcher(path, ProgressTicker())
+    watcher.start()
+    wait_until(lambda: sent == ["running"], 10, "the announcement while the job runs")
+    path.write_bytes(b"70 later\n")
+    wait_until(lambda: len(sent) == 2, 10, "the progress while the job runs")
+    watcher.finish()
+    assert sent == ["running", Progress(70.0, "later")]
+
+
+def test_the_ticker_sleeps_between_jobs_and_wakes_for_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress_module, "IDLE_AFTER_S", 0.2)
+    ticker = ProgressTicker()
+    first, _ = _announced_watcher(tmp_path / "first", ticker)
+    first.start()
+    first.finish()
+    wait_until(lambda: ticker._asleep, 10, "the ticker asleep with no job to watch")
+    second, sent = _announced_watcher(tmp_path / "second", ticker)
+    second.start()
+    wait_until(lambda: sent == ["running"], 10, "the next job announced by a look")
+    second.finish()
+    assert sent == ["running"]
