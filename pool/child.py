@@ -14,7 +14,7 @@ from types import FrameType
 
 from common.logs import configure_logging, job_context
 from journal.sqlite import SqliteJournal
-from pool.assignment import JobAssignment
+from pool.assignment import JobAssignment, JobEventNote
 from pool.job import JobExecutor
 from pool.notice import post
 from pool.settings import ChildSettings
@@ -81,6 +81,31 @@ class SharedLink:
         self._claim_lost.clear()
 
 
+class EventPipe:
+    """A job's events on their way to the supervisor. One from another thread (the progress
+    ticker's, while the job runs) is sent at once; one from the job's own thread (those of its
+    end) waits for the job's report and goes in the same write, which wakes the supervisor
+    once for both."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.job_thread = threading.get_ident()
+        self.held: list[JobEventNote] = []
+
+    def send(self, note: JobEventNote) -> None:
+        if threading.get_ident() == self.job_thread:
+            self.held.append(note)
+        else:
+            self.connection.send(note)
+
+    def with_held(self, report: object) -> object:
+        """What to send for `report`: itself, or the held events and then it, in one list."""
+        if not self.held:
+            return report
+        held, self.held = self.held, []
+        return [*held, report]
+
+
 def child_main(settings: ChildSettings, connection: Connection, slot: int, shared: SharedWithChild) -> None:
     """Run jobs until told to stop."""
     job_pid, notice_board = shared.job_pid, shared.notice_board
@@ -92,6 +117,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     _die_with_parent(settings.supervisor_pid)
     configure_logging(settings.log_format, settings.log_level)
     link = SharedLink(shared)
+    events = EventPipe(connection)
     journal = None if settings.journal_path is None else SqliteJournal(settings.journal_path, writer=False)
     executor = JobExecutor(
         settings,
@@ -99,7 +125,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
         on_job_start=lambda pid: setattr(job_pid, "value", pid),
         on_accepted=partial(post, notice_board),
         journal=journal,
-        on_event=connection.send,  # from the job's thread, or its progress watcher's while the job runs
+        on_event=events.send,
         link=link,
         on_pull=connection.send,  # from the job's thread
         on_table=connection.send,  # from the job's thread or its lease keeper's
@@ -107,7 +133,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     executor.runners.recover()
     connection.send("ready")
     try:
-        _serve(executor, connection, slot, link)
+        _serve(executor, connection, slot, link, events)
     except SystemExit as stop:
         # SIGTERM: the job has unwound (its processes killed, its directory removed). Leave now:
         # a transfer thread still blocked on the network must not hold the exit up.
@@ -117,7 +143,7 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     executor.close()
 
 
-def _serve(executor: JobExecutor, connection: Connection, slot: int, link: SharedLink) -> None:
+def _serve(executor: JobExecutor, connection: Connection, slot: int, link: SharedLink, events: EventPipe) -> None:
     while True:
         try:
             assignment = connection.recv()
@@ -132,6 +158,6 @@ def _serve(executor: JobExecutor, connection: Connection, slot: int, link: Share
             report = executor.execute(assignment)
         link.reset()
         try:
-            connection.send(report)
+            connection.send(events.with_held(report))
         except OSError:
             return  # the supervisor is gone; the message comes back after its visibility timeout

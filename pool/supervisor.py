@@ -259,11 +259,12 @@ class Supervisor:
             self.custody.release_waiting("the worker is drained")
 
     def _dispatch(self) -> None:
-        startable = self.custody.startable() if self.parts.space.open else []
+        idle = self.slots.idle()
+        startable = self.custody.startable() if idle and self.parts.space.open else []
         if startable:
             faults.check("dispatch")
             faults.stall("dispatch-stall", STALL_FAULT_S)
-        for slot, held in zip(self.slots.idle(), startable, strict=False):
+        for slot, held in zip(idle, startable, strict=False):
             self.slots.assign(slot, self.custody.start(held))
 
     # --- the children's word ----------------------------------------------------------
@@ -287,7 +288,10 @@ class Supervisor:
                 self.ends.lost(lost)
 
     def _on_child_message(self, slot: Slot, message: object) -> None:
-        if message == "ready":
+        if isinstance(message, list):  # a job's last events, then its report
+            for part in message:
+                self._on_child_message(slot, part)
+        elif message == "ready":
             self._announce_when_ready()
         elif isinstance(message, AnyReport):
             job = slot.job

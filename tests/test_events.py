@@ -8,9 +8,13 @@ import pty
 import socket
 import subprocess
 import sys
+import threading
+from multiprocessing import Pipe
 from pathlib import Path
 from typing import Any
 
+from pool.assignment import JobEventNote
+from pool.child import EventPipe
 from tests.support import REPO, SUPERVISOR, Worker, job, new_queue
 from tests.test_worker import WorkerFactory
 
@@ -144,3 +148,18 @@ def test_an_event_that_cannot_be_passed_on_costs_the_job_nothing(worker_factory:
     messages = _messages(worker, message_id)
     assert [m["status"] for m in messages] == ["progress", "succeeded"]  # the running event was lost
     assert len(worker.log_records_with("could not pass on an event of the job")) == 1
+
+
+def test_a_job_s_last_events_go_with_its_report_and_a_running_job_s_at_once() -> None:
+    receiving, sending = Pipe(duplex=False)
+    events = EventPipe(sending)
+    while_running = JobEventNote("m1", '{"status": "progress"}', None, 1)
+    sender = threading.Thread(target=events.send, args=(while_running,))  # the progress ticker's
+    sender.start()
+    sender.join()
+    assert receiving.poll(10) and receiving.recv() == while_running
+    at_the_end = JobEventNote("m1", '{"status": "running"}', None, 2)
+    events.send(at_the_end)  # the job's own thread: held for its report
+    assert not receiving.poll(0)
+    assert events.with_held("report") == [at_the_end, "report"]
+    assert events.with_held("the next report") == "the next report"
