@@ -2,7 +2,8 @@
 
 Measured in one run, each against its baseline:
 - trivial native jobs (`true`) through `supervisor.py --workers 2` vs the bare rate of spawning
-  `true` from a 2-thread pool (target: >= 0.4x), and the same jobs asking for events;
+  `true` from a 2-thread pool (target: >= 0.6x), and the same jobs asking for events (target:
+  >= 0.95x the rate without);
 - the same worker serving its status page and metrics (`--metrics-port`) with nobody looking, and
   with a viewer loading the page every second, vs without the listener (target: within 5%);
 - the journal's bytes on disk per finished job once results are delivered (target: < 300);
@@ -256,7 +257,7 @@ def main() -> None:
         print(f"  supervisor.py --workers 2:           {ours:8.1f} jobs/s  {_rounded(our_rates)}")
         print(
             f"  ratio: {statistics.median(ratios):.2f}x bare, median of the rounds' ratios "
-            f"{[round(r, 2) for r in ratios]} (target >= 0.4x)"
+            f"{[round(r, 2) for r in ratios]} (target >= 0.6x)"
         )
 
         for label, rates in (("nobody looking", unwatched_rates), ("the page loaded every second", watched_rates)):
@@ -269,7 +270,7 @@ def main() -> None:
         with_events = supervisor_rate(directory / "events", options.jobs, EVENTS_JOB, messages_per_job=2)
         print(
             f'  the same jobs with "events": true:  {with_events:8.1f} jobs/s '
-            f"({with_events / ours:.2f}x without; a running event per job, its progress file watched)"
+            f"({with_events / ours:.2f}x without; a running event per job, its progress file watched; target >= 0.95x)"
         )
 
         per_job = journal_bytes_per_job(directory / "throughput-0" / "journal.sqlite3", options.jobs)

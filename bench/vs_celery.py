@@ -17,7 +17,12 @@ walks the whole queue, so that with hundreds queued moto, not the consumer, sets
 Targets at N = 5,000: >= 2.5x Celery at prefetch x16, >= 0.8x the worker's own rate on the
 embedded queue, <= 0.3 requests per job.
 
-Usage: python bench/vs_celery.py [--server localstack|moto] [--jobs 500 5000]
+A shared machine's speed drifts by a fifth from one minute to the next, so each N runs in
+rounds (`--rounds`, default 3): this worker on SQS, on the embedded queue and Celery at prefetch
+x16, back to back; Celery's other two settings in the first round only. Rates are the rounds'
+medians and each ratio the median of the rounds' own ratios.
+
+Usage: python bench/vs_celery.py [--server localstack|moto] [--jobs 500 5000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,11 +89,13 @@ class CelerySetting:
     acks_late: bool
 
 
+CELERY_THROUGHPUT = CelerySetting("Celery, prefetch x16, early ack", 16, False)
 CELERY_SETTINGS = (
     CelerySetting("Celery, prefetch x1, late ack", 1, True),
     CelerySetting("Celery, prefetch x4 (default)", 4, False),
-    CelerySetting("Celery, prefetch x16, early ack", 16, False),
+    CELERY_THROUGHPUT,
 )
+OURS_ON_SQS, OURS_EMBEDDED = "ours on SQS", "ours on the embedded queue"
 
 
 @dataclass(frozen=True)
@@ -169,23 +178,23 @@ def run_ours(
     return run
 
 
-def run_ours_on_sqs(root: Path, sqs: Any, server: SqsServer, jobs: int) -> Run:
-    queue = sqs.create_queue(QueueName=f"ours-jobs-{jobs}")["QueueUrl"]
-    results = sqs.create_queue(QueueName=f"ours-results-{jobs}")["QueueUrl"]
+def run_ours_on_sqs(root: Path, sqs: Any, server: SqsServer, *, jobs: int, tag: str) -> Run:
+    queue = sqs.create_queue(QueueName=f"ours-jobs-{tag}")["QueueUrl"]
+    results = sqs.create_queue(QueueName=f"ours-results-{tag}")["QueueUrl"]
     for start in range(0, jobs, 10):
         entries = [{"Id": str(i), "MessageBody": JOB} for i in range(min(10, jobs - start))]
         sqs.send_message_batch(QueueUrl=queue, Entries=entries)
-    return run_ours(root, f"sqs-{jobs}", queue, result_queue=results, jobs=jobs, server=server)
+    return run_ours(root, f"sqs-{tag}", queue, result_queue=results, jobs=jobs, server=server)
 
 
-def run_ours_embedded(root: Path, jobs: int) -> Run:
-    path = root / f"embedded-{jobs}.sqlite3"
+def run_ours_embedded(root: Path, jobs: int, tag: str) -> Run:
+    path = root / f"embedded-{tag}.sqlite3"
     LocalQueue(path).send_batch([JOB] * jobs)
-    return run_ours(root, f"embedded-{jobs}", f"local:{path}", result_queue=None, jobs=jobs, server=None)
+    return run_ours(root, f"embedded-{tag}", f"local:{path}", result_queue=None, jobs=jobs, server=None)
 
 
-def run_celery(root: Path, sqs: Any, server: SqsServer, jobs: int, setting: CelerySetting) -> Run:
-    name = f"{jobs}-{setting.prefetch}-{int(setting.acks_late)}"
+def run_celery(root: Path, sqs: Any, server: SqsServer, *, jobs: int, setting: CelerySetting, tag: str) -> Run:
+    name = f"{tag}-{setting.prefetch}-{int(setting.acks_late)}"
     queue = sqs.create_queue(QueueName=f"celery-{name}")["QueueUrl"]
     (root / "celery_bench_app.py").write_text(CELERY_APP)
     times = root / f"celery-times-{name}.txt"
@@ -239,10 +248,61 @@ def on_fresh_server(name: str, directory: Path, consume: Callable[[Any, SqsServe
         server.stop()
 
 
+def run_round(root: Path, server: str, jobs: int, index: int, runs: dict[str, list[Run]]) -> str:
+    """One round at N = `jobs`: this worker on SQS and on the embedded queue, and Celery at its
+    throughput setting; in the first round Celery's other settings too (far from the target,
+    and minutes long at N = 5,000). Appends to `runs` by consumer; returns the server's name."""
+    tag = f"{jobs}-{index}"
+    ours, server_name = on_fresh_server(
+        server, root / f"server-ours-{tag}", partial(run_ours_on_sqs, root, jobs=jobs, tag=tag)
+    )
+    runs[OURS_ON_SQS].append(ours)
+    runs[OURS_EMBEDDED].append(run_ours_embedded(root, jobs, tag))
+    for setting in CELERY_SETTINGS if index == 0 else (CELERY_THROUGHPUT,):
+        directory = root / f"server-celery-{tag}-{setting.prefetch}"
+        run, _ = on_fresh_server(server, directory, partial(run_celery, root, jobs=jobs, setting=setting, tag=tag))
+        runs[setting.label].append(run)
+    return server_name
+
+
+def _median_line(name: str, runs: list[Run]) -> str:
+    median = Run(
+        statistics.median(run.jobs_per_s for run in runs),
+        None if runs[0].requests_per_job is None else statistics.median(r.requests_per_job or 0 for r in runs),
+        None if runs[0].server_busy is None else statistics.median(r.server_busy or 0 for r in runs),
+    )
+    rounds = f"  [{', '.join(f'{run.jobs_per_s:.0f}' for run in runs)}]" if len(runs) > 1 else ""
+    return _line(name, median) + rounds
+
+
+def _ratio(ours: list[Run], theirs: list[Run]) -> str:
+    """The median of the rounds' ratios, each round's runs taken minutes apart at most."""
+    ratios = [mine.jobs_per_s / other.jobs_per_s for mine, other in zip(ours, theirs, strict=False)]
+    listed = f" {[round(ratio, 2) for ratio in ratios]}" if len(ratios) > 1 else ""
+    return f"{statistics.median(ratios):.2f}x{listed}"
+
+
+def report(jobs: int, server_name: str, runs: dict[str, list[Run]]) -> None:
+    print(f"{jobs} jobs (median of the rounds, each round's rate in brackets):")
+    print(_median_line(f"supervisor.py on SQS ({server_name})", runs[OURS_ON_SQS]))
+    print(_median_line("supervisor.py on the embedded queue", runs[OURS_EMBEDDED]))
+    for setting in CELERY_SETTINGS:
+        print(_median_line(setting.label, runs[setting.label]))
+    ours = runs[OURS_ON_SQS]
+    for setting in CELERY_SETTINGS:
+        target = " (target >= 2.5x)" if setting is CELERY_THROUGHPUT else ""
+        print(f"  against {setting.label}: {_ratio(ours, runs[setting.label])}{target}")
+    print(
+        f"  on SQS the worker runs at {_ratio(ours, runs[OURS_EMBEDDED])} its embedded-queue rate"
+        " (target >= 0.8x); requests per job target <= 0.3"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", choices=SERVERS, default="localstack", help="the SQS server to run on")
     parser.add_argument("--jobs", type=int, nargs="+", default=[500, 5000], help="job counts, each run on all")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds at each job count (default 3)")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
@@ -250,29 +310,11 @@ def main() -> None:
         print("on the embedded queue; jobs/s from the first job's start to the last job's end (start-up not counted);")
         print("server busy: the SQS server's CPU time over the consumer's run (near 100%: it sets the pace)")
         for jobs in options.jobs:
-            ours, server_name = on_fresh_server(
-                options.server, root / f"server-ours-{jobs}", partial(run_ours_on_sqs, root, jobs=jobs)
-            )
-            embedded = run_ours_embedded(root, jobs)
-            celery = {
-                setting: on_fresh_server(
-                    options.server,
-                    root / f"server-celery-{jobs}-{setting.prefetch}",
-                    partial(run_celery, root, jobs=jobs, setting=setting),
-                )[0]
-                for setting in CELERY_SETTINGS
-            }
-            print(f"{jobs} jobs:")
-            print(_line(f"supervisor.py on SQS ({server_name})", ours))
-            print(_line("supervisor.py on the embedded queue", embedded))
-            for setting, run in celery.items():
-                print(_line(setting.label, run))
-            ratios = ", ".join(f"{ours.jobs_per_s / run.jobs_per_s:.2f}x {s.label}" for s, run in celery.items())
-            print(f"  ratios: {ratios} (target >= 2.5x at prefetch x16)")
-            print(
-                f"  on SQS the worker runs at {ours.jobs_per_s / embedded.jobs_per_s:.2f}x its embedded-queue rate"
-                " (target >= 0.8x); requests per job target <= 0.3"
-            )
+            runs: dict[str, list[Run]] = defaultdict(list)
+            server_name = options.server
+            for index in range(options.rounds):
+                server_name = run_round(root, options.server, jobs, index, runs)
+            report(jobs, server_name, runs)
 
 
 if __name__ == "__main__":
