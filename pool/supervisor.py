@@ -300,8 +300,11 @@ class Supervisor:
             # The freed slot takes its next job before this one's outcome is dealt with, so its
             # child does not wait on the bookkeeping. Until then the ended job still holds its
             # group's turn and its reservation: a dispatch now only starts less, never more.
-            self._dispatch()
-            self.ends.reported(slot, job, message)
+            try:
+                faults.check("report-dispatch")
+                self._dispatch()
+            finally:
+                self.ends.reported(slot, job, message)
         elif isinstance(message, PullNote):
             self.parts.images.pulled(message)
         elif isinstance(message, TableNote):

@@ -57,6 +57,19 @@ def test_a_failing_loop_releases_its_messages_and_exits_with_its_own_code(worker
     assert (result["status"], result["attempt"]) == ("succeeded", 2)
 
 
+def test_a_loop_that_fails_handing_out_the_next_job_still_delivers_the_report_it_had(
+    worker_factory: WorkerFactory,
+) -> None:
+    worker = worker_factory(environment={ENVIRONMENT_VARIABLE: "report-dispatch:1"}).start()
+    message_id = worker.submit(job())
+    assert worker.wait_exit(30) == EXIT_LOOP_FAILURE
+    (failure,) = worker.log_records_with("the supervisor loop failed; stopping (the service manager restarts it)")
+    assert "fault injected at report-dispatch" in failure["exc_info"]
+    # Journaled and delivered on the way out: not run again.
+    result = worker.result(message_id)
+    assert (result["status"], result["attempt"]) == ("succeeded", 1)
+
+
 def test_an_intake_thread_that_fails_restarts_and_shows_in_health(sqs_worker: Any) -> None:
     port = free_port()
     worker = sqs_worker(options=["--metrics-port", str(port)], environment={ENVIRONMENT_VARIABLE: "intake:3"})
