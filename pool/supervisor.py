@@ -294,12 +294,10 @@ class Supervisor:
         elif message == "ready":
             self._announce_when_ready()
         elif isinstance(message, AnyReport):
-            job = slot.job
+            job, slot.job = slot.job, None
             assert job is not None
-            slot.job = None
-            # The freed slot takes its next job before this one's outcome is dealt with, so its
-            # child does not wait on the bookkeeping. Until then the ended job still holds its
-            # group's turn and its reservation: a dispatch now only starts less, never more.
+            # The freed slot takes its next job before the ended one's bookkeeping, until which
+            # that job keeps its group's turn and its reservation: this dispatch starts no more.
             try:
                 faults.check("report-dispatch")
                 self._dispatch()
