@@ -106,12 +106,19 @@ def _parcels(journal: SqliteJournal, count: int) -> list[Parcel]:
     return [Parcel(outcome.receipt, NEVER, outcome) for outcome in outcomes]
 
 
-def test_a_partly_sent_batch_is_completed_without_duplicates(tmp_path: Path) -> None:
-    queue = FlakyQueue()
+def _courier_holding(queue: FlakyQueue, tmp_path: Path, count: int) -> tuple[ResultCourier, SqliteJournal]:
+    """A courier that delivers through `queue` in the caller's thread, holding `count`
+    journaled parcels; and its journal."""
     journal = SqliteJournal(tmp_path / "journal.sqlite3")
     courier = _courier(queue, journal, InlineOutbox())
-    for parcel in _parcels(journal, 3):
+    for parcel in _parcels(journal, count):
         courier.add(parcel)
+    return courier, journal
+
+
+def test_a_partly_sent_batch_is_completed_without_duplicates(tmp_path: Path) -> None:
+    queue = FlakyQueue()
+    courier, journal = _courier_holding(queue, tmp_path, 3)
     delivery_attempts = []
 
     class RetryingOutbox(InlineOutbox):
@@ -160,10 +167,7 @@ def test_results_out_and_a_delete_refused_are_journaled_as_sent(tmp_path: Path) 
 
 def test_a_delivery_that_goes_through_leaves_nothing_unsettled(tmp_path: Path) -> None:
     queue = FlakyQueue(failures=0)
-    journal = SqliteJournal(tmp_path / "journal.sqlite3")
-    courier = _courier(queue, journal, InlineOutbox())
-    for parcel in _parcels(journal, 3):
-        courier.add(parcel)
+    courier, journal = _courier_holding(queue, tmp_path, 3)
     courier.flush(force=True)
     assert queue.deleted == ["r0", "r1", "r2"]
     assert journal.unsettled() == []
@@ -185,10 +189,7 @@ def test_remote_results_wait_to_share_a_call(force: bool, tmp_path: Path) -> Non
 
 def test_a_full_batch_goes_out_alone_and_the_rest_waits_for_its_own(tmp_path: Path) -> None:
     queue = FlakyQueue(failures=0)
-    journal = SqliteJournal(tmp_path / "journal.sqlite3")
-    courier = _courier(queue, journal, InlineOutbox())
-    for parcel in _parcels(journal, 13):
-        courier.add(parcel)
+    courier, _ = _courier_holding(queue, tmp_path, 13)
     courier.flush()
     assert queue.sent == [f"result {i}" for i in range(10)]  # one full batch: one call
     assert courier.pending_count() == 3
