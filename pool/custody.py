@@ -84,23 +84,27 @@ class Custody:
         """Whether a message group is locked by a message this worker holds (running or waiting)."""
         return any(kept.message.group_id for kept in self.kept_visible())
 
-    def startable_and_blocked(self) -> tuple[list[Held], int]:
-        """What may start now, and how many more could but for a cap or the box's capacity: one
-        pass over the lanes."""
+    def eligible_and_startable(self) -> tuple[list[Held], list[Held]]:
+        """The held messages whose group's turn it is, and of them, in order, those their
+        service's cap and the box's capacity let start now: one pass over the lanes."""
         eligible = self.lanes.startable(self.busy_groups())
-        startable = self.admitted(eligible)
+        return eligible, self._admitted(eligible)
+
+    def startable_and_blocked(self) -> tuple[list[Held], int]:
+        """What may start now, and how many more could but for a cap or the box's capacity."""
+        eligible, startable = self.eligible_and_startable()
         return startable, len(eligible) - len(startable)
 
     def startable(self) -> list[Held]:
         """What may start now, in order: the first of each idle group, and no more of a capped
         service's jobs than its cap leaves room for (the others pass them by)."""
-        return self.admitted(self.lanes.startable(self.busy_groups()))
+        return self.eligible_and_startable()[1]
 
     def blocked(self) -> int:
         """Held messages that could start but for their service's cap or the box's capacity."""
         return self.startable_and_blocked()[1]
 
-    def admitted(self, found: list[Held]) -> list[Held]:
+    def _admitted(self, found: list[Held]) -> list[Held]:
         """Of `found`, in order, those their service's cap and the box's capacity let start."""
         if not found or (not self.caps and self.admission is None):
             return found

@@ -84,9 +84,9 @@ def _waiting(custody: Custody, clock: float) -> list[WaitingJob]:
     """The first MAX_WAITING_LISTED held messages, with what each waits for."""
     if not custody.held:
         return []
-    startable = custody.lanes.startable(custody.busy_groups())
-    eligible = {id(held) for held in startable}
-    admitted = {id(held) for held in custody.admitted(startable)}
+    eligible_now, startable = custody.eligible_and_startable()
+    eligible = {id(held) for held in eligible_now}
+    admitted = {id(held) for held in startable}
     waiting = []
     for held in itertools.islice(custody.lanes, MAX_WAITING_LISTED):
         waiting.append(_waiting_job(held, clock, admitted=id(held) in admitted, eligible=id(held) in eligible))
