@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from queues.local import LocalQueue  # noqa: E402
+from testkit.moto_server import free_port  # noqa: E402
 
 TRIVIAL_JOB = json.dumps({"service": "bench", "queue": "native", "command": {"arguments": []}})
 EVENTS_JOB = json.dumps({"service": "bench", "queue": "native", "events": True, "command": {"arguments": []}})
@@ -146,9 +146,7 @@ def supervisor_rate(
 
 def status_page_rate(directory: Path, jobs: int, *, viewer: bool) -> float:
     """Jobs per second with the monitoring listener on; `viewer`: the page loaded every second."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     supervisor = Supervisor(directory, 2, ["true"], ["--metrics-port", str(port)])
     stop = threading.Event()
 
