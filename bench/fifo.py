@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ sys.path.insert(0, str(REPO))
 import boto3  # noqa: E402
 
 from bench.sqs_servers import SERVERS, ServerLoad, start_server  # noqa: E402
+from protocol.result import epoch_seconds  # noqa: E402
 
 WORKERS = 4
 
@@ -109,8 +109,8 @@ def run(
     assert all(r["status"] == "succeeded" for r in results.values())
     if fifo:
         _check_order(ids, [group for _, group in jobs], results)
-    starts = [_epoch(r["started_at"]) for r in results.values()]
-    return max(_epoch(r["finished_at"]) for r in results.values()) - min(starts)
+    starts = [epoch_seconds(r["started_at"]) for r in results.values()]
+    return max(epoch_seconds(r["finished_at"]) for r in results.values()) - min(starts)
 
 
 def _check_order(ids: list[str], groups: list[str], results: dict[str, dict[str, Any]]) -> None:
@@ -120,10 +120,6 @@ def _check_order(ids: list[str], groups: list[str], results: dict[str, dict[str,
     for group_results in by_group.values():
         for earlier, later in itertools.pairwise(group_results):
             assert later["started_at"] >= earlier["finished_at"], "a group ran out of order"
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def main() -> None:

@@ -28,7 +28,6 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from protocol.result import epoch_seconds  # noqa: E402
 from queues.local import LocalQueue  # noqa: E402
 from testkit.moto_server import free_port  # noqa: E402
 
@@ -173,7 +173,7 @@ def start_latencies(directory: Path, jobs: int) -> list[float]:
             sent = time.time()
             supervisor.jobs.send(TRIVIAL_JOB)
             (result,) = supervisor.collect(1)
-            latencies.append(_epoch(result["started_at"]) - sent)
+            latencies.append(epoch_seconds(result["started_at"]) - sent)
     finally:
         supervisor.stop()
     return latencies
@@ -202,7 +202,7 @@ def memory_kill_delays(directory: Path, runs: int) -> list[float]:
             (result,) = supervisor.collect(1)
             assert result["status"] == "killed", result
             if result["stdout"]:
-                delays.append(_epoch(result["finished_at"]) - float(result["stdout"]))
+                delays.append(epoch_seconds(result["finished_at"]) - float(result["stdout"]))
     finally:
         supervisor.stop()
     return delays
@@ -220,10 +220,6 @@ def journal_bytes_per_job(journal: Path, jobs: int) -> float:
 
 def _rounded(values: list[float]) -> list[int]:
     return [round(value) for value in values]
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _percentile(values: list[float], fraction: float) -> float:

@@ -39,7 +39,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ sys.path.insert(0, str(REPO))
 import boto3  # noqa: E402
 
 from bench.sqs_servers import SERVERS, ServerLoad, SqsServer, start_server  # noqa: E402
+from protocol.result import epoch_seconds  # noqa: E402
 from queues.local import LocalQueue  # noqa: E402
 
 JOB = json.dumps({"service": "bench", "queue": "native", "command": {"arguments": []}})
@@ -151,7 +151,7 @@ class LogTimes:
             except json.JSONDecodeError:
                 continue
             if isinstance(record, dict) and record.get("message") in self.times:
-                self.times[record["message"]].append(_epoch(record["time"]))
+                self.times[record["message"]].append(epoch_seconds(record["time"]))
         return len(self.times["job finished"])
 
 
@@ -225,10 +225,6 @@ def run_celery(root: Path, sqs: Any, server: SqsServer, *, jobs: int, setting: C
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
     return run
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _line(name: str, run: Run) -> str:

@@ -8,12 +8,12 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from config.capacity import DiskReserve, disk_reserve, disk_reserve_bytes
+from protocol.result import epoch_seconds
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
 from tests.support import Worker, health, job, unavailable
@@ -53,7 +53,7 @@ def test_below_the_reserve_no_job_starts_until_space_is_freed(tmp_path: Path, sm
         filler.unlink()
         result = worker.result(message_id)
         assert result["status"] == "succeeded"
-        assert _epoch(result["started_at"]) >= freed_at - 0.01
+        assert epoch_seconds(result["started_at"]) >= freed_at - 0.01
         wait_until(lambda: health(port)[0] == 200, 20, "healthy again")
     finally:
         worker.stop()
@@ -90,7 +90,3 @@ def _unhealthy(port: int) -> list[str] | None:
     status, body = health(port)
     problems: list[str] = body.get("problems", [])
     return problems if status == 503 and problems else None
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
