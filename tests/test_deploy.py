@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from docker import APIClient
 
 from config.settings import WorkerSettings, parse_settings
 from testkit.images import PYTHON_BASE_IMAGE
-from tests.support import REPO, unavailable
+from tests.support import REPO, required_program, unavailable
 
 UNIT = REPO / "api-worker.service"
 TEMPLATE_UNIT = REPO / "api-worker@.service"
@@ -29,9 +28,7 @@ def unit_settings(unit: Path = UNIT) -> dict[str, list[str]]:
 
 def verify_units(*units: Path) -> None:
     """`systemd-analyze verify` passes on the units without a word (warnings mean ignored settings)."""
-    if shutil.which("systemd-analyze") is None:
-        unavailable("systemd-analyze is missing")
-    command = ["systemd-analyze", "verify", *map(str, units)]
+    command = [required_program("systemd-analyze", "systemd"), "verify", *map(str, units)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout + completed.stderr == "", "warnings mean ignored settings"
