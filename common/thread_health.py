@@ -47,6 +47,15 @@ class ThreadHealth:
         return None
 
 
+def log_failure(health: ThreadHealth, exc: Exception) -> float:
+    """A helper thread's step failed: counted in `health` and logged with its traceback.
+    Returns how long to wait before the step runs again."""
+    delay = health.failed(exc)
+    fields = {"helper": health.name, "retry_in_s": delay}
+    log.error("a helper thread failed; restarting it", exc_info=exc, extra=fields)
+    return delay
+
+
 def run_guarded(health: ThreadHealth, step: Callable[[], object], stopping: threading.Event, interval_s: float) -> None:
     """A helper thread's body: `step` every `interval_s` until `stopping` is set. An exception
     is logged with its traceback and counted, and the step runs again after a growing delay."""
@@ -55,8 +64,7 @@ def run_guarded(health: ThreadHealth, step: Callable[[], object], stopping: thre
         try:
             step()
         except Exception as exc:
-            delay = health.failed(exc)
-            log.exception("a helper thread failed; restarting it", extra={"helper": health.name, "retry_in_s": delay})
+            delay = log_failure(health, exc)
             continue
         health.succeeded()
         delay = interval_s

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from common import faults
-from common.thread_health import ThreadHealth
+from common.thread_health import ThreadHealth, log_failure
 from protocol.result import Progress
 
 log = logging.getLogger(__name__)
@@ -210,10 +210,7 @@ class ProgressTicker:
             try:
                 watcher.check()
             except Exception as exc:
-                delay = self.health.failed(exc)
-                self._resume_at = time.monotonic() + delay
-                fields = {"helper": self.health.name, "retry_in_s": delay}
-                log.exception("a helper thread failed; restarting it", extra=fields)
+                self._resume_at = time.monotonic() + log_failure(self.health, exc)
                 return
             self.health.succeeded()
 
