@@ -234,31 +234,28 @@ def _line(name: str, run: Run) -> str:
     return f"  {name:42} {figures}"
 
 
-def on_fresh_server(name: str, directory: Path, consume: Callable[[Any, SqsServer], Run]) -> tuple[Run, str]:
+def on_fresh_server(name: str, directory: Path, consume: Callable[[Any, SqsServer], Run]) -> Run:
     """`consume(sqs_client, server)` on a server of its own, so that no run inherits another's
-    queues or load; returns its figures and the server's name."""
+    queues or load; returns its figures."""
     server = start_server(name, directory)
     try:
-        return consume(boto3.client("sqs"), server), server.name
+        return consume(boto3.client("sqs"), server)
     finally:
         server.stop()
 
 
-def run_round(root: Path, server: str, jobs: int, index: int, runs: dict[str, list[Run]]) -> str:
+def run_round(root: Path, server: str, jobs: int, index: int, runs: dict[str, list[Run]]) -> None:
     """One round at N = `jobs`: this worker on SQS and on the embedded queue, and Celery at its
     throughput setting; in the first round Celery's other settings too (far from the target,
-    and minutes long at N = 5,000). Appends to `runs` by consumer; returns the server's name."""
+    and minutes long at N = 5,000). Appends to `runs` by consumer."""
     tag = f"{jobs}-{index}"
-    ours, server_name = on_fresh_server(
-        server, root / f"server-ours-{tag}", partial(run_ours_on_sqs, root, jobs=jobs, tag=tag)
-    )
+    ours = on_fresh_server(server, root / f"server-ours-{tag}", partial(run_ours_on_sqs, root, jobs=jobs, tag=tag))
     runs[OURS_ON_SQS].append(ours)
     runs[OURS_EMBEDDED].append(run_ours_embedded(root, jobs, tag))
     for setting in CELERY_SETTINGS if index == 0 else (CELERY_THROUGHPUT,):
         directory = root / f"server-celery-{tag}-{setting.prefetch}"
-        run, _ = on_fresh_server(server, directory, partial(run_celery, root, jobs=jobs, setting=setting, tag=tag))
+        run = on_fresh_server(server, directory, partial(run_celery, root, jobs=jobs, setting=setting, tag=tag))
         runs[setting.label].append(run)
-    return server_name
 
 
 def _median_line(name: str, runs: list[Run]) -> str:
@@ -307,10 +304,9 @@ def main() -> None:
         print("server busy: the SQS server's CPU time over the consumer's run (near 100%: it sets the pace)")
         for jobs in options.jobs:
             runs: dict[str, list[Run]] = defaultdict(list)
-            server_name = options.server
             for index in range(options.rounds):
-                server_name = run_round(root, options.server, jobs, index, runs)
-            report(jobs, server_name, runs)
+                run_round(root, options.server, jobs, index, runs)
+            report(jobs, options.server, runs)
 
 
 if __name__ == "__main__":
