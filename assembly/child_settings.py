@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from config.capacity import disk_reserve_bytes
 from config.settings import WorkerSettings
 from journal.job_table import JobTable
 from pool.admission import Admission, Capacity
@@ -19,6 +20,7 @@ from runners.gpus import discover_gpus
 from runners.image_policy import ImagePolicy
 from runners.limits import JobLimits
 from runners.pulls import PullSettings
+from staging.input_cache import InputCacheSettings
 
 IMAGE_STATE_DIR_NAME = ".images"
 
@@ -47,6 +49,7 @@ def child_settings(
         pass_env=settings.pass_env,
         kill_grace_s=settings.kill_grace,
         transfer_concurrency=settings.transfer_concurrency,
+        input_cache=_input_cache(settings, scratch_dir),
         job_disk_bytes=settings.job_disk,
         max_inline_output_bytes=settings.max_inline_output,
         max_body_bytes=settings.max_body_size,
@@ -58,6 +61,16 @@ def child_settings(
         policy=policy,
         gate=gate_settings(settings, job_queue),
     )
+
+
+def _input_cache(settings: WorkerSettings, scratch_dir: Path) -> InputCacheSettings | None:
+    if settings.input_cache_size == 0:
+        return None
+    try:
+        reserve = disk_reserve_bytes(settings.disk_reserve, scratch_dir)
+    except OSError:
+        reserve = 0  # the scratch directory's own check reports it
+    return InputCacheSettings(settings.input_cache_dir.absolute(), settings.input_cache_size, reserve)
 
 
 def gate_settings(settings: WorkerSettings, job_queue: JobQueue) -> GateSettings:

@@ -1,15 +1,18 @@
-"""S3 staging speed and memory against plain boto3, in one run, on one moto server.
+"""Staging against the best S3 clients, on a real S3 server (SeaweedFS on loopback, signatures
+checked), same server and data, medians of rounds:
 
-- one 1 GiB object, downloaded and uploaded: the worker's staging code vs plain boto3
-  `download_file` / `upload_file` with default settings (target: >= 0.9x);
-- 1,000 objects of 64 KiB, by prefix: the staging code vs plain boto3, one file after
-  another (target: >= 5x);
-- the peak RSS of the process doing the staging of the 1 GiB object (target: < 200 MB).
+- 1,000 objects of 64 KiB under a prefix, down and up;
+- one 1 GiB object, down and up;
+- the same 1 GiB input for 5 jobs in a row: the input cache against no cache.
 
-The staging side runs in a fresh child process each time (so its peak RSS is its own), with the
-worker's defaults (`--transfer-concurrency 8`).
+This worker's staging code (Stager and its S3 engine, the worker's defaults) runs in a fresh
+process for each figure, timed inside it after its client is made, as in a pool child that
+has staged before. The peers run alone, as their users would run them, timed as whole
+commands: s5cmd (its defaults: 256 workers), rclone (`--transfers 64 --checkers 64`, as its
+docs advise for many small files), obstore (one async script: list, then every object at
+once under a semaphore of 64, as its docs show).
 
-Usage: python bench/staging.py [--large-mib 1024] [--small-count 1000]
+Usage: python bench/staging.py [--rounds 3] [--small-count 1000] [--large-mib 1024]
 """
 
 from __future__ import annotations
@@ -17,152 +20,228 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
-import msgspec  # noqa: E402
 
-from protocol.request import Command  # noqa: E402
-from protocol.uris import parse_uri  # noqa: E402
-from staging.s3_store import S3Store  # noqa: E402
-from staging.stager import StagedJob, Stager  # noqa: E402
-from staging.workspace import Workspace  # noqa: E402
-from testkit.moto_server import moto_in_environment  # noqa: E402
+from testkit.seaweedfs import seaweed_in_environment  # noqa: E402
 
 BUCKET = "bench"
 SMALL_SIZE = 64 * 1024
+BIN = Path(sys.executable).parent
+CACHE_JOBS = 5
+
+OBSTORE_SCRIPT = """
+import asyncio, os, sys, time
+from pathlib import Path
+import obstore
+from obstore.store import S3Store
+mode, prefix, local = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+store = S3Store("bench", endpoint=os.environ["AWS_ENDPOINT_URL_S3"], region="us-east-1",
+                client_options={"allow_http": True})
+async def main():
+    gate = asyncio.Semaphore(64)
+    async def down(path):
+        async with gate:
+            data = await (await obstore.get_async(store, path)).bytes_async()
+        target = local / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    async def up(path):
+        async with gate:
+            await obstore.put_async(store, prefix + path.name, path)
+    if mode == "download":
+        tasks = []
+        async for batch in obstore.list(store, prefix, chunk_size=1000):
+            tasks += [asyncio.create_task(down(meta["path"])) for meta in batch]
+        await asyncio.gather(*tasks)
+    else:
+        await asyncio.gather(*(up(path) for path in sorted(local.iterdir())))
+asyncio.run(main())
+"""
 
 
-def staged_child(mode: str, prefix: str, local: Path) -> None:
-    """Runs in the child: one staging operation through Stager, as a job would."""
-    store = S3Store(concurrency=8)
-    store.warm_up()  # a pool child makes its client once and keeps it; so does plain boto3 here
-    stager = Stager({"s3": store}, concurrency=8)
-    workspace = Workspace.create(local / "scratch")
+def staged_child(mode: str, uri: str, local: Path, cache: str) -> None:
+    """In a fresh process: one staging operation through Stager, as a job would."""
+    import msgspec
+
+    from protocol.request import Command
+    from protocol.uris import parse_uri
+    from staging.input_cache import InputCache
+    from staging.s3_store import S3Store
+    from staging.stager import StagedJob, Stager
+    from staging.workspace import Workspace
+
+    store = S3Store()
+    store.warm_up()
+    stager = Stager({"s3": store}, cache=InputCache(Path(cache), 8 << 30) if cache else None)
     started = time.perf_counter()
-    _stage(stager, workspace, mode, prefix, local)
+    if mode == "download":
+        for _ in range(CACHE_JOBS if cache else 1):
+            workspace = Workspace.create(local / "scratch")
+            field = "input" if uri.endswith("/") else "arguments"
+            value = [uri] if field == "input" else [{"type": "input", "value": uri}]
+            stager.stage_in(msgspec.convert({field: value}, Command), workspace)
+            stager.release(workspace)
+            workspace.discard()
+    else:
+        workspace = Workspace.create(local / "scratch")
+        outputs = workspace.outputs / BUCKET / uri.removeprefix(f"s3://{BUCKET}/").rstrip("/")
+        outputs.parent.mkdir(parents=True)
+        shutil.copytree(local / "source", outputs, copy_function=os.link)
+        staged = StagedJob([], workspace.stdin, workspace.stdout, workspace.stderr)
+        staged.output_prefixes = [parse_uri(uri, prefix=True)]
+        stager.stage_out(staged, workspace)
     print(json.dumps({"seconds": time.perf_counter() - started}))
 
 
-def _stage(stager: Stager, workspace: Workspace, mode: str, prefix: str, local: Path) -> None:
+def ours(mode: str, uri: str, local: Path, cache: str = "") -> float:
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", mode, uri, str(local), cache],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return float(json.loads(output)["seconds"])
+
+
+def timed(command: list[str], environment: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, **(environment or {})})
+    return time.perf_counter() - started
+
+
+def rclone_environment() -> dict[str, str]:
+    return {
+        "RCLONE_CONFIG_SW_TYPE": "s3",
+        "RCLONE_CONFIG_SW_PROVIDER": "SeaweedFS",
+        "RCLONE_CONFIG_SW_ENDPOINT": os.environ["AWS_ENDPOINT_URL_S3"],
+        "RCLONE_CONFIG_SW_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+        "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "RCLONE_CONFIG_SW_REGION": "us-east-1",
+        "RCLONE_CONFIG": "/dev/null",
+    }
+
+
+def peers(mode: str, prefix: str, local: Path, fresh: Callable[[], str]) -> dict[str, Callable[[], float]]:
+    """Each peer's command for one transfer of `prefix` (a key prefix ending in /) to or from `local`."""
+    endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
+    s5 = [str(BIN / "s5cmd"), "--endpoint-url", endpoint, "--log", "error", "cp"]
+    rclone = [str(BIN / "rclone"), "copy", "--transfers", "64", "--checkers", "64", "--s3-no-check-bucket"]
     if mode == "download":
-        stager.stage_in(msgspec.convert({"input": [prefix]}, Command), workspace)
-    else:
-        outputs = workspace.outputs / BUCKET / prefix.removeprefix(f"s3://{BUCKET}/")
-        outputs.parent.mkdir(parents=True)
-        (local / "source").rename(outputs)  # as if the job had written the files there
-        staged = StagedJob([], workspace.stdin, workspace.stdout, workspace.stderr)
-        staged.output_prefixes = [parse_uri(prefix, prefix=True)]
-        stager.stage_out(staged, workspace)
+        return {
+            "s5cmd": lambda: timed([*s5, f"s3://{BUCKET}/{prefix}*", f"{fresh()}/"]),
+            "rclone": lambda: timed([*rclone, f"sw:{BUCKET}/{prefix}", fresh()], rclone_environment()),
+            "obstore": lambda: timed([sys.executable, "-c", OBSTORE_SCRIPT, mode, prefix, fresh()]),
+        }
+    return {
+        "s5cmd": lambda: timed([*s5, f"{local}/", f"s3://{BUCKET}/{fresh()}/"]),
+        "rclone": lambda: timed([*rclone, str(local), f"sw:{BUCKET}/{fresh()}"], rclone_environment()),
+        "obstore": lambda: timed([sys.executable, "-c", OBSTORE_SCRIPT, mode, f"{fresh()}/", str(local)]),
+    }
 
 
-def run_staged(mode: str, prefix: str, local: Path) -> tuple[float, int]:
-    """(seconds, peak RSS bytes) of one staging operation in a fresh process; the time is the
-    operation's own, measured in the child, without the process's start-up."""
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--child", mode, prefix, str(local)], stdout=subprocess.PIPE, text=True
-    )
-    assert child.stdout is not None
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise RuntimeError(f"staging child failed with {child.returncode}")
-    return float(json.loads(output)["seconds"]), usage.ru_maxrss * 1024
-
-
-def plain_download(client: Any, keys: list[str], directory: Path) -> float:
-    started = time.perf_counter()
-    for key in keys:
-        target = directory / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(BUCKET, key, str(target))
-    return time.perf_counter() - started
-
-
-def plain_upload(client: Any, files: list[Path], prefix: str) -> float:
-    started = time.perf_counter()
-    for path in files:
-        client.upload_file(str(path), BUCKET, f"{prefix}{path.name}")
-    return time.perf_counter() - started
-
-
-def report(label: str, total_bytes: int, plain_s: float, staged_s: float, target: str) -> None:
-    plain_rate, staged_rate = total_bytes / plain_s / 1e6, total_bytes / staged_s / 1e6
-    print(
-        f"{label:34} plain boto3 {plain_rate:7.1f} MB/s   staging {staged_rate:7.1f} MB/s   "
-        f"{staged_rate / plain_rate:5.2f}x ({target})"
-    )
+def measure(label: str, units: float, unit: str, runs: dict[str, Callable[[], float]], rounds: int) -> None:
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            seconds[name].append(run())
+    rates = {name: units / statistics.median(values) for name, values in seconds.items()}
+    ours_rate = rates["this worker"]
+    print(f"{label}:")
+    for name, rate in rates.items():
+        each = ", ".join(f"{units / value:.0f}" for value in seconds[name])
+        ratio = "" if name == "this worker" else f"   this worker at {ours_rate / rate:.2f}x"
+        print(f"  {name:12} {rate:8.0f} {unit} [{each}]{ratio}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--large-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--small-count", type=int, default=1000)
-    parser.add_argument("--child", nargs=3, metavar=("MODE", "PREFIX", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--large-mib", type=int, default=1024)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
-        staged_child(options.child[0], options.child[1], Path(options.child[2]))
+        staged_child(options.child[0], options.child[1], Path(options.child[2]), options.child[3])
         return
-
-    with tempfile.TemporaryDirectory() as temporary:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as temporary:
         root = Path(temporary)
-        with moto_in_environment(root / "moto.log"):
-            client = boto3.client("s3")
-            client.create_bucket(Bucket=BUCKET)
-            run_large(client, root, options.large_mib)
-            run_small(client, root, options.small_count)
+        with seaweed_in_environment(root / "seaweedfs", (BUCKET,)):
+            run_all(root, options)
 
 
-def run_large(client: Any, root: Path, mib: int) -> None:
-    source = root / "large" / "source"
-    source.mkdir(parents=True)
-    chunk = os.urandom(1024 * 1024)
-    with (source / "large.bin").open("wb") as handle:
-        for _ in range(mib):
+def run_all(root: Path, options: argparse.Namespace) -> None:
+    client = boto3.client("s3")
+    counter = iter(range(1_000_000))
+
+    def fresh() -> str:
+        path = root / f"run-{next(counter)}"
+        return str(path)
+
+    def fresh_and_clean() -> str:
+        clean(root)
+        return fresh()
+
+    def key() -> str:
+        return f"up-{next(counter)}"
+
+    small = root / "small" / "source"
+    small.mkdir(parents=True)
+    for index in range(options.small_count):
+        (small / f"{index:05}.bin").write_bytes(os.urandom(SMALL_SIZE))
+    subprocess.run([str(BIN / "s5cmd"), "--endpoint-url", os.environ["AWS_ENDPOINT_URL_S3"], "--log", "error",
+                    "cp", f"{small}/", f"s3://{BUCKET}/small/"], check=True)  # fmt: skip
+    count = options.small_count
+    print(f"SeaweedFS on loopback; {os.cpu_count()} cores; medians of {options.rounds} rounds (each round's figure)")
+    measure(f"{count} x 64 KiB, download", count, "obj/s", {
+        "this worker": lambda: ours("download", f"s3://{BUCKET}/small/", Path(fresh())),
+        **peers("download", "small/", small, fresh),
+    }, options.rounds)  # fmt: skip
+    measure(f"{count} x 64 KiB, upload", count, "obj/s", {
+        "this worker": lambda: ours("upload", f"s3://{BUCKET}/{key()}/", small.parent),
+        **peers("upload", "", small, key),
+    }, options.rounds)  # fmt: skip
+    shutil.rmtree(root / "small")
+    clean(root)
+
+    large = root / "large" / "source"
+    large.mkdir(parents=True)
+    chunk = os.urandom(1 << 20)
+    with (large / "large.bin").open("wb") as handle:
+        for _ in range(options.large_mib):
             handle.write(chunk)
-    size = mib * 1024 * 1024
+    client.upload_file(str(large / "large.bin"), BUCKET, "large/large.bin")
+    mib = options.large_mib
+    measure(f"one {mib} MiB object, download", mib, "MiB/s", {
+        "this worker": lambda: ours("download", f"s3://{BUCKET}/large/large.bin", Path(fresh_and_clean())),
+        **peers("download", "large/", large, fresh_and_clean),
+    }, options.rounds)  # fmt: skip
+    clean(root)
+    measure(f"one {mib} MiB object, upload", mib, "MiB/s", {
+        "this worker": lambda: ours("upload", f"s3://{BUCKET}/{key()}/", large.parent),
+        **peers("upload", "", large, key),
+    }, options.rounds)  # fmt: skip
+    clean(root)
+    measure(f"the same {mib} MiB input for {CACHE_JOBS} jobs in a row", CACHE_JOBS * mib, "MiB/s", {
+        "this worker": lambda: ours("download", f"s3://{BUCKET}/large/large.bin", Path(fresh()), fresh()),
+        "no cache": lambda: sum(ours("download", f"s3://{BUCKET}/large/large.bin", Path(fresh()))
+                                for _ in range(CACHE_JOBS)),
+    }, options.rounds)  # fmt: skip
 
-    plain_up = plain_upload(client, [source / "large.bin"], "large-plain/")
-    staged_up, up_rss = run_staged("upload", f"s3://{BUCKET}/large-staged/", root / "large")
-    plain_down = plain_download(client, ["large-plain/large.bin"], root / "large-plain")
-    (root / "large-plain" / "large-plain" / "large.bin").unlink()
-    staged_down, down_rss = run_staged("download", f"s3://{BUCKET}/large-plain/", root / "large-down")
-    print(f"one object of {mib} MiB:")
-    report("  download", size, plain_down, staged_down, "target >= 0.9x")
-    report("  upload", size, plain_up, staged_up, "target >= 0.9x")
-    print(
-        f"  peak RSS of the staging process: download {down_rss / 2**20:.0f} MB, upload {up_rss / 2**20:.0f} MB"
-        " (target < 200 MB)"
-    )
 
-
-def run_small(client: Any, root: Path, count: int) -> None:
-    source = root / "small" / "source"
-    source.mkdir(parents=True)
-    files = []
-    for index in range(count):
-        path = source / f"{index:05}.bin"
-        path.write_bytes(os.urandom(SMALL_SIZE))
-        files.append(path)
-    total = count * SMALL_SIZE
-
-    plain_up = plain_upload(client, files, "small-plain/")
-    staged_up, _ = run_staged("upload", f"s3://{BUCKET}/small-staged/", root / "small")
-    keys = [f"small-plain/{path.name}" for path in files]
-    plain_down = plain_download(client, keys, root / "small-plain")
-    staged_down, _ = run_staged("download", f"s3://{BUCKET}/small-plain/", root / "small-down")
-    print(f"{count} objects of {SMALL_SIZE // 1024} KiB:")
-    report("  download", total, plain_down, staged_down, "target >= 5x")
-    report("  upload", total, plain_up, staged_up, "target >= 5x")
+def clean(root: Path) -> None:
+    """Remove earlier runs' local copies: the disk and the page cache are the box's."""
+    for path in root.glob("run-*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

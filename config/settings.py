@@ -71,6 +71,8 @@ class WorkerSettings:
     scratch_dir: Path
     file_root: tuple[Path, ...]
     transfer_concurrency: int
+    input_cache_size: int  # 0: off
+    input_cache_dir: Path
     max_inline_output: int
     journal: Path
     journal_retention: float
@@ -215,6 +217,7 @@ def _instance_paths(namespace: argparse.Namespace) -> dict[str, Any]:
         "name": name,
         "scratch_dir": namespace.scratch_dir or home / "scratch",
         "journal": namespace.journal or home / "journal.sqlite3",
+        "input_cache_dir": namespace.input_cache_dir or default_state_dir() / "input-cache",
     }
 
 

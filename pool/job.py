@@ -62,6 +62,7 @@ from runners.process import ImageRejected, Runner, RunnerFault, RunOutcome, RunS
 from runners.pulls import PullNote
 from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
+from staging.input_cache import InputCache
 from staging.s3_store import S3Store
 from staging.stager import Stager
 from staging.watch import TransferWatch
@@ -94,10 +95,11 @@ class JobExecutor:
         self._on_event = on_event or (lambda _note: None)
         self.link = link
         self.identity = WorkerIdentity.of_this_host(settings.supervisor_pid, settings.instance)
+        cache = settings.input_cache
         self.stager = Stager(
             {"file": LocalFileStore(list(settings.file_roots)), "s3": S3Store(settings.transfer_concurrency)},
-            concurrency=settings.transfer_concurrency,
             job_disk_bytes=settings.job_disk_bytes,
+            cache=None if cache is None else InputCache(cache.directory, cache.size_bytes, cache.reserve_bytes),
         )
         self.slot = slot
         tell_table = on_table or (lambda _note: None)
@@ -302,7 +304,12 @@ class JobExecutor:
             if staged.stderr_uri is None:
                 result.stderr = self._inline_stream("stderr", staged.stderr_path, result)
         finally:
-            self._spare_directory = workspace.remove()
+            self._spare_directory = self._clean(workspace)
+
+    def _clean(self, workspace: Workspace) -> Path | None:
+        """Give cached inputs back to the input cache, then empty the job's directory."""
+        self.stager.release(workspace)
+        return workspace.remove()
 
     def _run_command(
         self, runner: Runner, spec: RunSpec, request: JobRequest, result: JobResult, reply_to: str | None

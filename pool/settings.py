@@ -10,6 +10,7 @@ from pool.job_gate import NO_GATE, GateSettings
 from pool.outcomes import OutcomePolicy
 from runners.container_settings import ContainerSettings
 from runners.limits import JobLimits
+from staging.input_cache import InputCacheSettings
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ChildSettings:
     pass_env: tuple[str, ...]
     kill_grace_s: float
     transfer_concurrency: int
+    input_cache: InputCacheSettings | None  # None: every job downloads its own inputs
     job_disk_bytes: int | None
     max_inline_output_bytes: int
     max_body_bytes: int

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from protocol.uris import ObjectUri
 from staging.errors import StagingFault, StagingRejected
+from staging.parallel import run_all
 from staging.prefix_walk import walk_prefix
 from staging.stores import StoredObject
+from staging.watch import TransferWatch
+
+COPIES_AT_ONCE = 8
 
 
 class LocalFileStore:
@@ -46,6 +52,20 @@ class LocalFileStore:
 
     def authorize_upload(self, destination: ObjectUri) -> None:
         self._allowed_path(destination)
+
+    def download_all(self, downloads: Sequence[tuple[StoredObject, Path]], watch: TransferWatch) -> None:
+        run_all([partial(self._watched_download, stored, path, watch) for stored, path in downloads], COPIES_AT_ONCE)
+
+    def upload_all(self, uploads: Sequence[tuple[Path, ObjectUri]], watch: TransferWatch) -> list[int]:
+        return run_all([partial(self._watched_upload, path, uri, watch) for path, uri in uploads], COPIES_AT_ONCE)
+
+    def _watched_download(self, source: StoredObject, destination: Path, watch: TransferWatch) -> None:
+        with watch.moving(str(source.uri)):
+            self.download(source, destination)
+
+    def _watched_upload(self, source: Path, destination: ObjectUri, watch: TransferWatch) -> int:
+        with watch.moving(str(destination)):
+            return self.upload(source, destination)
 
     def download(self, source: StoredObject, destination: Path) -> None:
         path = self._allowed_path(source.uri)

@@ -1,85 +1,129 @@
-"""`s3://` URIs through boto3's transfer manager (multipart, parallel parts).
+"""`s3://` URIs: listings and HEADs through boto3, bytes through obstore (Rust, I/O outside the GIL).
 
-Credentials, region and endpoint come from the standard AWS environment (`AWS_ENDPOINT_URL`,
-`AWS_ENDPOINT_URL_S3`, profiles, instance roles), so any S3-compatible store works. botocore's
-standard retry mode retries throttling, 5xx answers and dropped connections with backoff.
+One engine per process: a boto3 client for the calls whose answers must be exact (listings
+keep every key as S3 spells it; HEADs bring checksums) and an obstore store per bucket for GETs
+and PUTs, all on the process's one transfer loop, under global bounds on requests in flight,
+large-object parts in memory and open files. Credentials, region and endpoint come from boto3's
+chain (staging.aws_chain), so any S3-compatible store works. Small objects take one GET pinned
+to the listed ETag; large ones parallel ranged GETs pinned to it (`If-Match`), each part retried
+on its own. Every byte is checked against what S3 says (staging.checksums).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import threading
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from protocol.uris import ObjectUri, UriRejected, parse_uri
+from staging import checksums, event_loop
+from staging.aws_chain import BotoCredentials, engine_options
+from staging.checksums import ChecksumMismatch, Expected, PartDigest
 from staging.errors import StagingFault, StagingRejected
 from staging.stores import StoredObject
+from staging.watch import TransferWatch
 
 if TYPE_CHECKING:
-    from boto3.s3.transfer import TransferConfig
+    from obstore import GetOptions
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-MAX_ATTEMPTS = 5
-STREAM_CHUNK = 1024 * 1024
+MAX_ATTEMPTS = 5  # per request, as botocore's standard retry mode counts them
+PART_ATTEMPTS = 3  # a large object's part whose body broke off is fetched again, by range
+PART_SIZE = 8 * 1024 * 1024
+MIN_UPLOAD_PART = 5 * 1024 * 1024  # S3's smallest part but the last
+PARTS_IN_MEMORY = 16  # large-object parts held at once, across the process
+DEFAULT_REQUESTS_IN_FLIGHT = 64
+LARGE_IN_MEMORY = 1024 * 1024  # a whole-object GET above this counts as a part held in memory
 PROGRESS_EVERY_S = 10.0
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 _DENIED = {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
 
 class S3Store:
-    """Thread-safe: one boto3 client, made on first use (boto3 is only imported then)."""
+    """Thread-safe; boto3 and obstore are imported on first use (~40 MB a process)."""
 
-    def __init__(self, concurrency: int = 8) -> None:
+    def __init__(self, concurrency: int = DEFAULT_REQUESTS_IN_FLIGHT, part_size: int = PART_SIZE) -> None:
         self.concurrency = concurrency
+        self.part_size = part_size
         self._client: Any = None
-        self._transfer_config: TransferConfig | None = None
+        self._buckets: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._bounds: _Bounds | None = None
 
-    def _s3(self) -> tuple[Any, TransferConfig]:
+    def _s3(self) -> Any:
         with self._lock:
             if self._client is None:
-                # Imported here: boto3 and a client add ~40 MB to a process, and most pool
-                # children of a worker that never sees an s3:// URI should not carry them.
-                import boto3  # noqa: PLC0415
-                from boto3.s3.transfer import TransferConfig  # noqa: PLC0415
+                import boto3  # noqa: PLC0415 (see the class docstring)
                 from botocore.config import Config  # noqa: PLC0415
 
                 config = Config(
                     retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
-                    # One connection per transfer thread: the outer pool times each file's parts.
-                    max_pool_connections=self.concurrency * 10,
+                    max_pool_connections=max(10, self.concurrency),
                 )
-                self._client = boto3.session.Session().client("s3", config=config)
-                self._transfer_config = TransferConfig(max_concurrency=10, use_threads=True)
-            assert self._transfer_config is not None
-            return self._client, self._transfer_config
+                self._session = boto3.session.Session()
+                self._client = self._session.client("s3", config=config)
+            return self._client
+
+    def _bucket(self, bucket: str) -> Any:
+        client = self._s3()
+        with self._lock:
+            store = self._buckets.get(bucket)
+            if store is None:
+                from obstore.store import S3Store as ObStore  # noqa: PLC0415
+
+                store = ObStore(
+                    bucket,
+                    **engine_options(client),
+                    credential_provider=BotoCredentials(self._session),  # type: ignore[arg-type]
+                    checksum_algorithm="sha256",  # S3 checks every PUT and part against it
+                    retry_config={
+                        "max_retries": MAX_ATTEMPTS - 1,
+                        "backoff": {"init_backoff": timedelta(seconds=1), "max_backoff": timedelta(seconds=20)},
+                    },
+                )
+                self._buckets[bucket] = store
+            return store
 
     def warm_up(self) -> None:
         """Import boto3 and make the client now rather than on the first transfer."""
         self._s3()
 
     def stat(self, uri: ObjectUri) -> StoredObject:
-        client, _ = self._s3()
         try:
-            head = client.head_object(Bucket=uri.bucket, Key=uri.key)
+            head = self._s3().head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED")
         except Exception as exc:
             raise _translate(exc, uri) from exc
-        return StoredObject(uri, int(head["ContentLength"]))
+        stored = StoredObject(
+            uri,
+            int(head["ContentLength"]),
+            etag=checksums.bare_etag(head.get("ETag")),
+            version=head.get("VersionId"),
+            expected=checksums.from_head(head),
+        )
+        return self._with_part_size(stored)
 
     def list_prefix(self, prefix: ObjectUri) -> list[StoredObject]:
-        client, _ = self._s3()
         found = []
         try:
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key):
+            for page in self._s3().get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key):
                 for item in page.get("Contents", []):
                     if item["Key"].endswith("/"):
                         continue  # a "folder" marker, not a file
                     # Every listed key must be safe to mirror locally, like one given by hand.
                     uri = _listed(f"s3://{prefix.bucket}/{item['Key']}")
-                    found.append(StoredObject(uri, int(item["Size"])))
+                    etag = checksums.bare_etag(item.get("ETag"))
+                    found.append(StoredObject(uri, int(item["Size"]), etag=etag, expected=_listed_check(etag)))
         except StagingRejected:
             raise
         except Exception as exc:
@@ -89,59 +133,234 @@ class S3Store:
     def authorize_upload(self, destination: ObjectUri) -> None:
         pass  # S3 says no only when the upload is tried
 
+    def download_all(self, downloads: Sequence[tuple[StoredObject, Path]], watch: TransferWatch) -> None:
+        if downloads:
+            event_loop.run(_all([partial(self._download, stored, path, watch) for stored, path in downloads]))
+
+    def upload_all(self, uploads: Sequence[tuple[Path, ObjectUri]], watch: TransferWatch) -> list[int]:
+        if not uploads:
+            return []
+        return event_loop.run(_all([partial(self._upload, path, uri, watch) for path, uri in uploads]))
+
     def download(self, source: StoredObject, destination: Path) -> None:
-        client, config = self._s3()
-        progress = _Progress("download", str(source.uri), source.size)
-        try:
-            if source.size < config.multipart_threshold:
-                # One GET, no HEAD first and no transfer machinery: what many small files need.
-                body = client.get_object(Bucket=source.uri.bucket, Key=source.uri.key)["Body"]
-                with destination.open("wb") as handle:
-                    for chunk in body.iter_chunks(STREAM_CHUNK):
-                        handle.write(chunk)
-            else:
-                client.download_file(
-                    source.uri.bucket, source.uri.key, str(destination), Config=config, Callback=progress
-                )
-        except Exception as exc:
-            raise _translate(exc, source.uri) from exc
-        progress.finish()
+        self.download_all([(source, destination)], TransferWatch())
 
     def upload(self, source: Path, destination: ObjectUri) -> int:
-        client, config = self._s3()
-        size = source.stat().st_size
-        progress = _Progress("upload", str(destination), size)
+        return self.upload_all([(source, destination)], TransferWatch())[0]
+
+    def _limits(self) -> _Bounds:
+        if self._bounds is None:  # made on the loop's thread, its only user
+            self._bounds = _Bounds(self.concurrency)
+        return self._bounds
+
+    async def _download(self, stored: StoredObject, path: Path, watch: TransferWatch) -> None:
+        with watch.moving(str(stored.uri)):
+            try:
+                if stored.expected is None and stored.etag is not None and stored.size > 0:
+                    stored = await asyncio.to_thread(self._described, stored)
+                if stored.size <= (stored.part_size or self.part_size):
+                    await self._download_whole(stored, path)
+                else:
+                    await self._download_parts(stored, path)
+            except (StagingFault, StagingRejected):
+                raise
+            except Exception as exc:
+                raise _translate(exc, stored.uri) from exc
+
+    def _described(self, stored: StoredObject) -> StoredObject:
+        """A listed object whose ETag is no MD5: its checksum (and part size) from a HEAD."""
+        described = self.stat(stored.uri)
+        if described.etag != stored.etag:
+            raise StagingFault(f"{stored.uri}: changed while being read (its ETag is no longer {stored.etag})")
+        return described
+
+    def _with_part_size(self, stored: StoredObject) -> StoredObject:
+        if stored.expected is None or stored.expected.kind != "multipart-md5" or stored.expected.parts < 2:
+            return stored
         try:
-            if size < config.multipart_threshold:
-                with source.open("rb") as handle:
-                    client.put_object(Bucket=destination.bucket, Key=destination.key, Body=handle)
-            else:
-                client.upload_file(str(source), destination.bucket, destination.key, Config=config, Callback=progress)
+            head = self._s3().head_object(Bucket=stored.uri.bucket, Key=stored.uri.key, PartNumber=1)
         except Exception as exc:
-            raise _translate(exc, destination) from exc
+            raise _translate(exc, stored.uri) from exc
+        return replace(stored, part_size=int(head["ContentLength"]))
+
+    def _pinned(self, stored: StoredObject, **options: Any) -> GetOptions:
+        """GET options that fail (412) if the object is no longer the one listed."""
+        pinned: Any = {**options, "if_match": f'"{stored.etag}"'} if stored.etag else options
+        return cast("GetOptions", pinned)
+
+    async def _download_whole(self, stored: StoredObject, path: Path) -> None:
+        import obstore  # noqa: PLC0415
+
+        bounds = self._limits()
+        large = stored.size > LARGE_IN_MEMORY
+        async with bounds.parts if large else _NO_BOUND, bounds.requests:
+            store = self._bucket(stored.uri.bucket)
+            result = await obstore.get_async(store, stored.uri.key, options=self._pinned(stored))
+            data = await result.bytes_async()
+        view = memoryview(data)
+        if stored.expected is not None:
+            if large:  # off the loop: hashing megabytes would stall every other transfer
+                actual = await asyncio.to_thread(checksums.whole, stored.expected, view)
+            else:
+                actual = checksums.whole(stored.expected, view)
+            checksums.check(stored.expected, actual, str(stored.uri))
+        async with bounds.files:
+            with path.open("wb") as handle:
+                handle.write(view)
+
+    async def _download_parts(self, stored: StoredObject, path: Path) -> None:
+        part_size = stored.part_size or self.part_size
+        ranges = [(start, min(start + part_size, stored.size)) for start in range(0, stored.size, part_size)]
+        expected = stored.expected
+        digests: list[PartDigest | None] = [None] * len(ranges)
+        progress = _Progress("download", str(stored.uri), stored.size)
+        async with self._limits().files:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.ftruncate(descriptor, stored.size)
+
+                async def part(index: int, start: int, end: int) -> None:
+                    digests[index] = await self._fetch_part(stored, start, end, descriptor)
+                    progress(end - start)
+
+                await _all([partial(part, index, start, end) for index, (start, end) in enumerate(ranges)])
+            finally:
+                os.close(descriptor)
+        if expected is not None:
+            if expected.combinable:
+                actual = checksums.combined(expected, [digest for digest in digests if digest is not None])
+            else:
+                actual = await asyncio.to_thread(checksums.file_value, expected, path, stored.part_size)
+            checksums.check(expected, actual, str(stored.uri))
         progress.finish()
-        return size
+
+    async def _fetch_part(self, stored: StoredObject, start: int, end: int, descriptor: int) -> PartDigest | None:
+        import obstore  # noqa: PLC0415
+        from obstore.exceptions import GenericError  # noqa: PLC0415
+
+        bounds = self._limits()
+        async with bounds.parts:
+            for attempt in range(1, PART_ATTEMPTS + 1):
+                try:
+                    async with bounds.requests:
+                        options = self._pinned(stored, range=(start, end))
+                        store = self._bucket(stored.uri.bucket)
+                        result = await obstore.get_async(store, stored.uri.key, options=options)
+                        data = await result.bytes_async()
+                    if len(data) != end - start:
+                        raise StagingFault(f"{stored.uri}: bytes {start}-{end} came back {len(data)} long")
+                    break
+                except (GenericError, StagingFault) as exc:
+                    if attempt == PART_ATTEMPTS:
+                        raise
+                    log.warning("part transfer broke off; fetching it again", extra={"uri": str(stored.uri),
+                                "start": start, "attempt": attempt, "error": str(exc)})  # fmt: skip
+            view = memoryview(data)
+            digest = None
+            if stored.expected is not None and stored.expected.combinable:
+                digest = await asyncio.to_thread(checksums.digest_part, stored.expected, view)
+            await asyncio.to_thread(os.pwrite, descriptor, view, start)
+            return digest
+
+    async def _upload(self, source: Path, destination: ObjectUri, watch: TransferWatch) -> int:
+        import obstore  # noqa: PLC0415
+
+        with watch.moving(str(destination)):
+            try:
+                size = source.stat().st_size
+                store = self._bucket(destination.bucket)
+                part_size = max(self.part_size, MIN_UPLOAD_PART)
+                if size <= part_size:
+                    async with self._limits().requests:
+                        await obstore.put_async(store, destination.key, source.read_bytes(), use_multipart=False)
+                else:
+                    async with self._limits().files, self._limits().requests:
+                        await obstore.put_async(store, destination.key, source, chunk_size=part_size,
+                                                max_concurrency=PARTS_IN_MEMORY // 2)  # fmt: skip
+                return size
+            except (StagingFault, StagingRejected):
+                raise
+            except Exception as exc:
+                raise _translate(exc, destination) from exc
+
+
+class _Bounds:
+    """The process's limits on the transfer loop (asyncio primitives: made on that loop)."""
+
+    def __init__(self, requests: int) -> None:
+        self.requests = asyncio.Semaphore(requests)
+        self.parts = asyncio.Semaphore(PARTS_IN_MEMORY)
+        self.files = asyncio.Semaphore(requests)
+
+
+_NO_BOUND = contextlib.nullcontext()
+
+
+async def _all(starters: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Run every coroutine; the first failure cancels the rest and is raised."""
+    tasks = [asyncio.ensure_future(start()) for start in starters]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    failed = next((task for task in tasks if not task.cancelled() and task.exception() is not None), None)
+    if failed is not None:
+        raise failed.exception()  # type: ignore[misc]
+    return [task.result() for task in tasks]
+
+
+def _listed_check(etag: str | None) -> Expected | None:
+    """What a listing entry alone proves: a plain MD5 ETag (else a HEAD at download time)."""
+    expected = checksums.from_etag(etag)
+    return expected if expected is not None and expected.kind == "md5" else None
 
 
 def _translate(exc: Exception, uri: ObjectUri) -> Exception:
-    """A boto3 failure as the job's outcome: missing is the message's fault, the rest ours."""
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 (see S3Store._s3)
+    """A boto3 or obstore failure as the job's outcome: missing is the message's fault, the rest ours."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 (see S3Store)
 
     if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        if code in _MISSING or status == "404":
-            return StagingRejected(f"{uri}: no such object or bucket")
-        if code in _DENIED or status == "403":
-            return StagingFault(f"{uri}: access denied ({code or status})", retryable=False)
-        return StagingFault(f"{uri}: storage error {code or status}: {exc}")
+        return _translate_answer(exc, uri)
+    if isinstance(exc, ChecksumMismatch):
+        return StagingFault(str(exc))
     if isinstance(exc, BotoCoreError | OSError):
         return StagingFault(f"{uri}: {type(exc).__name__}: {exc}")
+    return _translate_engine(exc, uri)
+
+
+def _translate_answer(exc: Any, uri: ObjectUri) -> Exception:
+    """An error answer from S3 to a boto3 call."""
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    if code in _MISSING or status == "404":
+        return StagingRejected(f"{uri}: no such object or bucket")
+    if code in _DENIED or status == "403":
+        return StagingFault(f"{uri}: access denied ({code or status})", retryable=False)
+    return StagingFault(f"{uri}: storage error {code or status}: {exc}")
+
+
+def _translate_engine(exc: Exception, uri: ObjectUri) -> Exception:
+    from obstore import exceptions as engine  # noqa: PLC0415
+
+    if isinstance(exc, engine.NotFoundError):
+        return StagingRejected(f"{uri}: no such object or bucket")
+    if isinstance(exc, engine.PermissionDeniedError | engine.UnauthenticatedError):
+        return StagingFault(f"{uri}: access denied ({_first_line(exc)})", retryable=False)
+    if isinstance(exc, engine.PreconditionError):
+        return StagingFault(f"{uri}: changed while being read (its ETag no longer matches the listing)")
+    if isinstance(exc, engine.BaseError):
+        return StagingFault(f"{uri}: storage error: {_first_line(exc)}")
     return exc
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 class _Progress:
-    """A transfer callback that logs bytes and rate every PROGRESS_EVERY_S seconds."""
+    """Counts a large transfer's bytes and logs them with the rate every PROGRESS_EVERY_S seconds."""
 
     def __init__(self, direction: str, uri: str, total: int) -> None:
         self.direction = direction
@@ -150,15 +369,13 @@ class _Progress:
         self.done = 0
         self.started = time.monotonic()
         self.last_log = self.started
-        self._lock = threading.Lock()
 
     def __call__(self, chunk: int) -> None:
-        with self._lock:
-            self.done += chunk
-            now = time.monotonic()
-            if now - self.last_log < PROGRESS_EVERY_S:
-                return
-            self.last_log = now
+        self.done += chunk
+        now = time.monotonic()
+        if now - self.last_log < PROGRESS_EVERY_S:
+            return
+        self.last_log = now
         self._log("transfer progress")
 
     def finish(self) -> None:

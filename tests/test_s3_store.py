@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from staging.errors import StagingFault, StagingRejected
 from staging.s3_store import S3Store
 from staging.stager import Stager
 from staging.stores import StoredObject
+from staging.watch import TransferWatch
 from staging.workspace import Workspace
 from testkit.moto_server import MotoServer, free_port
 from tests.support import SEED_INPUTS, Worker, check_seed_result, job, seed_job
@@ -141,11 +142,11 @@ class _HugeStore:
     def authorize_upload(self, destination: ObjectUri) -> None:
         pass
 
-    def download(self, source: StoredObject, destination: Path) -> None:
-        self.downloads += 1
+    def download_all(self, downloads: Sequence[tuple[StoredObject, Path]], watch: TransferWatch) -> None:
+        self.downloads += len(downloads)
 
-    def upload(self, source: Path, destination: ObjectUri) -> int:
-        return 0
+    def upload_all(self, uploads: Sequence[tuple[Path, ObjectUri]], watch: TransferWatch) -> list[int]:
+        return [0 for _ in uploads]
 
 
 def test_inputs_larger_than_the_free_space_are_a_retryable_error(workspace: Workspace) -> None:
@@ -156,14 +157,15 @@ def test_inputs_larger_than_the_free_space_are_a_retryable_error(workspace: Work
     assert store.downloads == 0
 
 
-def test_an_object_that_changes_size_is_not_kept(bucket: str, s3: Any, workspace: Workspace) -> None:
+def test_an_object_that_changes_after_its_listing_is_not_kept(bucket: str, s3: Any, workspace: Workspace) -> None:
     s3.put_object(Bucket=bucket, Key="moving.txt", Body=b"12345")
     store = S3Store()
     stored = store.stat(ObjectUri("s3", bucket, "moving.txt"))
     s3.put_object(Bucket=bucket, Key="moving.txt", Body=b"1234567890")
     destination = workspace.root / "moving.txt"
-    with pytest.raises(StagingFault, match="got 10 bytes, expected 5"):
+    with pytest.raises(StagingFault, match=r"moving\.txt: changed while being read") as raised:
         Stager({"s3": store}).fetch(stored, destination)
+    assert raised.value.retryable
     assert list(workspace.root.iterdir()) == []
 
 
@@ -201,7 +203,7 @@ def test_many_small_files_move_concurrently_and_long_transfers_log_progress(
     s3.put_object(Bucket=bucket, Key="many/zz-large.bin", Body=b"z" * (9 * 1024 * 1024))
     monkeypatch.setattr(s3_store, "PROGRESS_EVERY_S", 0.0)
     caplog.set_level(logging.INFO, logger="staging.s3_store")
-    Stager({"s3": S3Store()}, concurrency=8).stage_in(command(input=[f"s3://{bucket}/many/"]), workspace)
+    Stager({"s3": S3Store(concurrency=8)}).stage_in(command(input=[f"s3://{bucket}/many/"]), workspace)
     directory = workspace.inputs / bucket / "many"
     assert len(list(directory.iterdir())) == 41
     assert (directory / "007.txt").read_text() == "7"

@@ -26,6 +26,7 @@ parser.add_argument("--progress-pause", type=float, default=0, help="seconds to 
 parser.add_argument("--service-name", help="print service-name=NAME (the service's command line says which)")
 parser.add_argument("--write-mb", type=int, default=0, help="write this many MB into the job directory, then --sleep")
 parser.add_argument("--progress-flood", type=int, default=0, help="append this many progress lines at once")
+parser.add_argument("--tamper-infile", action="store_true", help="make the --infile files writable; append to them")
 options = parser.parse_args()
 
 
@@ -39,6 +40,10 @@ data = sys.stdin.read()
 sys.stdout.write(data.upper())
 sys.stderr.write(f"tool ran in {os.getcwd()}\n")
 contents = "".join(Path(name).read_text() for name in options.infile)
+for name in options.infile if options.tamper_infile else []:
+    os.chmod(name, 0o644)
+    with open(name, "a") as tampered:
+        tampered.write("tampered")
 if options.outfile:
     Path(options.outfile).write_text(contents.upper() or "empty\n")
 if options.out_prefix:

@@ -1,0 +1,159 @@
+"""What S3 says an object's bytes must hash to, and checking downloaded bytes against it.
+
+In order of preference: a full-object CRC (CRC32, CRC32C, CRC64NVME: computed per part in
+parallel and combined), a single-part MD5 ETag, a multipart ETag (the MD5 of the parts' MD5s,
+parts aligned to the object's own part size), a full-object SHA-1/SHA-256. Composite (per-part)
+CRC/SHA checksums are not read: the multipart ETag of the same object is checked instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from awscrt import checksums as crt
+
+Kind = Literal["crc32", "crc32c", "crc64nvme", "md5", "multipart-md5", "sha1", "sha256"]
+READ_CHUNK = 8 * 1024 * 1024
+_PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_MULTIPART_MD5 = re.compile(r"^([0-9a-f]{32})-([0-9]+)$")
+_CRCS: dict[str, Kind] = {"ChecksumCRC32": "crc32", "ChecksumCRC32C": "crc32c", "ChecksumCRC64NVME": "crc64nvme"}
+_SHAS: dict[str, Kind] = {"ChecksumSHA1": "sha1", "ChecksumSHA256": "sha256"}
+
+
+class ChecksumMismatch(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Expected:
+    """`value`: hex for MD5 kinds, base64 for the others; `parts`: a multipart ETag's part count."""
+
+    kind: Kind
+    value: str
+    parts: int = 1
+
+    @property
+    def combinable(self) -> bool:
+        """Whether parts can be digested independently and in any order."""
+        return self.kind in ("crc32", "crc32c", "crc64nvme", "multipart-md5")
+
+
+def bare_etag(etag: str | None) -> str | None:
+    return etag.strip('"') if etag else None
+
+
+def needs_part_size(etag: str | None) -> int | None:
+    """A multipart ETag's part count, when the ETag is the best check there is."""
+    match = _MULTIPART_MD5.match(bare_etag(etag) or "")
+    return int(match.group(2)) if match else None
+
+
+def from_etag(etag: str | None) -> Expected | None:
+    bare = bare_etag(etag) or ""
+    if _PLAIN_MD5.match(bare):
+        return Expected("md5", bare)
+    match = _MULTIPART_MD5.match(bare)
+    if match:
+        return Expected("multipart-md5", match.group(1), int(match.group(2)))
+    return None
+
+
+def from_head(head: Mapping[str, Any]) -> Expected | None:
+    """The best check a HeadObject answer (asked with ChecksumMode=ENABLED) offers."""
+    composite = head.get("ChecksumType") == "COMPOSITE"
+    for field, kind in _CRCS.items():
+        if field in head and not composite:
+            return Expected(kind, str(head[field]))
+    by_etag = from_etag(head.get("ETag"))
+    if by_etag is not None:
+        return by_etag
+    for field, kind in _SHAS.items():
+        if field in head and not composite:
+            return Expected(kind, str(head[field]))
+    return None
+
+
+@dataclass(frozen=True)
+class PartDigest:
+    """One contiguous range's digest: a CRC as an int, an MD5 as bytes."""
+
+    crc: int
+    md5: bytes
+    length: int
+
+
+def digest_part(expected: Expected, data: memoryview | bytes) -> PartDigest:
+    """A part's digest for a combinable kind (releases the GIL on large buffers)."""
+    if expected.kind == "multipart-md5":
+        return PartDigest(0, hashlib.md5(data).digest(), len(data))  # noqa: S324 (S3's ETag, not security)
+    return PartDigest(_crc(expected.kind, data), b"", len(data))
+
+
+def combined(expected: Expected, parts: Sequence[PartDigest]) -> str:
+    """The value the parts add up to, in `expected`'s notation."""
+    if expected.kind == "multipart-md5":
+        return hashlib.md5(b"".join(part.md5 for part in parts)).hexdigest()  # noqa: S324
+    total = parts[0].crc
+    for part in parts[1:]:
+        total = _combine(expected.kind, total, part.crc, part.length)
+    width = 8 if expected.kind == "crc64nvme" else 4
+    return base64.b64encode(total.to_bytes(width, "big")).decode()
+
+
+def whole(expected: Expected, data: memoryview | bytes) -> str:
+    """The value of one buffer holding the whole object."""
+    if expected.kind == "md5":
+        return hashlib.md5(data).hexdigest()  # noqa: S324
+    if expected.kind in ("sha1", "sha256"):
+        return base64.b64encode(hashlib.new(expected.kind, data).digest()).decode()
+    return combined(expected, [digest_part(expected, data)])
+
+
+def file_value(expected: Expected, path: Path, part_size: int | None = None) -> str:
+    """The value of a file's bytes, read in chunks (a multipart ETag's parts need `part_size`)."""
+    if expected.kind == "multipart-md5":
+        if part_size is None:
+            return ""  # cannot be told: no match
+        chunk_size = part_size
+    else:
+        chunk_size = READ_CHUNK
+    parts = []
+    hasher = hashlib.new(expected.kind) if expected.kind in ("md5", "sha1", "sha256") else None
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            if hasher is not None:
+                hasher.update(chunk)
+            else:
+                parts.append(digest_part(expected, chunk))
+    if hasher is None:
+        return combined(expected, parts) if parts else whole(expected, b"")
+    if expected.kind == "md5":
+        return hasher.hexdigest()
+    return base64.b64encode(hasher.digest()).decode()
+
+
+def check(expected: Expected, actual: str, what: str) -> None:
+    if actual != expected.value:
+        raise ChecksumMismatch(f"{what}: checksum mismatch ({expected.kind} {actual}, S3 says {expected.value})")
+
+
+def _crc(kind: Kind, data: memoryview | bytes) -> int:
+    if kind == "crc32":
+        return int(crt.crc32(data))
+    if kind == "crc32c":
+        return int(crt.crc32c(data))
+    return int(crt.crc64nvme(data))
+
+
+def _combine(kind: Kind, first: int, second: int, second_length: int) -> int:
+    if kind == "crc32":
+        return int(crt.combine_crc32(first, second, second_length))
+    if kind == "crc32c":
+        return int(crt.combine_crc32c(first, second, second_length))
+    return int(crt.combine_crc64nvme(first, second, second_length))
