@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import signal
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -192,14 +193,23 @@ class DockerRunner:
 
 
 def _hand_over(directory: Path, uid: int, gid: int) -> None:
-    """Make the job directory and its inputs the container user's, so the job can use them."""
+    """Make the job directory and its inputs the container user's, so the job can use them.
+    Inputs linked from the input cache stay the worker's: readable by all, changeable by no job."""
     try:
         for current, dirnames, filenames in os.walk(directory):
             os.chown(current, uid, gid)
             for name in dirnames + filenames:
-                os.chown(os.path.join(current, name), uid, gid, follow_symlinks=False)
+                path = os.path.join(current, name)
+                if not _shared_read_only(path):
+                    os.chown(path, uid, gid, follow_symlinks=False)
     except PermissionError as exc:
         raise RunnerFault(f"cannot give the job directory to the container user {uid}:{gid}: {exc}") from exc
+
+
+def _shared_read_only(path: str) -> bool:
+    status = os.lstat(path)
+    writable = status.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    return stat.S_ISREG(status.st_mode) and status.st_nlink > 1 and not writable
 
 
 class _ContainerJob:
