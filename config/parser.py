@@ -19,6 +19,7 @@ from config.docker_command import add_docker_command
 from config.help import HelpFormatter
 from config.layers import ENV_PREFIX, ReplacingAppend
 from config.services import add_services_command
+from config.transfer_options import add_transfer_options
 from config.values import (
     duration,
     instance_name,
@@ -35,8 +36,6 @@ from protocol.body import DEFAULT_MAX_BODY_BYTES
 from protocol.cancel import DEFAULT_CANCEL_POLL_S
 from queues import default_queue_spec, default_state_dir
 from runners.process import DEFAULT_KILL_GRACE_S
-from staging.input_cache import DEFAULT_INPUT_CACHE_SIZE
-from staging.s3_store import DEFAULT_REQUESTS_IN_FLIGHT
 
 WORKER_COMMANDS = ("native", "docker", "services")
 DEFAULT_PREFETCH_WINDOW_S = 1.0
@@ -157,28 +156,7 @@ def _add_storage_options(parser: argparse.ArgumentParser, state: Path) -> None:
         default=[],
         help="directory that file:// URIs may read and write (repeatable); none: file:// is refused",
     )
-    parser.add_argument(
-        "--transfer-concurrency",
-        type=positive_int,
-        default=DEFAULT_REQUESTS_IN_FLIGHT,
-        help="S3 requests in flight at once in each pool child (objects and the parts of large ones); "
-        "file:// copies run 8 at a time",
-    )
-    parser.add_argument(
-        "--input-cache-size",
-        type=size,
-        default=parse_size(DEFAULT_INPUT_CACHE_SIZE),
-        help="most bytes of s3:// inputs kept on the box between jobs, handed to each job by hard link; "
-        "least recently used entries go first, and any entry no job holds while the scratch filesystem "
-        "is below --disk-reserve; 0 turns the cache off",
-    )
-    parser.add_argument(
-        "--input-cache-dir",
-        type=Path,
-        default=None,
-        help=f"the input cache's directory; workers of one user on a box may share it "
-        f"(default: {state}/input-cache; best on the scratch directory's filesystem, else inputs are copied)",
-    )
+    add_transfer_options(parser, state)
     parser.add_argument(
         "--max-inline-output",
         type=size,

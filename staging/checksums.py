@@ -9,15 +9,14 @@ CRC/SHA checksums are not read: the multipart ETag of the same object is checked
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from awscrt import checksums as crt
-
+# hashlib (OpenSSL) and awscrt are imported where used: a pool child that never sees an s3://
+# URI does not load them.
 Kind = Literal["crc32", "crc32c", "crc64nvme", "md5", "multipart-md5", "sha1", "sha256"]
 READ_CHUNK = 8 * 1024 * 1024
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -90,6 +89,8 @@ class PartDigest:
 
 def digest_part(expected: Expected, data: memoryview | bytes) -> PartDigest:
     """A part's digest for a combinable kind (releases the GIL on large buffers)."""
+    import hashlib  # noqa: PLC0415
+
     if expected.kind == "multipart-md5":
         return PartDigest(0, hashlib.md5(data).digest(), len(data))  # noqa: S324 (S3's ETag, not security)
     return PartDigest(_crc(expected.kind, data), b"", len(data))
@@ -97,6 +98,8 @@ def digest_part(expected: Expected, data: memoryview | bytes) -> PartDigest:
 
 def combined(expected: Expected, parts: Sequence[PartDigest]) -> str:
     """The value the parts add up to, in `expected`'s notation."""
+    import hashlib  # noqa: PLC0415
+
     if expected.kind == "multipart-md5":
         return hashlib.md5(b"".join(part.md5 for part in parts)).hexdigest()  # noqa: S324
     total = parts[0].crc
@@ -108,6 +111,8 @@ def combined(expected: Expected, parts: Sequence[PartDigest]) -> str:
 
 def whole(expected: Expected, data: memoryview | bytes) -> str:
     """The value of one buffer holding the whole object."""
+    import hashlib  # noqa: PLC0415
+
     if expected.kind == "md5":
         return hashlib.md5(data).hexdigest()  # noqa: S324
     if expected.kind in ("sha1", "sha256"):
@@ -117,6 +122,8 @@ def whole(expected: Expected, data: memoryview | bytes) -> str:
 
 def file_value(expected: Expected, path: Path, part_size: int | None = None) -> str:
     """The value of a file's bytes, read in chunks (a multipart ETag's parts need `part_size`)."""
+    import hashlib  # noqa: PLC0415
+
     if expected.kind == "multipart-md5":
         if part_size is None:
             return ""  # cannot be told: no match
@@ -144,6 +151,8 @@ def check(expected: Expected, actual: str, what: str) -> None:
 
 
 def _crc(kind: Kind, data: memoryview | bytes) -> int:
+    from awscrt import checksums as crt  # noqa: PLC0415
+
     if kind == "crc32":
         return int(crt.crc32(data))
     if kind == "crc32c":
@@ -152,6 +161,8 @@ def _crc(kind: Kind, data: memoryview | bytes) -> int:
 
 
 def _combine(kind: Kind, first: int, second: int, second_length: int) -> int:
+    from awscrt import checksums as crt  # noqa: PLC0415
+
     if kind == "crc32":
         return int(crt.combine_crc32(first, second, second_length))
     if kind == "crc32c":

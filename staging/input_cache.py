@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -322,6 +321,8 @@ class InputCache:
 
 def entry_name(stored: StoredObject) -> str:
     """The entry's file name: a digest of bucket, key and ETag or version."""
+    import hashlib  # noqa: PLC0415 (OpenSSL only in a child that stages s3:// inputs)
+
     identity = "\0".join((stored.uri.bucket, stored.uri.key, stored.etag or "", stored.version or ""))
     return hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()
 

@@ -32,7 +32,7 @@ WorkerFactory = Callable[..., Worker]
 
 @pytest.fixture
 def s3(seaweed_s3: S3Proxy) -> Any:
-    return boto3.client("s3")
+    return boto3.session.Session().client("s3")  # not boto3's default session: it keeps the first keys it found
 
 
 @pytest.fixture
