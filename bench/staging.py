@@ -59,7 +59,7 @@ async def main():
         target.write_bytes(data)
     async def up(path):
         async with gate:
-            await obstore.put_async(store, prefix + path.name, path)
+            await obstore.put_async(store, prefix + path.name, path.read_bytes())
     if mode == "download":
         tasks = []
         async for batch in obstore.list(store, prefix, chunk_size=1000):
