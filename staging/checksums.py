@@ -47,12 +47,6 @@ def bare_etag(etag: str | None) -> str | None:
     return etag.strip('"') if etag else None
 
 
-def needs_part_size(etag: str | None) -> int | None:
-    """A multipart ETag's part count, when the ETag is the best check there is."""
-    match = _MULTIPART_MD5.match(bare_etag(etag) or "")
-    return int(match.group(2)) if match else None
-
-
 def from_etag(etag: str | None) -> Expected | None:
     bare = bare_etag(etag) or ""
     if _PLAIN_MD5.match(bare):
@@ -111,19 +105,15 @@ def combined(expected: Expected, parts: Sequence[PartDigest]) -> str:
 
 def whole(expected: Expected, data: memoryview | bytes) -> str:
     """The value of one buffer holding the whole object."""
-    import hashlib  # noqa: PLC0415
-
-    if expected.kind == "md5":
-        return hashlib.md5(data).hexdigest()  # noqa: S324
-    if expected.kind in ("sha1", "sha256"):
-        return base64.b64encode(hashlib.new(expected.kind, data).digest()).decode()
-    return combined(expected, [digest_part(expected, data)])
+    hasher = _sequential_hasher(expected)
+    if hasher is None:
+        return combined(expected, [digest_part(expected, data)])
+    hasher.update(data)
+    return _notation(expected, hasher)
 
 
 def file_value(expected: Expected, path: Path, part_size: int | None = None) -> str:
     """The value of a file's bytes, read in chunks (a multipart ETag's parts need `part_size`)."""
-    import hashlib  # noqa: PLC0415
-
     if expected.kind == "multipart-md5":
         if part_size is None:
             return ""  # cannot be told: no match
@@ -131,7 +121,7 @@ def file_value(expected: Expected, path: Path, part_size: int | None = None) -> 
     else:
         chunk_size = READ_CHUNK
     parts = []
-    hasher = hashlib.new(expected.kind) if expected.kind in ("md5", "sha1", "sha256") else None
+    hasher = _sequential_hasher(expected)
     with path.open("rb") as handle:
         while chunk := handle.read(chunk_size):
             if hasher is not None:
@@ -140,14 +130,24 @@ def file_value(expected: Expected, path: Path, part_size: int | None = None) -> 
                 parts.append(digest_part(expected, chunk))
     if hasher is None:
         return combined(expected, parts) if parts else whole(expected, b"")
-    if expected.kind == "md5":
-        return hasher.hexdigest()
-    return base64.b64encode(hasher.digest()).decode()
+    return _notation(expected, hasher)
 
 
 def check(expected: Expected, actual: str, what: str) -> None:
     if actual != expected.value:
         raise ChecksumMismatch(f"{what}: checksum mismatch ({expected.kind} {actual}, S3 says {expected.value})")
+
+
+def _sequential_hasher(expected: Expected) -> Any:
+    """A hashlib object for the kinds that must see every byte in order, else None."""
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.new(expected.kind) if expected.kind in ("md5", "sha1", "sha256") else None
+
+
+def _notation(expected: Expected, hasher: Any) -> str:
+    """A finished hash as S3 writes it: hex for an MD5 ETag, base64 for checksum headers."""
+    return str(hasher.hexdigest()) if expected.kind == "md5" else base64.b64encode(hasher.digest()).decode()
 
 
 def _crc(kind: Kind, data: memoryview | bytes) -> int:

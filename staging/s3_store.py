@@ -141,12 +141,6 @@ class S3Store:
             return []
         return event_loop.run(_all([partial(self._upload, path, uri, watch) for path, uri in uploads]))
 
-    def download(self, source: StoredObject, destination: Path) -> None:
-        self.download_all([(source, destination)], TransferWatch())
-
-    def upload(self, source: Path, destination: ObjectUri) -> int:
-        return self.upload_all([(source, destination)], TransferWatch())[0]
-
     def _limits(self) -> _Bounds:
         if self._bounds is None:  # made on the loop's thread, its only user
             self._bounds = _Bounds(self.concurrency)
