@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -178,11 +178,8 @@ class Stager:
         """Download objects under temporary names, and rename each into place only once complete
         and of the size its listing gave: the command never sees a partial file. s3:// objects
         come through the input cache when there is one: the links it made are returned."""
-        by_scheme: dict[str, list[tuple[StoredObject, Path]]] = {}
-        for stored, local in downloads:
-            by_scheme.setdefault(stored.uri.scheme, []).append((stored, local))
         links: list[CachedLink] = []
-        for scheme, group in by_scheme.items():
+        for scheme, group in _by_scheme(downloads, lambda download: download[0].uri).items():
             store = self._store(group[0][0].uri)
             if scheme == "s3" and self.cache is not None:
                 links += self.cache.provide(group, partial(self._fetch_into, store, watch=watch))
@@ -197,22 +194,21 @@ class Stager:
             self.cache.release(links)
 
     def _fetch_into(self, store: ObjectStore, group: list[tuple[StoredObject, Path]], *, watch: TransferWatch) -> None:
-        temporaries = []
+        parents: dict[Path, ObjectUri] = {}  # each made once: many inputs share a directory
         for stored, local in group:
+            parents.setdefault(local.parent, stored.uri)
+        for parent, uri in parents.items():
             try:
-                local.parent.mkdir(parents=True, exist_ok=True)
+                parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StagingFault(f"{stored.uri}: could not store it locally: {exc}") from exc
-            temporaries.append((stored, local.with_name(f"{local.name}.partial-{uuid.uuid4().hex[:8]}")))
+                raise StagingFault(f"{uri}: could not store it locally: {exc}") from exc
+        temporaries = [
+            (stored, local.with_name(f"{local.name}.partial-{uuid.uuid4().hex[:8]}")) for stored, local in group
+        ]
         try:
             store.download_all(temporaries, watch)
             for (stored, temporary), (_, local) in zip(temporaries, group, strict=True):
-                size = temporary.stat().st_size
-                if size != stored.size:
-                    raise StagingFault(f"{stored.uri}: got {size} bytes, expected {stored.size}")
-                temporary.rename(local)
-        except OSError as exc:
-            raise StagingFault(f"could not store an input locally: {exc}") from exc
+                _settle(stored, temporary, local)
         finally:
             for _, temporary in temporaries:
                 temporary.unlink(missing_ok=True)
@@ -277,10 +273,7 @@ class Stager:
                 report.skipped.append(SkippedPath(str(uri), "not a regular file"))
             else:
                 uploads.append((real, uri))
-        by_scheme: dict[str, list[tuple[Path, ObjectUri]]] = {}
-        for local, uri in uploads:
-            by_scheme.setdefault(uri.scheme, []).append((local, uri))
-        for group in by_scheme.values():
+        for group in _by_scheme(uploads, lambda upload: upload[1]).values():
             sizes = self._store(group[0][1]).upload_all(group, watch)
             report.uploaded += [UploadedObject(str(uri), size) for (_, uri), size in zip(group, sizes, strict=True)]
         return report
@@ -299,6 +292,25 @@ class Stager:
             local_directory = mirror_path(workspace.outputs, directory)
             produced += [(path, directory.child(key)) for path, key in walk_prefix(local_directory, prefix.name_start)]
         return produced
+
+
+def _settle(stored: StoredObject, temporary: Path, local: Path) -> None:
+    """A downloaded object into its place, once it has the size its listing gave."""
+    try:
+        size = temporary.stat().st_size
+        if size != stored.size:
+            raise StagingFault(f"{stored.uri}: got {size} bytes, expected {stored.size}")
+        temporary.rename(local)
+    except OSError as exc:
+        raise StagingFault(f"{stored.uri}: could not store it locally: {exc}") from exc
+
+
+def _by_scheme(items: Iterable[T], uri_of: Callable[[T], ObjectUri]) -> dict[str, list[T]]:
+    """Transfers grouped by their URI's scheme (one store each), in their order."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(uri_of(item).scheme, []).append(item)
+    return groups
 
 
 def _parse(where: str, text: str, *, prefix: bool = False) -> ObjectUri:
