@@ -25,7 +25,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from staging import checksums
@@ -70,13 +70,6 @@ class _Claim:
     lock: int  # an open descriptor holding the key's flock
 
 
-@dataclass
-class _Outcome:
-    links: list[CachedLink] = field(default_factory=list)
-    waiting: list[tuple[StoredObject, Path, str]] = field(default_factory=list)
-    mine: list[_Claim] = field(default_factory=list)
-
-
 class InputCache:
     def __init__(self, directory: Path, size_bytes: int, reserve_bytes: int = 0) -> None:
         self.directory = directory
@@ -102,42 +95,47 @@ class InputCache:
             fetch_all(direct)
         cacheable = [(stored, local) for stored, local in group if self.cacheable(stored)]
         links: list[CachedLink] = []
+        fetched = False
         for start in range(0, len(cacheable), BATCH):
-            links += self._provide_batch(cacheable[start : start + BATCH], fetch_all)
-        if cacheable:
+            fetched |= self._provide_batch(cacheable[start : start + BATCH], fetch_all, links)
+        # Only a download makes the cache bigger; the disk may fill up by other means.
+        if fetched or shutil.disk_usage(self.directory).free < self.reserve_bytes:
             self.evict()
         return links
 
-    def _provide_batch(self, batch: Sequence[tuple[StoredObject, Path]], fetch_all: FetchAll) -> list[CachedLink]:
-        outcome = _Outcome()
+    def _provide_batch(
+        self, batch: Sequence[tuple[StoredObject, Path]], fetch_all: FetchAll, links: list[CachedLink]
+    ) -> bool:
+        """Link or fetch each object, adding to `links`; whether anything was downloaded."""
+        waiting: list[tuple[StoredObject, Path, str]] = []  # someone else on the box is fetching these
+        mine: list[_Claim] = []
         try:
             for stored, local in batch:
                 name = entry_name(stored)
                 lock = self._try_lock(name)
                 if lock is None:
-                    outcome.waiting.append((stored, local, name))
+                    waiting.append((stored, local, name))
                 elif self._link_if_valid(stored, name, local):
                     _unlock(lock)
-                    outcome.links.append(CachedLink(local, name))
-                    self._count(hit=stored.size)
+                    links.append(CachedLink(local, name))
                 else:
-                    outcome.mine.append(_Claim(stored, local, name, lock))
-            self._fetch_claimed(outcome.mine, fetch_all)
-            outcome.links += [CachedLink(claim.local, claim.name) for claim in outcome.mine]
+                    mine.append(_Claim(stored, local, name, lock))
+            self._fetch_claimed(mine, fetch_all)
+            links += [CachedLink(claim.local, claim.name) for claim in mine]
         finally:
-            for claim in outcome.mine:
+            for claim in mine:
                 _unlock(claim.lock)
-        for stored, local, name in outcome.waiting:  # someone else on the box is fetching these
+        fetched = bool(mine)
+        for stored, local, name in waiting:
             lock = self._lock(name)
             try:
-                if self._link_if_valid(stored, name, local):
-                    self._count(hit=stored.size)
-                else:
+                if not self._link_if_valid(stored, name, local):
                     self._fetch_claimed([_Claim(stored, local, name, lock)], fetch_all)
-                outcome.links.append(CachedLink(local, name))
+                    fetched = True
+                links.append(CachedLink(local, name))
             finally:
                 _unlock(lock)
-        return outcome.links
+        return fetched
 
     def _fetch_claimed(self, claims: list[_Claim], fetch_all: FetchAll) -> None:
         if not claims:
@@ -148,8 +146,8 @@ class InputCache:
         for claim in claims:
             entry = self.objects / claim.name
             os.chmod(entry, 0o444)
-            self._record(claim.name, claim.stored, entry.stat())
             self._link(claim.name, claim.local)
+            self._record(claim.name, claim.stored, entry.stat())  # after the link: its ctime is the one to keep
             self._count(miss=claim.stored.size)
 
     def _link_if_valid(self, stored: StoredObject, name: str, local: Path) -> bool:
@@ -166,6 +164,8 @@ class InputCache:
             self._drop(name)
             return False
         self._link(name, local)
+        self._touch(name, entry.stat())
+        self._count(hit=stored.size)
         return True
 
     def _unchanged(self, entry: Path, status: os.stat_result, record: dict[str, object], stored: StoredObject) -> bool:
@@ -197,7 +197,6 @@ class InputCache:
                 raise StagingFault(f"could not link a cached input into the job: {exc}") from exc
             shutil.copyfile(entry, local)  # the scratch directory is on another filesystem
             os.chmod(local, 0o444)
-        self._touch(name, entry.stat())
 
     def release(self, links: Sequence[CachedLink]) -> None:
         """Remove a job's links, recording each entry's new ctime; an entry that changed while
