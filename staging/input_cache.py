@@ -148,7 +148,7 @@ class InputCache:
             os.chmod(entry, 0o444)
             self._link(claim.name, claim.local)
             self._record(claim.name, claim.stored, entry.stat())  # after the link: its ctime is the one to keep
-            self._count(miss=claim.stored.size)
+            self._count(hit=False, size=claim.stored.size)
 
     def _link_if_valid(self, stored: StoredObject, name: str, local: Path) -> bool:
         """Link the entry into the job if it is there and unchanged (the key's lock is held)."""
@@ -165,7 +165,7 @@ class InputCache:
             return False
         self._link(name, local)
         self._touch(name, entry.stat())
-        self._count(hit=stored.size)
+        self._count(hit=True, size=stored.size)
         return True
 
     def _unchanged(self, entry: Path, status: os.stat_result, record: dict[str, object], stored: StoredObject) -> bool:
@@ -308,14 +308,14 @@ class InputCache:
             return None
         return descriptor
 
-    def _count(self, *, hit: int = 0, miss: int = 0) -> None:
+    def _count(self, *, hit: bool, size: int) -> None:
         with self._counter_lock:
             if hit:
                 self.counters.hits += 1
-                self.counters.bytes_saved += hit
+                self.counters.bytes_saved += size
             else:
                 self.counters.misses += 1
-                self.counters.bytes_fetched += miss
+                self.counters.bytes_fetched += size
 
 
 def entry_name(stored: StoredObject) -> str:

@@ -241,3 +241,16 @@ def test_the_cache_over_its_size_drops_the_least_recently_used_entries_not_in_us
     workspace = workspaces()
     assert stage(stager, workspace, f"s3://{bucket}/c").read_bytes() == b"c" * 1000
     assert cache.counters.hits == 1
+
+
+def test_an_empty_object_served_from_the_cache_counts_as_a_hit(
+    bucket: str, s3: Any, workspaces: Callable[[], Workspace], tmp_path: Path
+) -> None:
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    cache = InputCache(tmp_path / "cache", 1 << 30)
+    stager = Stager({"s3": S3Store()}, cache=cache)
+    for _ in range(2):
+        workspace = workspaces()
+        assert stage(stager, workspace, f"s3://{bucket}/empty").read_bytes() == b""
+        stager.release(workspace)
+    assert (cache.counters.hits, cache.counters.misses) == (1, 1)
