@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from testkit.moto_server import MotoServer, free_port  # noqa: E402
-from testkit.waiting import wait_until  # noqa: E402
+from testkit.waiting import stop_process, wait_until  # noqa: E402
 
 LOCALSTACK_VENV = REPO / ".venv-localstack"
 LOCALSTACK_REQUIREMENTS = REPO / "bench" / "localstack" / "requirements.txt"
@@ -145,12 +145,7 @@ class LocalStack:
         return sum(1 for line in self.log_path.read_text(errors="replace").splitlines() if "AWS sqs." in line)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 20)
 
 
 def ensure_localstack() -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from testkit.moto_server import free_port
-from testkit.waiting import wait_until
+from testkit.waiting import stop_process, wait_until
 
 SCRAPE_INTERVAL = "1s"
 
@@ -56,12 +56,7 @@ class PrometheusServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, 20)
 
     def _ready(self) -> bool:
         assert self.process is not None

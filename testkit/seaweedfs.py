@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from testkit.moto_server import free_port
-from testkit.waiting import wait_until
+from testkit.waiting import stop_process, wait_until
 
 ACCESS_KEY = "seaweed-access"
 SECRET_KEY = "seaweed-secret-key"
@@ -98,12 +98,7 @@ class SeaweedServer:
             return False
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop_process(self.process, 30)
 
 
 @contextmanager
