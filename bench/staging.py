@@ -68,6 +68,8 @@ async def main():
     else:
         await asyncio.gather(*(up(path) for path in sorted(local.iterdir())))
 asyncio.run(main())
+sys.stdout.flush()
+os._exit(0)  # obstore sometimes aborts in interpreter clean-up once asyncio.run closed its loop
 """
 
 
