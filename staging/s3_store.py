@@ -168,7 +168,7 @@ class S3Store:
         return described
 
     def _with_part_size(self, stored: StoredObject) -> StoredObject:
-        if stored.expected is None or stored.expected.kind != "multipart-md5" or stored.expected.parts < 2:
+        if stored.expected is None or not stored.expected.per_part or stored.expected.parts < 2:
             return stored
         try:
             head = self._s3().head_object(Bucket=stored.uri.bucket, Key=stored.uri.key, PartNumber=1)

@@ -4,6 +4,7 @@ transfer engine, checksums end to end, and the box-wide input cache."""
 from __future__ import annotations
 
 import base64
+import io
 import os
 import threading
 import uuid
@@ -15,6 +16,7 @@ from typing import Any
 import boto3
 import msgspec
 import pytest
+from boto3.s3.transfer import TransferConfig
 
 from protocol.request import Command
 from protocol.uris import parse_uri
@@ -122,6 +124,24 @@ def test_a_full_object_crc_is_checked_on_a_ranged_download(
     with pytest.raises(StagingFault, match=rf"s3://{bucket}/crc.bin: checksum mismatch \(crc32") as raised:
         stage(Stager({"s3": S3Store(part_size=PART)}), workspaces(), f"s3://{bucket}/crc.bin")
     assert raised.value.retryable
+
+
+def test_a_composite_crc_of_a_multipart_upload_is_checked_part_by_part(
+    bucket: str, s3: Any, workspaces: Callable[[], Workspace], seaweed_s3: S3Proxy
+) -> None:
+    body = os.urandom(12 * PART + 99)
+    parts = TransferConfig(
+        multipart_threshold=5 * PART, multipart_chunksize=5 * PART, preferred_transfer_client="classic"
+    )  # never "auto": the CRT client it may pick ignores the endpoint
+    s3.upload_fileobj(io.BytesIO(body), bucket, "composite.bin", Config=parts)  # boto3's default: CRC32 per part
+    head = s3.head_object(Bucket=bucket, Key="composite.bin", ChecksumMode="ENABLED")
+    assert (head["ChecksumType"], head["ChecksumCRC32"][-2:]) == ("COMPOSITE", "-3")
+    local = stage(Stager({"s3": S3Store(part_size=PART)}), workspaces(), f"s3://{bucket}/composite.bin")
+    assert local.read_bytes() == body
+    assert seaweed_s3.gets("composite.bin") == 3  # one ranged GET per part of the upload
+    seaweed_s3.flip_byte_in = "composite.bin"
+    with pytest.raises(StagingFault, match=r"composite.bin: checksum mismatch \(composite-crc32 "):
+        stage(Stager({"s3": S3Store(part_size=PART)}), workspaces(), f"s3://{bucket}/composite.bin")
 
 
 def test_corrupted_bytes_are_an_error_naming_the_object_and_never_cached(
