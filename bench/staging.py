@@ -154,9 +154,12 @@ def peers(mode: str, prefix: str, local: Path, fresh: Callable[[], str]) -> dict
 
 def measure(label: str, units: float, unit: str, runs: dict[str, Callable[[], float]], rounds: int) -> None:
     seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            seconds[name].append(run())
+    names = list(runs)
+    for round_index in range(rounds):
+        # Each round starts with another client: the first read after a write finds the server cold.
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds[name].append(runs[name]())
     rates = {name: units / statistics.median(values) for name, values in seconds.items()}
     ours_rate = rates["this worker"]
     print(f"{label}:")
