@@ -105,7 +105,8 @@ def staged_child(mode: str, uri: str, local: Path, cache: str) -> None:
         staged = StagedJob([], workspace.stdin, workspace.stdout, workspace.stderr)
         staged.output_prefixes = [parse_uri(uri, prefix=True)]
         stager.stage_out(staged, workspace)
-    print(json.dumps({"seconds": time.perf_counter() - started}))
+    print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
+    os._exit(0)  # as a pool child leaves: the engine's native threads may still be winding down
 
 
 def ours(mode: str, uri: str, local: Path, cache: str = "") -> float:

@@ -134,13 +134,15 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     connection.send("ready")
     try:
         _serve(executor, connection, slot, link, events)
-    except SystemExit as stop:
-        # SIGTERM: the job has unwound (its processes killed, its directory removed). Leave now:
-        # a transfer thread still blocked on the network must not hold the exit up.
-        executor.close()
-        logging.shutdown()
-        os._exit(stop.code if isinstance(stop.code, int) else 1)
+        code = 0
+    except SystemExit as stop:  # SIGTERM: the job has unwound (its processes killed, its directory removed)
+        code = stop.code if isinstance(stop.code, int) else 1
+    # Leave without the interpreter's clean-up: a transfer thread still blocked on the network
+    # must not hold the exit up, and the S3 engine's native threads, still winding down just
+    # after a transfer, can abort a process that finalizes under them.
     executor.close()
+    logging.shutdown()
+    os._exit(code)
 
 
 def _serve(executor: JobExecutor, connection: Connection, slot: int, link: SharedLink, events: EventPipe) -> None:
