@@ -49,6 +49,7 @@ def _describe(state: WorkerState, problems: list[str]) -> str:
         f"jobs done:  {jobs}",
         f"problems:   {state.queue_errors} queue errors, {state.child_restarts} children replaced",
         f"reserved:   {_resources(state)}",
+        f"inputs:     cache {state.input_cache.describe() if state.input_cache else 'off'}",
     ]
     for job in state.running:
         lines.append(

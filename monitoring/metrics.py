@@ -93,6 +93,18 @@ CAPACITY = Gauge(
     "api_worker_capacity", "The box's capacity jobs are admitted against, by resource", ["resource"], registry=REGISTRY
 )
 RESERVED = Gauge("api_worker_reserved", "What the running jobs reserve, by resource", ["resource"], registry=REGISTRY)
+INPUT_CACHE = Counter(
+    "api_worker_input_cache",
+    "Inputs linked from the box's input cache (hit), downloaded into it (miss), and entries evicted",
+    ["event"],
+    registry=REGISTRY,
+)
+INPUT_CACHE_BYTES = Counter(
+    "api_worker_input_cache_bytes",
+    "Input bytes linked from the cache (saved: not downloaded) or downloaded into it (fetched)",
+    ["kind"],
+    registry=REGISTRY,
+)
 OTHER_SERVICE = "other"  # a service this worker was not configured with: no label of its own
 
 
@@ -112,6 +124,19 @@ def record_job(status: str, duration_s: float, bytes_in: int, bytes_out: int, se
     STAGED_BYTES.labels("out").observe(bytes_out)
 
 
+def record_input_cache(*, hits: int, misses: int, evicted: int, bytes_saved: int, bytes_fetched: int) -> None:
+    INPUT_CACHE.labels("hit").inc(hits)
+    INPUT_CACHE.labels("miss").inc(misses)
+    INPUT_CACHE.labels("evicted").inc(evicted)
+    INPUT_CACHE_BYTES.labels("saved").inc(bytes_saved)
+    INPUT_CACHE_BYTES.labels("fetched").inc(bytes_fetched)
+
+
+def input_cache_totals() -> dict[str, int]:
+    """The cache's counts since start-up: hit, miss, evicted, saved and fetched (bytes)."""
+    return {**_totals(INPUT_CACHE), **_totals(INPUT_CACHE_BYTES)}
+
+
 def start_metrics() -> None:
     """Every known label value at 0 (a rate over a series that does not exist yet is no rate)."""
     for status in Status:
@@ -121,6 +146,7 @@ def start_metrics() -> None:
         THREAD_FAILURES.labels(thread)
     for direction in ("in", "out"):
         STAGED_BYTES.labels(direction)
+    record_input_cache(hits=0, misses=0, evicted=0, bytes_saved=0, bytes_fetched=0)
 
 
 def record_start(sent_at: float | None, now: float) -> None:

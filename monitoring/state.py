@@ -9,6 +9,8 @@ from pathlib import Path
 
 import msgspec
 
+from common.sizes import format_size
+
 # The loop wakes at least once a second; this long without an iteration means it is stuck.
 DEFAULT_STALL_LIMIT_S = 30.0
 STATUS_FILE_NAME = "status.json"
@@ -66,6 +68,26 @@ class Resource(msgspec.Struct, frozen=True):
         return max(0.0, self.capacity - self.reserved)
 
 
+class InputCacheState(msgspec.Struct, frozen=True):
+    """The box's input cache as this worker's jobs used it since it started."""
+
+    directory: str
+    size_bytes: int  # --input-cache-size
+    hits: int = 0  # inputs linked from the cache
+    misses: int = 0  # inputs downloaded into it
+    evicted: int = 0
+    bytes_saved: int = 0  # linked, not downloaded
+    bytes_fetched: int = 0
+
+    def describe(self) -> str:
+        asked = self.hits + self.misses
+        ratio = f" ({100 * self.hits / asked:.0f}% hits)" if asked else ""
+        return (
+            f"{self.hits} hits, {self.misses} misses{ratio}, {format_size(self.bytes_saved)} saved, "
+            f"{self.evicted} evicted; at most {format_size(self.size_bytes)} in {self.directory}"
+        )
+
+
 class WorkerState(msgspec.Struct, frozen=True):
     pid: int
     version: str
@@ -97,6 +119,7 @@ class WorkerState(msgspec.Struct, frozen=True):
     waiting: list[WaitingJob] = msgspec.field(default_factory=list)  # the first held messages, in order
     recent: list[FinishedJob] = msgspec.field(default_factory=list)  # newest first
     per_minute: list[MinuteTally] = msgspec.field(default_factory=list)  # the last hour, oldest first
+    input_cache: InputCacheState | None = None  # None: the cache is off
 
     def problems(self, now: float | None = None) -> list[str]:
         """Why the worker is unhealthy; empty when it is healthy."""

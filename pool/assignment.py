@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from protocol.result import JobResult, Progress
 from queues.base import BodyDefect
+from staging.input_cache import CacheCounters
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class JobReport:
     reply_to: str | None  # the request's usable reply queue, if it named one
     bytes_in: int = 0  # staged in
     bytes_out: int = 0  # uploaded
+    cache: CacheCounters | None = None  # what its inputs took from the input cache, when there is one
 
 
 @dataclass(frozen=True)

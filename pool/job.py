@@ -64,7 +64,7 @@ from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
 from staging.input_cache import InputCache
 from staging.s3_store import S3Store
-from staging.stager import Stager
+from staging.stager import StagedJob, Stager
 from staging.watch import TransferWatch
 from staging.workspace import Workspace, read_stream
 
@@ -112,7 +112,7 @@ class JobExecutor:
             docker = DockerRunner(settings.docker, slot, on_pull=on_pull)
         native = NativeRunner(settings.pass_env, slot, on_job_start) if settings.native else None
         self.runners = Runners(native, docker)
-        self._bytes_in = 0  # of the current job
+        self._staged: StagedJob | None = None  # the current job's inputs
         self._claim: Claim | None = None  # the current job's, in the job table
         self._last_workspace: Workspace | None = None
         self._spare_directory: Path | None = None  # the last job's directory, left empty: the next one's
@@ -126,7 +126,7 @@ class JobExecutor:
 
     def execute(self, assignment: JobAssignment) -> AnyReport:
         started = datetime.now(UTC)
-        self._bytes_in = 0
+        self._staged = None
         clock = time.monotonic()
         result = new_result(assignment.message_id, assignment.receive_count, self.identity, started)
         # The one decode of the body; even a rejection knows its job id and reply queue.
@@ -158,8 +158,9 @@ class JobExecutor:
             self.gate.settle(claim, str(result.status), result.to_json(), final)
         except ClaimLost:  # the supervisor says so, and publishes nothing of it
             return StaleReport(assignment.message_id, result.id, claim.fence if claim else 0)
-        bytes_out = sum(output.bytes for output in result.outputs)
-        return JobReport(result, retryable, reply_to, bytes_in=self._bytes_in, bytes_out=bytes_out)
+        bytes_out, staged = sum(output.bytes for output in result.outputs), self._staged
+        bytes_in, cache = (staged.bytes_in, staged.cache) if staged else (0, None)
+        return JobReport(result, retryable, reply_to, bytes_in=bytes_in, bytes_out=bytes_out, cache=cache)
 
     def _admit(self, assignment: JobAssignment, decoded: DecodedBody, result: JobResult) -> Verdict:
         """The gate's verdict for a request to run (a rejection or a test message needs none)."""
@@ -273,8 +274,7 @@ class JobExecutor:
             # A thread per transfer direction only where there is something to transfer.
             transfer_limit_s = limits.transfer_timeout_s if command.names_files else None
             stage_in = partial(self.stager.stage_in, command, workspace, disk_limit_bytes=limits.disk_bytes)
-            staged = _bounded("stage-in", transfer_limit_s, stage_in)
-            self._bytes_in = staged.bytes_in
+            staged = self._staged = _bounded("stage-in", transfer_limit_s, stage_in)
             argv = build_argv(found.command, request.command.arguments, staged.argument_values)
             spec = RunSpec(
                 argv,

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from journal.base import Outcome
-from monitoring.metrics import record_dead_letter, record_job, service_label
+from monitoring.metrics import record_dead_letter, record_input_cache, record_job, service_label
 from pool.assignment import AnyReport, DuplicateReport, HeldElsewhereReport, StaleReport
 from pool.custody import Custody, Running
 from pool.image_cache import AnyImageCache
@@ -55,6 +55,8 @@ class JobEnds:
             self.images.job_ended(result)
             service = service_label(result.service, result.queue, self.known_services)
             record_job(outcome.status, result.duration_s or 0.0, report.bytes_in, report.bytes_out, service)
+            if report.cache is not None:
+                record_input_cache(**asdict(report.cache))
             self.history.add(result, outcome.final)
             self._settle(job, outcome)
 

@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from monitoring.metrics import child_restart_count, jobs_by_service, jobs_by_status, queue_error_count, service_label
-from monitoring.state import Resource, RunningJob, WaitingJob, WorkerState
+from monitoring.metrics import (
+    child_restart_count,
+    input_cache_totals,
+    jobs_by_service,
+    jobs_by_status,
+    queue_error_count,
+    service_label,
+)
+from monitoring.state import InputCacheState, Resource, RunningJob, WaitingJob, WorkerState
 from protocol.version import VERSION
 
 if TYPE_CHECKING:
@@ -18,6 +25,7 @@ if TYPE_CHECKING:
     from pool.lanes import Held
     from pool.slots import Slot, SlotTable
     from pool.supervisor import Supervisor
+    from staging.input_cache import InputCacheSettings
 
 MAX_WAITING_LISTED = 50
 
@@ -59,6 +67,7 @@ def worker_state(supervisor: Supervisor) -> WorkerState:
         waiting=_waiting(custody, clock),
         recent=supervisor.history.recent(),
         per_minute=supervisor.history.per_minute(now),
+        input_cache=_input_cache(slots.child.input_cache),
     )
 
 
@@ -103,6 +112,21 @@ def _waiting_job(held: Held, clock: float, *, admitted: bool, eligible: bool) ->
     message = held.message
     waited = round(clock - held.held_since, 1)
     return WaitingJob(message.message_id, message.receive_count, waited, why, message.group_id)
+
+
+def _input_cache(settings: InputCacheSettings | None) -> InputCacheState | None:
+    if settings is None:
+        return None
+    totals = input_cache_totals()
+    return InputCacheState(
+        str(settings.directory),
+        settings.size_bytes,
+        hits=totals.get("hit", 0),
+        misses=totals.get("miss", 0),
+        evicted=totals.get("evicted", 0),
+        bytes_saved=totals.get("saved", 0),
+        bytes_fetched=totals.get("fetched", 0),
+    )
 
 
 def _resources(custody: Custody) -> dict[str, Resource]:

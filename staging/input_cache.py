@@ -25,7 +25,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from staging import checksums
@@ -47,11 +47,23 @@ class InputCacheSettings:
 
 @dataclass
 class CacheCounters:
+    """Inputs linked from the cache (hits) or downloaded into it (misses), and entries evicted."""
+
     hits: int = 0
     misses: int = 0
     bytes_saved: int = 0
     bytes_fetched: int = 0
     evicted: int = 0
+
+    def since(self, earlier: CacheCounters) -> CacheCounters:
+        """What was counted after `earlier`, a copy of these counters."""
+        return CacheCounters(*(getattr(self, name) - getattr(earlier, name) for name in _COUNTER_NAMES))
+
+    def copy(self) -> CacheCounters:
+        return replace(self)
+
+
+_COUNTER_NAMES = tuple(field.name for field in fields(CacheCounters))
 
 
 @dataclass(frozen=True)

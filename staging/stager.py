@@ -22,7 +22,7 @@ from protocol.request import Argument, Command, Stream
 from protocol.result import SkippedPath, UploadedObject
 from protocol.uris import ObjectUri, UriRejected, parse_uri
 from staging.errors import StagingFault, StagingRejected
-from staging.input_cache import CachedLink, InputCache
+from staging.input_cache import CacheCounters, CachedLink, InputCache
 from staging.mirror import mirror_path
 from staging.prefix_walk import walk_prefix
 from staging.stores import ObjectStore, StoredObject
@@ -45,7 +45,8 @@ class StagedJob:
     stderr_uri: ObjectUri | None = None
     output_files: list[tuple[Path, ObjectUri]] = field(default_factory=list)
     output_prefixes: list[ObjectUri] = field(default_factory=list)
-    bytes_in: int = 0  # downloaded for the job
+    bytes_in: int = 0  # downloaded for the job, or linked from the input cache
+    cache: CacheCounters | None = None  # what its inputs took from the input cache, when there is one
 
 
 @dataclass
@@ -116,7 +117,10 @@ class Stager:
         # An input argument may also be matched by an input prefix: fetch each file once.
         downloads = list({local: (stored, local) for stored, local in downloads}.values())
         self._check_disk(downloads, workspace, disk_limit_bytes)
+        before = self.cache.counters.copy() if self.cache else None
         self._cached_links.setdefault(workspace.root, []).extend(self.fetch_all(downloads, watch))
+        if self.cache and before:
+            staged.cache = self.cache.counters.since(before)
         staged.bytes_in = sum(stored.size for stored, _ in downloads)
         if downloads:
             log.info("staged in", extra={"objects": len(downloads), "bytes": staged.bytes_in})

@@ -239,6 +239,11 @@ class Worker:
                 found.append(entry)
         return found + (empty_directories if len(empty_directories) > self.workers else [])
 
+    def status_text(self) -> str:
+        """What the `status` command prints about this worker."""
+        command = [*self.command()[:2], "--scratch-dir", str(self.scratch), "status"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False).stdout
+
     def signal(self, signum: signal.Signals) -> None:
         assert self.process is not None
         self.process.send_signal(signum)

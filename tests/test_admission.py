@@ -91,7 +91,6 @@ def test_status_and_metrics_show_capacity_and_reservations(worker_factory: Worke
         metrics = response.read().decode()
     assert 'api_worker_reserved{resource="memory_bytes"} 6.291456e+08' in metrics
     assert 'api_worker_capacity{resource="cpus"} 2.0' in metrics
-    text = subprocess.run([*worker.command()[:2], "--scratch-dir", str(worker.scratch), "status"], capture_output=True,
-                          text=True, timeout=60, check=False).stdout  # fmt: skip
+    text = worker.status_text()
     assert "reserved:   memory 600M of 1G, cpus 1 of 2, scratch " in text
     assert worker.result(message_id)["status"] == "succeeded"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import threading
+import urllib.request
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
@@ -25,7 +27,9 @@ from staging.input_cache import InputCache
 from staging.s3_store import S3Store
 from staging.stager import StagedJob, Stager
 from staging.workspace import Workspace
+from testkit.moto_server import free_port
 from testkit.s3_proxy import S3Proxy
+from testkit.waiting import wait_until
 from tests.support import Worker, job
 
 PART = 1024 * 1024  # the engine's part size in these tests: multipart without large objects
@@ -189,8 +193,8 @@ def test_a_second_job_reads_its_input_from_the_cache_and_a_tampered_one_is_fetch
     bucket: str, s3: Any, seaweed_s3: S3Proxy, worker_factory: WorkerFactory, tmp_path: Path
 ) -> None:
     s3.put_object(Bucket=bucket, Key="ref/genome.txt", Body=b"acgt\n")
-    cache_dir = tmp_path / "cache"
-    worker = worker_factory(options=["--input-cache-dir", str(cache_dir)]).start()
+    cache_dir, port = tmp_path / "cache", free_port()
+    worker = worker_factory(options=["--input-cache-dir", str(cache_dir), "--metrics-port", str(port)]).start()
     infile = {"type": "input", "name": "--infile", "value": f"s3://{bucket}/ref/genome.txt"}
 
     def run(*extra: dict[str, Any]) -> dict[str, Any]:
@@ -215,6 +219,23 @@ def test_a_second_job_reads_its_input_from_the_cache_and_a_tampered_one_is_fetch
     assert result["status"] == "succeeded", result
     assert output(run()) == b"TTGG\n"  # the changed entry was caught and fetched again
     assert seaweed_s3.gets("ref/genome.txt") == 3
+
+    # Linked: the second job's and the tampering job's input; downloaded: the other three.
+    def status() -> dict[str, Any] | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as response:
+            cache: dict[str, Any] = json.loads(response.read())["input_cache"]
+        return cache if cache["misses"] == 3 else None
+
+    cache = wait_until(status, 10, "the cache's counts in /status")
+    assert {name: cache[name] for name in ("hits", "misses", "bytes_saved", "bytes_fetched")} == {
+        "hits": 2, "misses": 3, "bytes_saved": 10, "bytes_fetched": 15}  # fmt: skip
+    assert cache["directory"] == str(cache_dir.absolute())
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'api_worker_input_cache_total{event="hit"} 2.0' in metrics
+    assert 'api_worker_input_cache_bytes_total{kind="saved"} 10.0' in metrics
+    text = worker.status_text()
+    assert "inputs:     cache 2 hits, 3 misses (40% hits), 10B saved, 0 evicted; at most 10G in " in text
 
 
 def test_two_jobs_at_once_needing_one_object_make_one_get(
