@@ -7,7 +7,8 @@ the first one's download and links it). Entries are read-only; before each link 
 checked against what the cache recorded (size, mtime, ctime, inode, no write bits), so a job
 that made its linked input writable and changed it is caught: the entry is checked by content
 against S3's checksum, or dropped and fetched again. A job's links are given back when its
-directory is cleaned (`release`), which records the entry's new ctime. Least recently used
+directory is cleaned (`release`), which records the entry's new ctime. An entry's record
+lives in its key's lock file (staging.cache_keys), rewritten in place. Least recently used
 entries no job holds (link count 1) are evicted over the size, or while the filesystem is
 below the worker's disk reserve.
 """
@@ -16,19 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import json
 import logging
 import os
 import shutil
 import stat
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from staging import checksums
+from staging.cache_keys import KeyFile, last_used_ns
 from staging.errors import StagingFault
 from staging.stores import StoredObject
 
@@ -79,7 +78,7 @@ class _Claim:
     stored: StoredObject
     local: Path
     name: str
-    lock: int  # an open descriptor holding the key's flock
+    key: KeyFile  # locked until the object is fetched and linked
 
 
 class InputCache:
@@ -88,8 +87,8 @@ class InputCache:
         self.size_bytes = size_bytes
         self.reserve_bytes = reserve_bytes
         self.objects = directory / "objects"
-        self.locks = directory / "locks"
-        for path in (self.objects, self.locks):
+        self.keys = directory / "keys"
+        for path in (self.objects, self.keys):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.counters = CacheCounters()
         self._counter_lock = threading.Lock()
@@ -124,66 +123,67 @@ class InputCache:
         try:
             for stored, local in batch:
                 name = entry_name(stored)
-                lock = self._try_lock(name)
-                if lock is None:
+                key = self._key_if_free(name)
+                if key is None:
                     waiting.append((stored, local, name))
-                elif self._link_if_valid(stored, name, local):
-                    _unlock(lock)
+                elif self._link_if_valid(key, stored, name, local):
+                    key.close()
                     links.append(CachedLink(local, name))
                 else:
-                    mine.append(_Claim(stored, local, name, lock))
+                    mine.append(_Claim(stored, local, name, key))
             self._fetch_claimed(mine, fetch_all)
             links += [CachedLink(claim.local, claim.name) for claim in mine]
         finally:
             for claim in mine:
-                _unlock(claim.lock)
+                claim.key.close()
         fetched = bool(mine)
         for stored, local, name in waiting:
-            lock = self._lock(name)
-            try:
-                if not self._link_if_valid(stored, name, local):
-                    self._fetch_claimed([_Claim(stored, local, name, lock)], fetch_all)
+            key = self._locked_key(name)
+            with key:
+                if not self._link_if_valid(key, stored, name, local):
+                    self._fetch_claimed([_Claim(stored, local, name, key)], fetch_all)
                     fetched = True
                 links.append(CachedLink(local, name))
-            finally:
-                _unlock(lock)
         return fetched
 
     def _fetch_claimed(self, claims: list[_Claim], fetch_all: FetchAll) -> None:
         if not claims:
             return
         for claim in claims:
-            self._drop(claim.name)
+            self._drop_entry(claim.name)
         fetch_all([(claim.stored, self.objects / claim.name) for claim in claims])
         for claim in claims:
             entry = self.objects / claim.name
             os.chmod(entry, 0o444)
             self._link(claim.name, claim.local)
-            self._record(claim.name, claim.stored, entry.stat())  # after the link: its ctime is the one to keep
+            claim.key.write(_record(claim.stored, entry.stat()))  # after the link: its ctime is the one to keep
             self._count(hit=False, size=claim.stored.size)
 
-    def _link_if_valid(self, stored: StoredObject, name: str, local: Path) -> bool:
-        """Link the entry into the job if it is there and unchanged (the key's lock is held)."""
+    def _link_if_valid(self, key: KeyFile, stored: StoredObject, name: str, local: Path) -> bool:
+        """Link the entry into the job if it is there and unchanged (its key is locked)."""
         entry = self.objects / name
+        record = key.record()
         try:
             status = entry.stat()
-            record = json.loads((self.objects / f"{name}.json").read_text())
-        except (OSError, ValueError):
+        except OSError:
             return False
-        if record.get("size") != stored.size or not self._unchanged(entry, status, record, stored):
+        if record is None or not self._unchanged(key, entry, status, record, stored):
             log.warning("input cache entry changed since it was stored; fetching it again",
                         extra={"uri": str(stored.uri), "entry": name})  # fmt: skip
-            self._drop(name)
+            self._drop_entry(name)
             return False
         self._link(name, local)
-        self._touch(name, entry.stat())
+        key.write({**record, "ctime_ns": entry.stat().st_ctime_ns})
         self._count(hit=True, size=stored.size)
         return True
 
-    def _unchanged(self, entry: Path, status: os.stat_result, record: dict[str, object], stored: StoredObject) -> bool:
-        if status.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or status.st_size != stored.size:
+    def _unchanged(
+        self, key: KeyFile, entry: Path, status: os.stat_result, record: dict[str, object], stored: StoredObject
+    ) -> bool:
+        if status.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
             return False
-        if (status.st_ino, status.st_mtime_ns) != (record.get("inode"), record.get("mtime_ns")):
+        recorded = (record.get("size"), record.get("inode"), record.get("mtime_ns"))
+        if status.st_size != stored.size or recorded != (stored.size, status.st_ino, status.st_mtime_ns):
             return False
         if status.st_ctime_ns == record.get("ctime_ns"):
             return True
@@ -196,7 +196,7 @@ class InputCache:
         except OSError:
             return False
         if intact:
-            self._record(entry.name, stored, entry.stat())
+            key.write(_record(stored, entry.stat()))
         return intact
 
     def _link(self, name: str, local: Path) -> None:
@@ -214,111 +214,89 @@ class InputCache:
         """Remove a job's links, recording each entry's new ctime; an entry that changed while
         the job held it (made writable, written, its metadata touched) is dropped."""
         for link in links:
-            lock = self._lock(link.entry)
-            try:
-                self._release(link)
-            finally:
-                _unlock(lock)
+            with self._locked_key(link.entry) as key:
+                self._release(key, link)
 
-    def _release(self, link: CachedLink) -> None:
+    def _release(self, key: KeyFile, link: CachedLink) -> None:
         entry = self.objects / link.entry
+        record = key.record()
         try:
-            linked = link.path.lstat()
-            status = entry.stat()
-            record = json.loads((self.objects / f"{link.entry}.json").read_text())
-        except (OSError, ValueError):
+            same = link.path.lstat().st_ino == entry.stat().st_ino
+        except OSError:
+            same = False
+        if record is None or not same:
+            # Gone, or the job put something else there: the entry is not its business.
             with contextlib.suppress(OSError):
                 link.path.unlink()
             return
-        if linked.st_ino != status.st_ino:
-            link.path.unlink()  # the job put something else there: the entry is not its business
-            return
+        status = entry.stat()
         intact = status.st_ctime_ns == record.get("ctime_ns") and not status.st_mode & stat.S_IWUSR
         link.path.unlink()
         if intact:
-            self._touch(link.entry, entry.stat())
+            key.write({**record, "ctime_ns": entry.stat().st_ctime_ns})
         else:
             log.warning("a job changed its cached input; dropping the entry", extra={"entry": link.entry})
-            self._drop(link.entry)
+            self._forget(key, link.entry)
 
     def evict(self) -> None:
         """Drop least recently used entries no job holds while over the size or the reserve."""
         entries = []
         total = 0
-        for record_path in self.objects.glob("*.json"):
-            name = record_path.name.removesuffix(".json")
+        for entry in self._entries():
             try:
-                status = (self.objects / name).stat()
-                used = float(json.loads(record_path.read_text()).get("used", 0))
-            except (OSError, ValueError):
+                status = entry.stat()
+            except OSError:
                 continue
             total += status.st_size
             if status.st_nlink == 1:
-                entries.append((used, name, status.st_size))
+                entries.append((last_used_ns(self.keys / entry.name), entry.name, status.st_size))
         entries.sort()
         for _, name, size in entries:
             if total <= self.size_bytes and shutil.disk_usage(self.directory).free >= self.reserve_bytes:
                 break
-            lock = self._try_lock(name)
-            if lock is None:
+            key = self._key_if_free(name)
+            if key is None:
                 continue
-            try:
-                if (self.objects / name).stat().st_nlink == 1:
-                    self._drop(name)
-                    total -= size
-                    with self._counter_lock:
-                        self.counters.evicted += 1
-            except OSError:
-                continue
-            finally:
-                _unlock(lock)
+            with key:
+                try:
+                    if (self.objects / name).stat().st_nlink != 1:
+                        continue
+                except OSError:
+                    continue
+                self._forget(key, name)
+                total -= size
+                with self._counter_lock:
+                    self.counters.evicted += 1
 
     def usage(self) -> tuple[int, int]:
         """(entries, bytes) held now."""
         count = size = 0
-        for entry in self.objects.iterdir():
-            if not entry.name.endswith(".json"):
-                with contextlib.suppress(OSError):
-                    size += entry.stat().st_size
-                    count += 1
+        for entry in self._entries():
+            with contextlib.suppress(OSError):
+                size += entry.stat().st_size
+                count += 1
         return count, size
 
-    def _record(self, name: str, stored: StoredObject, status: os.stat_result) -> None:
-        record = {"uri": str(stored.uri), "etag": stored.etag, "version": stored.version, "size": status.st_size,
-                  "inode": status.st_ino, "mtime_ns": status.st_mtime_ns, "ctime_ns": status.st_ctime_ns,
-                  "used": time.time()}  # fmt: skip
-        _write_atomically(self.objects / f"{name}.json", json.dumps(record))
+    def _entries(self) -> list[Path]:
+        """Every entry's data file (not one being downloaded: those have a suffix)."""
+        return [entry for entry in self.objects.iterdir() if "." not in entry.name]
 
-    def _touch(self, name: str, status: os.stat_result) -> None:
-        """After a link was made or given back: the entry's new ctime, and when it was last used."""
-        path = self.objects / f"{name}.json"
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return
-        record.update(ctime_ns=status.st_ctime_ns, used=time.time())
-        _write_atomically(path, json.dumps(record))
+    def _key_if_free(self, name: str) -> KeyFile | None:
+        """The key's file, locked, if no one else holds it now."""
+        return KeyFile.lock(self.keys / name, wait=False)
 
-    def _drop(self, name: str) -> None:
-        for path in (self.objects / name, self.objects / f"{name}.json"):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+    def _locked_key(self, name: str) -> KeyFile:
+        """The key's file, locked once whoever holds it lets go."""
+        return KeyFile.lock(self.keys / name)
 
-    def _lock(self, name: str) -> int:
-        """The key's lock, waiting for whoever holds it; an open descriptor to `_unlock`."""
-        descriptor = os.open(self.locks / name, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        return descriptor
+    def _drop_entry(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.objects / name).unlink()
 
-    def _try_lock(self, name: str) -> int | None:
-        """The key's lock if it is free now, else None."""
-        descriptor = os.open(self.locks / name, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            return None
-        return descriptor
+    def _forget(self, key: KeyFile, name: str) -> None:
+        """The entry and its key's file, removed (the key is locked)."""
+        self._drop_entry(name)
+        key.remove()
 
     def _count(self, *, hit: bool, size: int) -> None:
         with self._counter_lock:
@@ -338,11 +316,6 @@ def entry_name(stored: StoredObject) -> str:
     return hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _unlock(descriptor: int) -> None:
-    os.close(descriptor)  # closing the descriptor drops its flock
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+def _record(stored: StoredObject, status: os.stat_result) -> dict[str, object]:
+    return {"uri": str(stored.uri), "etag": stored.etag, "version": stored.version, "size": status.st_size,
+            "inode": status.st_ino, "mtime_ns": status.st_mtime_ns, "ctime_ns": status.st_ctime_ns}  # fmt: skip

@@ -295,3 +295,20 @@ def test_an_empty_object_served_from_the_cache_counts_as_a_hit(
         assert stage(stager, workspace, f"s3://{bucket}/empty").read_bytes() == b""
         stager.release(workspace)
     assert (cache.counters.hits, cache.counters.misses) == (1, 1)
+
+
+def test_an_entry_whose_record_is_torn_is_fetched_again(
+    bucket: str, s3: Any, seaweed_s3: S3Proxy, workspaces: Callable[[], Workspace], tmp_path: Path
+) -> None:
+    s3.put_object(Bucket=bucket, Key="torn", Body=b"the bytes")
+    cache = InputCache(tmp_path / "cache", 1 << 30)
+    stager = Stager({"s3": S3Store()}, cache=cache)
+    workspace = workspaces()
+    stage(stager, workspace, f"s3://{bucket}/torn")
+    stager.release(workspace)
+    (key,) = cache.keys.iterdir()
+    key.write_text(key.read_text()[:-5])  # as a crash in the middle of its rewrite leaves it
+    workspace = workspaces()
+    assert stage(stager, workspace, f"s3://{bucket}/torn").read_bytes() == b"the bytes"
+    assert seaweed_s3.gets("torn") == 2
+    assert (cache.counters.hits, cache.counters.misses) == (0, 2)
