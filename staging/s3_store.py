@@ -186,20 +186,14 @@ class S3Store:
 
         bounds = self._limits()
         large = stored.size > LARGE_IN_MEMORY
-        async with bounds.parts if large else _NO_BOUND, bounds.requests:
-            store = self._bucket(stored.uri.bucket)
-            result = await obstore.get_async(store, stored.uri.key, options=self._pinned(stored))
-            data = await result.bytes_async()
-        view = memoryview(data)
-        if stored.expected is not None:
-            if large:  # off the loop: hashing megabytes would stall every other transfer
-                actual = await asyncio.to_thread(checksums.whole, stored.expected, view)
-            else:
-                actual = checksums.whole(stored.expected, view)
-            checksums.check(stored.expected, actual, str(stored.uri))
-        async with bounds.files:
-            with path.open("wb") as handle:
-                handle.write(view)
+        async with bounds.parts if large else _NO_BOUND:
+            async with bounds.requests:
+                store = self._bucket(stored.uri.bucket)
+                result = await obstore.get_async(store, stored.uri.key, options=self._pinned(stored))
+                data = await result.bytes_async()
+            async with bounds.files:
+                # Off the loop: hashing and writing would stall every other transfer.
+                await asyncio.to_thread(_check_and_write, stored, memoryview(data), path)
 
     async def _download_parts(self, stored: StoredObject, path: Path) -> None:
         part_size = stored.part_size or self.part_size
@@ -345,6 +339,14 @@ class _Progress:
                 "mb_per_s": round(self.done / elapsed / 1e6, 1),
             },
         )
+
+
+def _check_and_write(stored: StoredObject, data: memoryview, path: Path) -> None:
+    """Check the bytes against what S3 says they are, then write them to `path`."""
+    if stored.expected is not None:
+        checksums.check(stored.expected, checksums.whole(stored.expected, data), str(stored.uri))
+    with path.open("wb") as handle:
+        handle.write(data)
 
 
 def _listed(text: str) -> ObjectUri:

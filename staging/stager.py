@@ -209,12 +209,14 @@ class Stager:
         temporaries = [
             (stored, local.with_name(f"{local.name}.partial-{uuid.uuid4().hex[:8]}")) for stored, local in group
         ]
+        settled = 0
         try:
             store.download_all(temporaries, watch)
             for (stored, temporary), (_, local) in zip(temporaries, group, strict=True):
                 _settle(stored, temporary, local)
+                settled += 1
         finally:
-            for _, temporary in temporaries:
+            for _, temporary in temporaries[settled:]:
                 temporary.unlink(missing_ok=True)
 
     def _check_disk(self, downloads: list[tuple[StoredObject, Path]], workspace: Workspace, asked: int | None) -> None:
