@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -37,18 +37,18 @@ class LocalFileStore:
             raise StagingRejected(f"{uri}: no such file")
         return StoredObject(uri, path.stat().st_size)
 
-    def list_prefix(self, prefix: ObjectUri) -> list[StoredObject]:
+    def list_pages(self, prefix: ObjectUri) -> Iterator[list[StoredObject]]:
+        """One page: the directory walk is quick next to the copies."""
         directory = prefix.directory()
         base = self._allowed_path(directory)
         found: list[StoredObject] = []
-        if not base.is_dir():
-            return found
-        for _, relative in walk_prefix(base, prefix.name_start):
-            try:
-                found.append(self.stat(directory.child(relative)))
-            except StagingRejected:
-                continue  # a link leading out of the allowed roots, or a special file
-        return found
+        if base.is_dir():
+            for _, relative in walk_prefix(base, prefix.name_start):
+                try:
+                    found.append(self.stat(directory.child(relative)))
+                except StagingRejected:
+                    continue  # a link leading out of the allowed roots, or a special file
+        yield found
 
     def authorize_upload(self, destination: ObjectUri) -> None:
         self._allowed_path(destination)

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
@@ -112,10 +112,11 @@ class S3Store:
         )
         return self._with_part_size(stored)
 
-    def list_prefix(self, prefix: ObjectUri) -> list[StoredObject]:
-        found = []
+    def list_pages(self, prefix: ObjectUri) -> Iterator[list[StoredObject]]:
+        pages = self._s3().get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key)
         try:
-            for page in self._s3().get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key):
+            for page in pages:
+                found = []
                 for item in page.get("Contents", []):
                     if item["Key"].endswith("/"):
                         continue  # a "folder" marker, not a file
@@ -123,11 +124,11 @@ class S3Store:
                     uri = _listed(f"s3://{prefix.bucket}/{item['Key']}")
                     etag = checksums.bare_etag(item.get("ETag"))
                     found.append(StoredObject(uri, int(item["Size"]), etag=etag, expected=_listed_check(etag)))
+                yield found
         except StagingRejected:
             raise
         except Exception as exc:
             raise _translate(exc, prefix) from exc
-        return found
 
     def authorize_upload(self, destination: ObjectUri) -> None:
         pass  # S3 says no only when the upload is tried

@@ -11,9 +11,10 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from staging.errors import StagingFault, StagingRejected
 from staging.input_cache import CacheCounters, CachedLink, InputCache
 from staging.mirror import mirror_path
 from staging.prefix_walk import walk_prefix
+from staging.read_ahead import ReadAhead
 from staging.stores import ObjectStore, StoredObject
 from staging.watch import TransferWatch
 from staging.workspace import Workspace, is_empty_file
@@ -93,6 +95,27 @@ class Stager:
             stdout_path=workspace.stdout,
             stderr_path=workspace.stderr,
         )
+        prefixes = [(f"command.input[{index}]", text) for index, text in enumerate(command.input)]
+        # The prefixes are listed a page ahead of the downloads, starting now.
+        with ReadAhead(self._prefix_pages(prefixes, workspace, watch)) as pages:
+            self._name_files(command, workspace, staged, downloads, watch)
+            before = self.cache.counters.copy() if self.cache else None
+            objects, staged.bytes_in = self._fetch_inputs(chain([downloads], pages), workspace, watch, disk_limit_bytes)
+        if self.cache and before:
+            staged.cache = self.cache.counters.since(before)
+        if objects:
+            log.info("staged in", extra={"objects": objects, "bytes": staged.bytes_in})
+        return staged
+
+    def _name_files(
+        self,
+        command: Command,
+        workspace: Workspace,
+        staged: StagedJob,
+        downloads: list[tuple[StoredObject, Path]],
+        watch: TransferWatch,
+    ) -> None:
+        """Local paths for the arguments, streams and output prefixes; the single objects to fetch."""
         for index, argument in enumerate(command.arguments):
             self._stage_argument(
                 f"command.arguments[{index}].value",
@@ -102,10 +125,6 @@ class Stager:
                 downloads=downloads,
                 watch=watch,
             )
-
-        for index, text in enumerate(command.input):
-            downloads += self._input_prefix(index, text, workspace, watch)
-
         staged.output_prefixes = [
             self._output_prefix(index, text, workspace) for index, text in enumerate(command.output)
         ]
@@ -114,29 +133,45 @@ class Stager:
         with watch.moving("command.stdin"):
             self._stage_stdin(command.stdin, staged.stdin_path, downloads)
 
-        # An input argument may also be matched by an input prefix: fetch each file once.
-        downloads = list({local: (stored, local) for stored, local in downloads}.values())
-        self._check_disk(downloads, workspace, disk_limit_bytes)
-        before = self.cache.counters.copy() if self.cache else None
-        self._cached_links.setdefault(workspace.root, []).extend(self.fetch_all(downloads, watch))
-        if self.cache and before:
-            staged.cache = self.cache.counters.since(before)
-        staged.bytes_in = sum(stored.size for stored, _ in downloads)
-        if downloads:
-            log.info("staged in", extra={"objects": len(downloads), "bytes": staged.bytes_in})
-        return staged
+    def _prefix_pages(
+        self, prefixes: list[tuple[str, str]], workspace: Workspace, watch: TransferWatch
+    ) -> Iterator[list[tuple[StoredObject, Path]]]:
+        """The objects each input prefix matches, with where each goes, a page at a time; a
+        prefix that matches nothing is rejected."""
+        for where, text in prefixes:
+            prefix = _parse(where, text, prefix=True)
+            pages = _ask(where, self._store(prefix).list_pages, prefix)
+            found = 0
+            while True:
+                with watch.moving(str(prefix)):
+                    page = _ask(where, next, pages, None)
+                if page is None:
+                    break
+                found += len(page)
+                yield [(stored, _mirror(where, workspace.inputs, stored.uri)) for stored in page]
+            if not found:
+                raise StagingRejected(f"{where}: no objects match the prefix {text}")
 
-    def _input_prefix(
-        self, index: int, text: str, workspace: Workspace, watch: TransferWatch
-    ) -> list[tuple[StoredObject, Path]]:
-        """Every object an input prefix matches, with where it goes; none is an error."""
-        where = f"command.input[{index}]"
-        prefix = _parse(where, text, prefix=True)
-        with watch.moving(str(prefix)):
-            found = _ask(where, self._store(prefix).list_prefix, prefix)
-        if not found:
-            raise StagingRejected(f"{where}: no objects match the prefix {text}")
-        return [(stored, _mirror(where, workspace.inputs, stored.uri)) for stored in found]
+    def _fetch_inputs(
+        self,
+        batches: Iterable[list[tuple[StoredObject, Path]]],
+        workspace: Workspace,
+        watch: TransferWatch,
+        asked: int | None,
+    ) -> tuple[int, int]:
+        """Fetch batch after batch, each file once (an input argument may also be matched by an
+        input prefix), checking before each batch that the inputs fit; (objects, bytes)."""
+        fetched: set[Path] = set()
+        needed = 0
+        links = self._cached_links.setdefault(workspace.root, [])
+        for batch in batches:
+            fresh = list({local: (stored, local) for stored, local in batch if local not in fetched}.values())
+            fetched.update(local for _, local in fresh)
+            batch_bytes = sum(stored.size for stored, _ in fresh)
+            needed += batch_bytes
+            self._check_disk(needed, batch_bytes, workspace, asked)
+            links.extend(self.fetch_all(fresh, watch))
+        return len(fetched), needed
 
     def _output_prefix(self, index: int, text: str, workspace: Workspace) -> ObjectUri:
         """An output prefix, allowed for upload, its directory ready for the command."""
@@ -219,9 +254,9 @@ class Stager:
             for _, temporary in temporaries[settled:]:
                 temporary.unlink(missing_ok=True)
 
-    def _check_disk(self, downloads: list[tuple[StoredObject, Path]], workspace: Workspace, asked: int | None) -> None:
-        """Refuse, before a byte is fetched, inputs that cannot fit."""
-        needed = sum(stored.size for stored, _ in downloads)
+    def _check_disk(self, needed: int, batch_bytes: int, workspace: Workspace, asked: int | None) -> None:
+        """Refuse, before a batch is fetched, inputs that cannot fit: `needed` bytes in all so
+        far, of which `batch_bytes` are still to come."""
         if asked is not None and asked < (self.job_disk_bytes or asked + 1) and needed > asked:
             raise StagingFault(
                 f"the inputs need {format_size(needed)}, more than its resources.disk of {format_size(asked)}",
@@ -234,7 +269,7 @@ class Stager:
                 retryable=False,
             )
         free = shutil.disk_usage(workspace.root).free
-        if needed > free:
+        if batch_bytes > free:
             raise StagingFault(
                 f"the inputs need {format_size(needed)}, but the scratch filesystem has only {format_size(free)} free"
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,8 +30,8 @@ class ObjectStore(Protocol):
         """Size of one object; StagingRejected when it does not exist or is not allowed."""
         ...
 
-    def list_prefix(self, prefix: ObjectUri) -> list[StoredObject]:
-        """Every object whose key starts with the prefix's key."""
+    def list_pages(self, prefix: ObjectUri) -> Iterator[list[StoredObject]]:
+        """Every object whose key starts with the prefix's key, a page of the listing at a time."""
         ...
 
     def authorize_upload(self, destination: ObjectUri) -> None:

@@ -136,8 +136,8 @@ class _HugeStore:
     def stat(self, uri: ObjectUri) -> StoredObject:
         return StoredObject(uri, 2**62)
 
-    def list_prefix(self, prefix: ObjectUri) -> list[StoredObject]:
-        return []
+    def list_pages(self, prefix: ObjectUri) -> Iterator[list[StoredObject]]:
+        yield []
 
     def authorize_upload(self, destination: ObjectUri) -> None:
         pass
