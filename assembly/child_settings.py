@@ -77,7 +77,7 @@ def gate_settings(settings: WorkerSettings, job_queue: JobQueue) -> GateSettings
     """Cancel requests from the job table if there is one, else from the embedded queue's file.
     A claim's lease lasts four heartbeat periods (the heartbeat comes at half the visibility
     timeout) and is renewed every period."""
-    table = JobTable(settings.job_table) if settings.job_table else None
+    table = JobTable(settings.job_table, settings.large_payload_bucket) if settings.job_table else None
     return GateSettings(
         marks=table or local_cancel_marks(job_queue),
         table=table,

@@ -131,7 +131,8 @@ def _add_queue_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--large-payload-bucket",
         default=None,
-        help="S3 bucket for SQS messages over the size limit (requests are read from S3 pointers regardless)",
+        help="S3 bucket for SQS messages over the size limit (requests are read from S3 pointers regardless), "
+        "and for results too large for a --job-table item",
     )
     parser.add_argument(
         "--max-body-size",

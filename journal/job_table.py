@@ -9,17 +9,23 @@ them in the same write.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from protocol.cancel import CancelRequest, CancelUnavailable
+
+log = logging.getLogger(__name__)
 
 KEY = "job_id"
 RUNNING, FINISHED = "running", "finished"
 BATCH_GET_MAX = 100  # DynamoDB's limit of keys per BatchGetItem
-MAX_INLINE_RESULT_BYTES = 300_000  # an item holds 400 KB; a larger result is kept as its size only
+MAX_INLINE_RESULT_BYTES = 300_000  # an item holds 400 KB; a larger result goes to S3, the item points to it
+RESULTS_PREFIX = "api-worker/job-results/"  # where large results are kept in the result bucket
 _NAMES = {"#state": "state", "#owner": "owner"}
 
 
@@ -41,6 +47,15 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class StoredResult:
+    """A finished job's final result as the table keeps it, to be sent again as it was."""
+
+    message_id: str
+    attempt: int
+    result_json: str
+
+
+@dataclass(frozen=True)
 class Refusal:
     """Why a claim was not granted: the job finished, or another worker holds it."""
 
@@ -48,6 +63,12 @@ class Refusal:
     finished_as: str | None = None  # the message it finished under
     owner: str | None = None
     lease_left_s: float = 0.0
+    result: StoredResult | None = None  # a finished job's, when the table could give it back
+
+
+class _ResultHead(msgspec.Struct):
+    message_id: str
+    attempt: int
 
 
 class JobTable:
@@ -56,22 +77,27 @@ class JobTable:
     canceled before it started is claimed all the same, so that its canceled outcome is stored
     under a fence like any other."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, result_bucket: str | None = None) -> None:
+        """`result_bucket`: where a result too large for an item is kept (none: its size only)."""
         self.name = name
+        self.result_bucket = result_bucket
         self._client: Any = None
+        self._s3: Any = None
 
-    def __reduce__(self) -> tuple[type[JobTable], tuple[str]]:
-        return (JobTable, (self.name,))
+    def __reduce__(self) -> tuple[type[JobTable], tuple[str, str | None]]:
+        return (JobTable, (self.name, self.result_bucket))
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3  # noqa: PLC0415 (only workers with a table pay for it)
-            from botocore.config import Config  # noqa: PLC0415
-
-            config = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
-            self._client = boto3.client("dynamodb", config=config)
+            self._client = _boto_client("dynamodb", read_timeout_s=10)
         return self._client
+
+    @property
+    def s3(self) -> Any:
+        if self._s3 is None:
+            self._s3 = _boto_client("s3", read_timeout_s=30)
+        return self._s3
 
     def _call(self, operation: str, **parameters: Any) -> dict[str, Any]:
         """One call on this table."""
@@ -123,7 +149,7 @@ class JobTable:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )["Attributes"]  # fmt: skip
         except _ConditionFailed as refused:
-            return _refusal(refused.item or self._get(job_id), now)
+            return self._refusal(refused.item or self._get(job_id), now)
         return Claim(job_id, int(item["fence"]["N"]), _cancel_of(item))
 
     def renew(self, claim: Claim, lease_s: float) -> bool:
@@ -149,8 +175,60 @@ class JobTable:
             update += ", #result = :result"
             values[":result"] = {"S": result_json}
             names["#result"] = "result"
+        elif self.result_bucket is not None:
+            key = self._put_result(claim, result_json)
+            update += ", result_bucket = :bucket, result_key = :key"
+            values.update({":bucket": {"S": self.result_bucket}, ":key": {"S": key}})
         update += " REMOVE lease_until"
         return self._fenced(claim, update, values, names)
+
+    def _put_result(self, claim: Claim, result_json: str) -> str:
+        """A result too large for an item, into the result bucket; its key."""
+        import hashlib  # noqa: PLC0415 (OpenSSL only where a large result is stored)
+
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        digest = hashlib.sha256(claim.job_id.encode("utf-8", "surrogateescape")).hexdigest()
+        key = f"{RESULTS_PREFIX}{digest}/{claim.fence}.json"
+        try:
+            self.s3.put_object(Bucket=self.result_bucket, Key=key, Body=result_json.encode(),
+                               ContentType="application/json")  # fmt: skip
+        except (BotoCoreError, ClientError) as exc:
+            raise TableUnreachable(f"job table {self.name}: storing the result in s3://{self.result_bucket}/{key} "
+                                   f"failed: {exc}") from exc  # fmt: skip
+        return key
+
+    def _refusal(self, item: dict[str, Any], now: float) -> Refusal:
+        plain = {name: _plain(value) for name, value in item.items()}
+        if plain.get("state") == FINISHED:
+            return Refusal(finished_status=str(plain.get("status")), finished_as=str(plain.get("message_id")),
+                           result=self._stored_result(plain))  # fmt: skip
+        lease_until = plain.get("lease_until")
+        left = lease_until - now if isinstance(lease_until, float) else 0.0
+        return Refusal(owner=str(plain.get("owner")), lease_left_s=max(0.0, left))
+
+    def _stored_result(self, item: dict[str, object]) -> StoredResult | None:
+        """The finished job's result, from the item or the result bucket; None when it is
+        not kept (too large, and no bucket) or cannot be read."""
+        text = item.get("result")
+        if not isinstance(text, str) and isinstance(item.get("result_key"), str):
+            location = f"s3://{item.get('result_bucket')}/{item['result_key']}"
+            try:
+                body = self.s3.get_object(Bucket=item.get("result_bucket"), Key=item["result_key"])["Body"]
+                text = body.read().decode()
+            except Exception as exc:  # whatever S3 says, the job stays finished
+                log.error("cannot read a finished job's stored result", extra={"at": location, "error": str(exc)})
+                return None
+        if not isinstance(text, str):
+            return None
+        try:
+            head = msgspec.json.decode(text, type=_ResultHead)
+        except msgspec.DecodeError as exc:
+            log.error(
+                "a finished job's stored result is unreadable", extra={"job_id": item.get(KEY), "error": str(exc)}
+            )
+            return None
+        return StoredResult(head.message_id, head.attempt, text)
 
     def _fenced(self, claim: Claim, update: str, values: dict[str, Any], names: dict[str, str] | None = None) -> bool:
         try:
@@ -210,15 +288,6 @@ class JobTable:
         return {name: _plain(value) for name, value in self._get(job_id).items()}
 
 
-def _refusal(item: dict[str, Any], now: float) -> Refusal:
-    plain = {name: _plain(value) for name, value in item.items()}
-    if plain.get("state") == FINISHED:
-        return Refusal(finished_status=str(plain.get("status")), finished_as=str(plain.get("message_id")))
-    lease_until = plain.get("lease_until")
-    left = lease_until - now if isinstance(lease_until, float) else 0.0
-    return Refusal(owner=str(plain.get("owner")), lease_left_s=max(0.0, left))
-
-
 def _cancel_of(item: dict[str, Any]) -> CancelRequest | None:
     if "cancel_at" not in item:
         return None
@@ -226,6 +295,14 @@ def _cancel_of(item: dict[str, Any]) -> CancelRequest | None:
         item[KEY]["S"], item.get("cancel_reason", {}).get("S", ""), item.get("cancel_by", {}).get("S", ""),
         float(item["cancel_at"]["N"]),
     )  # fmt: skip
+
+
+def _boto_client(service: str, *, read_timeout_s: float) -> Any:
+    import boto3  # noqa: PLC0415 (only workers with a table pay for it)
+    from botocore.config import Config  # noqa: PLC0415
+
+    config = Config(connect_timeout=3, read_timeout=read_timeout_s, retries={"mode": "standard", "max_attempts": 3})
+    return boto3.client(service, config=config)
 
 
 def _key(job_id: str) -> dict[str, Any]:

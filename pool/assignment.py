@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from journal.job_table import StoredResult
 from protocol.result import JobResult, Progress
 from queues.base import BodyDefect
 from staging.input_cache import CacheCounters
@@ -44,12 +45,14 @@ class JobReport:
 
 @dataclass(frozen=True)
 class DuplicateReport:
-    """A job not run: the journal has its id as finished under another message."""
+    """A job not run: the journal or the job table has its id as finished."""
 
     message_id: str
     job_id: str
     status: str
     finished_as: str  # the message it finished under
+    stored: StoredResult | None = None  # its final result as the table keeps it, to send again
+    reply_to: str | None = None  # the request's usable reply queue, if it named one
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -65,7 +64,7 @@ from staging.file_store import LocalFileStore
 from staging.input_cache import InputCache
 from staging.s3_store import S3Store
 from staging.stager import StagedJob, Stager
-from staging.watch import TransferWatch
+from staging.watch import bounded_transfer
 from staging.workspace import Workspace, read_stream
 
 log = logging.getLogger(__name__)
@@ -142,7 +141,7 @@ class JobExecutor:
             return duplicate
         verdict = self._admit(assignment, decoded, result)
         if isinstance(verdict, FinishedElsewhere | HeldElsewhere):
-            return _not_run_here(assignment, result.id, verdict)
+            return _not_run_here(assignment, result.id, verdict, reply_to)
         claim = self._claim = verdict.claim
         try:
             if isinstance(verdict, Canceled):
@@ -272,9 +271,9 @@ class JobExecutor:
         try:
             command = request.command
             # A thread per transfer direction only where there is something to transfer.
-            transfer_limit_s = limits.transfer_timeout_s if command.names_files else None
+            transfer_s = limits.transfer_timeout_s if command.names_files else None
             stage_in = partial(self.stager.stage_in, command, workspace, disk_limit_bytes=limits.disk_bytes)
-            staged = self._staged = _bounded("stage-in", transfer_limit_s, stage_in)
+            staged = self._staged = bounded_transfer("stage-in", transfer_s, stage_in)
             argv = build_argv(found.command, request.command.arguments, staged.argument_values)
             spec = RunSpec(
                 argv,
@@ -297,7 +296,7 @@ class JobExecutor:
             else:
                 if outcome.stopped_for is StopReason.CLAIM_LOST or not self.gate.still_ours(self._claim):
                     raise ClaimLost(result.id)
-                report = _bounded("stage-out", transfer_limit_s, lambda w: self.stager.stage_out(staged, workspace, w))
+                report = bounded_transfer("stage-out", transfer_s, partial(self.stager.stage_out, staged, workspace))
                 result.outputs, result.skipped = report.uploaded, report.skipped
             if staged.stdout_uri is None:
                 result.stdout = self._inline_stream("stdout", staged.stdout_path, result)
@@ -361,38 +360,13 @@ class _EventSender:
             log.warning("could not pass on an event of the job", exc_info=True)
 
 
-def _bounded(direction: str, limit_s: float | None, transfer: Callable[[TransferWatch], T]) -> T:
-    """Run a stage-in or stage-out within the transfer timeout. It runs on a thread of its own,
-    so that once over time it is abandoned (nothing more starts; what hangs is left behind, its
-    files removed with the job directory) and the job goes on to its result; a SIGTERM waiting
-    here ends the job at once. Without a limit it runs here, on the job's own thread."""
-    watch = TransferWatch()
-    if limit_s is None:
-        return transfer(watch)
-    outcome: list[T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            outcome.append(transfer(watch))
-        except BaseException as exc:  # handed to the job's thread, which reports it
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=direction, daemon=True)
-    thread.start()
-    thread.join(limit_s)
-    if thread.is_alive():
-        watch.abandon()
-        raise StagingFault(f"{direction} took longer than the transfer timeout of {limit_s:g} s ({watch.describe()})")
-    if failure:
-        raise failure[0]
-    return outcome[0]
-
-
-def _not_run_here(assignment: JobAssignment, job_id: str, verdict: FinishedElsewhere | HeldElsewhere) -> AnyReport:
+def _not_run_here(
+    assignment: JobAssignment, job_id: str, verdict: FinishedElsewhere | HeldElsewhere, reply_to: str | None
+) -> AnyReport:
     if isinstance(verdict, FinishedElsewhere):
         log.info("job already finished on another worker", extra={"finished_as": verdict.finished_as})
-        return DuplicateReport(assignment.message_id, job_id, verdict.status, verdict.finished_as)
+        return DuplicateReport(assignment.message_id, job_id, verdict.status, verdict.finished_as, verdict.result,
+                               reply_to)  # fmt: skip
     log.info("job claimed by another worker; not run here",
              extra={"owner": verdict.owner, "lease_left_s": round(verdict.lease_left_s, 1)})  # fmt: skip
     return HeldElsewhereReport(assignment.message_id, job_id, verdict.owner, verdict.lease_left_s)

@@ -14,7 +14,7 @@ from pool.assignment import AnyReport, DuplicateReport, HeldElsewhereReport, Sta
 from pool.custody import Custody, Running
 from pool.image_cache import AnyImageCache
 from pool.job_history import JobHistory
-from pool.ledger import Ledger
+from pool.ledger import Ledger, Resend
 from pool.outcomes import OutcomePolicy
 from pool.prefetch import Prefetch
 from pool.slots import LostJob, Slot
@@ -37,8 +37,9 @@ class JobEnds:
         self.custody.finish(job)
         self.prefetch.job_ended(time.monotonic() - job.started)
         if isinstance(report, DuplicateReport):
+            resend = None if report.stored is None else Resend(report.stored, report.reply_to)
             self.ledger.answer_duplicate(
-                job.message, report.job_id, report.status, report.finished_as, job.visible_until
+                job.message, report.job_id, report.status, report.finished_as, job.visible_until, stored=resend
             )
         elif isinstance(report, HeldElsewhereReport):
             # Back on the queue once that worker's lease ends: then it has finished, or lapsed.

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from journal.job_table import Claim, JobTable, Refusal, TableUnreachable
+from journal.job_table import Claim, JobTable, Refusal, StoredResult, TableUnreachable
 from protocol.cancel import CancelMarks, CancelRequest, CancelUnavailable
 from runners.process import JobLink
 
@@ -50,6 +50,7 @@ class Canceled:
 class FinishedElsewhere:
     status: str
     finished_as: str  # the message it finished under
+    result: StoredResult | None = None  # its final result, to send again (None: the table keeps none)
 
 
 @dataclass(frozen=True)
@@ -187,5 +188,5 @@ def _verdict(found: Claim | Refusal) -> Verdict:
     if isinstance(found, Claim):
         return Go(found) if found.cancel is None else Canceled(found.cancel, found)
     if found.finished_status is not None:
-        return FinishedElsewhere(found.finished_status, found.finished_as or "")
+        return FinishedElsewhere(found.finished_status, found.finished_as or "", found.result)
     return HeldElsewhere(found.owner or "another worker", found.lease_left_s)

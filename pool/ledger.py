@@ -6,16 +6,26 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from common.thread_health import GuardedThread
 from journal.base import JobJournal, JournalError, Outcome
 from journal.health import JournalHealth
+from journal.job_table import StoredResult
 from journal.pruner import JournalPruner
 from monitoring.metrics import record_duplicate_delivery, record_thread_failure
 from pool.courier import Parcel, ResultCourier
 from queues.base import ReceivedMessage
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resend:
+    """A finished job's result as the job table keeps it, and where the request wants it."""
+
+    result: StoredResult
+    reply_to: str | None
 
 
 class Ledger:
@@ -100,9 +110,18 @@ class Ledger:
         return [message for message in messages if message.message_id not in finished]
 
     def answer_duplicate(
-        self, message: ReceivedMessage, job_id: str, status: str, finished_as: str, visible_until: float
+        self,
+        message: ReceivedMessage,
+        job_id: str,
+        status: str,
+        finished_as: str,
+        visible_until: float,
+        *,
+        stored: Resend | None = None,
     ) -> None:
-        """A message whose job is finished: deleted, never run again; its stored result goes
+        """A message whose job is finished: deleted, never run again. The result the job table
+        keeps (`stored`) is sent again first, journaled like an outcome of this worker's (the
+        result queue may see it twice, never zero times); the journal's own stored result goes
         out from the journal if it has not yet."""
         log.info(
             "duplicate delivery of a finished job",
@@ -112,7 +131,14 @@ class Ledger:
                 "attempt": message.receive_count,
                 "status": status,
                 "finished_as": finished_as,
+                "result_sent_again": stored is not None,
             },
         )
         record_duplicate_delivery()
-        self.courier.add(Parcel(message.receipt, visible_until))
+        if stored is None:
+            self.courier.add(Parcel(message.receipt, visible_until))
+            return
+        result = stored.result
+        outcome = Outcome(result.message_id, job_id, result.attempt, status, True, message.receipt,
+                          result.result_json, stored.reply_to, group_id=message.group_id)  # fmt: skip
+        self.add(outcome, visible_until)

@@ -209,3 +209,46 @@ def test_a_missing_or_misshapen_table_stops_the_worker_at_start(
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
         assert done.returncode == 2, done.stderr
         assert expected in done.stderr
+
+
+def test_a_job_finished_by_a_box_that_died_is_answered_from_the_table_by_the_next(
+    pair: Any, moto: MotoServer, sqs: Any, table: str, tmp_path: Path
+) -> None:
+    proxy = TcpProxy(moto.port)  # box a's SQS traffic only
+    try:
+        a = pair("a", environment={"AWS_ENDPOINT_URL_SQS": proxy.endpoint}).start()
+        runs, started = tmp_path / "runs", tmp_path / "started"
+        message_id = a.submit(recorded_job("job-answered", runs, started, sleep_s=2))
+        wait_until(started.exists, 30, "the job to start on box a")
+        proxy.stop()  # a loses SQS before the job ends: its result and delete cannot go out
+        wait_until(lambda: item(table, "job-answered").get("state") == "finished", 30, "the job finished in the table")
+        signal_tree(a, signal.SIGKILL)  # and dies
+        b = pair("b").start()
+        result = b.result(message_id, timeout=60)
+        wait_until(lambda: queue_is_empty(sqs, b.queue_spec), 60, "the jobs queue to be empty")
+    finally:
+        proxy.stop()
+    assert (result["status"], result["attempt"], result["worker"]["pid"]) == ("succeeded", 1, a.process.pid)
+    assert run_count(runs) == 1 and not b.log_records_with("job started")
+    (answered,) = b.log_records_with("duplicate delivery of a finished job")
+    assert answered["result_sent_again"] is True
+    assert len(finals(b, message_id)) == 1
+
+
+def test_a_large_result_is_kept_in_s3_and_a_duplicate_delivery_gets_it_whole(
+    pair: Any, table: str, bucket: str
+) -> None:
+    a = pair("a", options=["--large-payload-bucket", bucket]).start()
+    a.results.large_payload_bucket = bucket  # results over SQS's limit travel through S3 too
+    size = 1_000_000
+    request = job([{"type": "parameter", "name": "--print-bytes", "value": size}], id="job-large")
+    first = a.result(a.submit(request), timeout=60)
+    assert first["status"] == "succeeded" and len(first["stdout"]) == size
+    stored = item(table, "job-large")
+    assert "result" not in stored and stored["result_bucket"] == bucket and int(stored["result_bytes"]) > size
+
+    a.submit(request)  # the same job again, in a message of its own: answered from the table
+    wait_until(lambda: len(finals(a, first["message_id"])) == 2, 60, "the stored result sent again")
+    again = finals(a, first["message_id"])[1]
+    assert again == first
+    assert len(a.log_records_with("job started")) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from journal.job_table import Claim, JobTable, Refusal
+from journal.job_table import Claim, JobTable, Refusal, StoredResult
 from protocol.cancel import CancelRequest, new_cancel_request
 from queues.local import LocalQueue
 from queues.local_cancels import LocalCancels
@@ -34,11 +34,38 @@ def test_a_claim_is_refused_while_its_lease_runs_and_taken_over_with_the_next_fe
     second = table.claim("job-1", "m2", "box-b", lease_s=60)
     assert second == Claim("job-1", 2)
     assert not table.renew(first, 60) and not table.finish(first, "succeeded", "{}", 3600)  # stale: nothing written
-    assert table.renew(second, 60) and table.finish(second, "failed", '{"status": "failed"}', 3600)
+    result = '{"message_id": "m2", "attempt": 2, "status": "failed"}'
+    assert table.renew(second, 60) and table.finish(second, "failed", result, 3600)
     finished = table.claim("job-1", "m3", "box-c", lease_s=60)
-    assert finished == Refusal(finished_status="failed", finished_as="m2")
+    assert finished == Refusal(finished_status="failed", finished_as="m2", result=StoredResult("m2", 2, result))
     state = table.state("job-1")
-    assert (state["state"], state["result"], state["fence"]) == ("finished", '{"status": "failed"}', 2.0)
+    assert (state["state"], state["result"], state["fence"]) == ("finished", result, 2.0)
+
+
+def test_a_result_too_large_for_an_item_is_kept_in_the_result_bucket(table: JobTable, bucket: str) -> None:
+    large = '{"message_id": "m1", "attempt": 1, "stdout": "%s"}' % ("x" * 400_000)
+    with_bucket = JobTable(table.name, bucket)
+    claim = with_bucket.claim("job-large", "m1", "box-a", lease_s=60)
+    assert isinstance(claim, Claim) and with_bucket.finish(claim, "succeeded", large, 3600)
+    refused = table.claim("job-large", "m2", "box-b", lease_s=60)  # any box reads it back, bucket or not
+    assert isinstance(refused, Refusal) and refused.result == StoredResult("m1", 1, large)
+    assert pickle.loads(pickle.dumps(with_bucket)).result_bucket == bucket
+
+    claim = table.claim("job-large-no-bucket", "m1", "box-a", lease_s=60)
+    assert isinstance(claim, Claim) and table.finish(claim, "succeeded", large, 3600)
+    refused = table.claim("job-large-no-bucket", "m2", "box-b", lease_s=60)
+    assert isinstance(refused, Refusal) and refused.finished_status == "succeeded" and refused.result is None
+    assert table.state("job-large-no-bucket")["result_bytes"] == len(large)
+
+
+def test_an_unreadable_stored_result_leaves_the_job_finished_without_one(
+    table: JobTable, caplog: pytest.LogCaptureFixture
+) -> None:
+    claim = table.claim("job-garbled", "m1", "box-a", lease_s=60)
+    assert isinstance(claim, Claim) and table.finish(claim, "succeeded", '{"attempt": "one"', 3600)
+    refused = table.claim("job-garbled", "m2", "box-b", lease_s=60)
+    assert isinstance(refused, Refusal) and refused.finished_status == "succeeded" and refused.result is None
+    assert "a finished job's stored result is unreadable" in caplog.messages
 
 
 def test_a_job_canceled_before_it_started_is_claimed_with_its_cancel(table: JobTable) -> None:

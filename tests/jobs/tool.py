@@ -26,6 +26,7 @@ parser.add_argument("--progress-pause", type=float, default=0, help="seconds to 
 parser.add_argument("--service-name", help="print service-name=NAME (the service's command line says which)")
 parser.add_argument("--write-mb", type=int, default=0, help="write this many MB into the job directory, then --sleep")
 parser.add_argument("--progress-flood", type=int, default=0, help="append this many progress lines at once")
+parser.add_argument("--print-bytes", type=int, default=0, help="print this many bytes ('x') to stdout")
 parser.add_argument("--tamper-infile", action="store_true", help="make the --infile files writable; append to them")
 options = parser.parse_args()
 
@@ -58,6 +59,8 @@ if options.write_mb:
             written.flush()
 if options.service_name:
     print(f"service-name={options.service_name}")
+if options.print_bytes:
+    sys.stdout.write("x" * options.print_bytes)
 if options.print_env:
     for name in sorted(os.environ):
         print(f"{name}={os.environ[name]}")
