@@ -9,6 +9,7 @@ them in the same write.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from protocol.cancel import CancelRequest, CancelUnavailable
+from protocol.cancel import CANCEL_EXPIRY_S, CancelRequest, CancelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ BATCH_GET_MAX = 100  # DynamoDB's limit of keys per BatchGetItem
 MAX_INLINE_RESULT_BYTES = 300_000  # an item holds 400 KB; a larger result goes to S3, the item points to it
 RESULTS_PREFIX = "api-worker/job-results/"  # where large results are kept in the result bucket
 _NAMES = {"#state": "state", "#owner": "owner"}
+_CANCEL_ATTRIBUTES = "cancel_reason, cancel_by, cancel_at"
 
 
 class TableUnreachable(CancelUnavailable):
@@ -138,7 +140,7 @@ class JobTable:
                 "update_item",
                 Key=_key(job_id),
                 UpdateExpression="SET #state = :running, #owner = :owner, lease_until = :lease, message_id = :message,"
-                " fence = if_not_exists(fence, :zero) + :one",
+                " fence = if_not_exists(fence, :zero) + :one REMOVE expires_at",  # a running job never expires
                 ConditionExpression="attribute_not_exists(#state) OR (#state = :running AND lease_until < :now)",
                 ExpressionAttributeNames=_NAMES,
                 ExpressionAttributeValues={
@@ -179,7 +181,7 @@ class JobTable:
             key = self._put_result(claim, result_json)
             update += ", result_bucket = :bucket, result_key = :key"
             values.update({":bucket": {"S": self.result_bucket}, ":key": {"S": key}})
-        update += " REMOVE lease_until"
+        update += f" REMOVE lease_until, {_CANCEL_ATTRIBUTES}"  # a cancel request ends with its job
         return self._fenced(claim, update, values, names)
 
     def _put_result(self, claim: Claim, result_json: str) -> str:
@@ -245,15 +247,31 @@ class JobTable:
         return True
 
     def request(self, cancel: CancelRequest) -> None:
-        """Mark the job canceled (a job not seen yet is canceled when it comes)."""
+        """Mark the job canceled (a job not seen yet is canceled when it comes). The request
+        ends with the job's final result; an item that is only a request expires after
+        CANCEL_EXPIRY_S (a claim takes the expiry off, the job's outcome puts its own)."""
         self._call(
             "update_item",
             Key=_key(cancel.job_id),
-            UpdateExpression="SET cancel_reason = :reason, cancel_by = :by, cancel_at = :at",
+            UpdateExpression="SET cancel_reason = :reason, cancel_by = :by, cancel_at = :at,"
+            " expires_at = if_not_exists(expires_at, :expires)",
             ExpressionAttributeValues={
-                ":reason": {"S": cancel.reason}, ":by": {"S": cancel.requested_by}, ":at": _number(cancel.requested_at)
+                ":reason": {"S": cancel.reason}, ":by": {"S": cancel.requested_by}, ":at": _number(cancel.requested_at),
+                ":expires": _number(int(time.time() + CANCEL_EXPIRY_S)),
             },
         )  # fmt: skip
+
+    def forget(self, job_id: str, requested_before: float) -> None:
+        """The job's cancel request dropped, if made before then (for a job that ended without
+        a claim: its outcome, stored under a claim, drops it in the same write)."""
+        with contextlib.suppress(_ConditionFailed):  # none, or a newer one: it stays
+            self._call(
+                "update_item",
+                Key=_key(job_id),
+                UpdateExpression=f"REMOVE {_CANCEL_ATTRIBUTES}",
+                ConditionExpression="cancel_at <= :before",
+                ExpressionAttributeValues={":before": _number(requested_before)},
+            )
 
     def requested(self, job_ids: Sequence[str]) -> dict[str, CancelRequest]:
         found: dict[str, CancelRequest] = {}

@@ -154,7 +154,7 @@ class JobExecutor:
             result.finished_at = utc_timestamp()
             result.duration_s = round(time.monotonic() - clock, 3)
             final = self.settings.policy.is_final(result.status, retryable, assignment.receive_count)
-            self.gate.settle(claim, str(result.status), result.to_json(), final)
+            self.gate.settle(result.id, claim, str(result.status), result.to_json(), final)
         except ClaimLost:  # the supervisor says so, and publishes nothing of it
             return StaleReport(assignment.message_id, result.id, claim.fence if claim else 0)
         bytes_out, staged = sum(output.bytes for output in result.outputs), self._staged

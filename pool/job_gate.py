@@ -154,11 +154,14 @@ class JobGate:
             self._confirmed_at = time.monotonic()
         return ours
 
-    def settle(self, claim: Claim | None, status: str, result_json: str, final: bool) -> None:
+    def settle(self, job_id: str, claim: Claim | None, status: str, result_json: str, final: bool) -> None:
         """The outcome stored under the claim (final), or the claim given back (to be retried);
-        ClaimLost if the claim is no longer this worker's."""
+        ClaimLost if the claim is no longer this worker's. A final outcome ends the job's cancel
+        requests (under a claim, in the same write)."""
         table = self.settings.table
         if claim is None or table is None:
+            if final:
+                self._forget_cancels(job_id)
             return
         try:
             if final:
@@ -171,6 +174,14 @@ class JobGate:
         self._table_answered()
         if not ours:
             raise ClaimLost(claim.job_id)
+
+    def _forget_cancels(self, job_id: str) -> None:
+        if self.settings.marks is None:
+            return
+        try:
+            self.settings.marks.forget(job_id, time.time())
+        except CancelUnavailable as exc:
+            log.error("cannot drop the finished job's cancel request", extra={"error": str(exc)})
 
     def _table_failed(self, exc: TableUnreachable, consequence: str) -> None:
         log.error("the job table cannot be reached", extra={"error": str(exc), "consequence": consequence})

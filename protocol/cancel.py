@@ -13,6 +13,9 @@ from typing import Protocol
 
 MAX_REASON_CHARS = 1000
 DEFAULT_CANCEL_POLL_S = 5.0  # how often a worker looks up cancel requests for its running jobs
+# A request whose job never ends here (never received, or finished elsewhere) is dropped after
+# this long: the default --journal-retention, the longest a finished job is remembered.
+CANCEL_EXPIRY_S = 4 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -52,4 +55,9 @@ class CancelMarks(Protocol):
 
     def request(self, cancel: CancelRequest) -> None:
         """Keep the request (a later one for the same job replaces it); CancelUnavailable if it fails."""
+        ...
+
+    def forget(self, job_id: str, requested_before: float) -> None:
+        """The job ended (its final result is out): its requests made before then are dropped,
+        so a later job with its id is a new job; CancelUnavailable if it fails."""
         ...

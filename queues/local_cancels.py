@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from common.sqlite import connect, set_up, write_transaction
-from protocol.cancel import CancelRequest, CancelUnavailable
+from protocol.cancel import CANCEL_EXPIRY_S, CancelRequest, CancelUnavailable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cancels (
@@ -69,15 +70,31 @@ class LocalCancels:
         return found
 
     def request(self, cancel: CancelRequest) -> None:
+        """Kept until its job's final result, or CANCEL_EXPIRY_S; older requests go now."""
         try:
             db = self._db()
             with write_transaction(db):
+                db.execute(
+                    "DELETE FROM cancels WHERE queue = ? AND requested_at < ?",
+                    (self.queue_name, time.time() - CANCEL_EXPIRY_S),
+                )
                 db.execute(
                     "INSERT OR REPLACE INTO cancels VALUES (?, ?, ?, ?, ?)",
                     (self.queue_name, cancel.job_id, cancel.reason, cancel.requested_by, cancel.requested_at),
                 )
         except sqlite3.Error as exc:
             raise CancelUnavailable(f"cannot write the cancel request in {self.path}: {exc}") from exc
+
+    def forget(self, job_id: str, requested_before: float) -> None:
+        try:
+            db = self._db()
+            with write_transaction(db):
+                db.execute(
+                    "DELETE FROM cancels WHERE queue = ? AND job_id = ? AND requested_at <= ?",
+                    (self.queue_name, job_id, requested_before),
+                )
+        except sqlite3.Error as exc:
+            raise CancelUnavailable(f"cannot drop the cancel request in {self.path}: {exc}") from exc
 
     def whereabouts(self, job_id: str) -> str | None:
         """`queued` or `received` if a message of the job is still on the queue, else None."""

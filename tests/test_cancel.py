@@ -54,6 +54,21 @@ def test_a_queued_job_that_is_canceled_never_runs(worker_factory: WorkerFactory,
     assert worker.jobs.count() == 0  # its message deleted
 
 
+def test_a_cancel_request_ends_with_its_job_and_a_later_job_with_that_id_runs(
+    worker_factory: WorkerFactory, tmp_path: Path
+) -> None:
+    worker = worker_factory()
+    started = tmp_path / "started"
+    canceled = worker.submit(sleeping_job("job-again", started, sleep_s=0))
+    assert cancel(worker, "job-again").returncode == 0
+    worker.start()
+    assert worker.result(canceled)["status"] == "canceled"
+
+    again = worker.result(worker.submit(sleeping_job("job-again", started, sleep_s=0)))
+    assert (again["status"], again["id"]) == ("succeeded", "job-again"), again
+    assert started.exists()
+
+
 def test_a_running_native_job_is_stopped_and_its_outputs_not_uploaded(
     worker_factory: WorkerFactory, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ queue's cancel requests: claims, refusals, fences, outcomes, cancel marks."""
 from __future__ import annotations
 
 import pickle
+import time
 import uuid
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import boto3
 import pytest
 
 from journal.job_table import Claim, JobTable, Refusal, StoredResult
-from protocol.cancel import CancelRequest, new_cancel_request
+from protocol.cancel import CANCEL_EXPIRY_S, CancelRequest, new_cancel_request
 from queues.local import LocalQueue
 from queues.local_cancels import LocalCancels
 from testkit.moto_server import MotoServer, create_job_table
@@ -76,6 +77,28 @@ def test_a_job_canceled_before_it_started_is_claimed_with_its_cancel(table: JobT
     assert table.requested(["job-2", "job-unknown"]) == {"job-2": cancel}
 
 
+def test_a_cancel_request_expires_unless_claimed_and_ends_with_its_jobs_outcome(table: JobTable) -> None:
+    table.request(new_cancel_request("job-never", None))  # a job no worker ever receives
+    assert time.time() + CANCEL_EXPIRY_S - 60 < table.state("job-never")["expires_at"] <= time.time() + CANCEL_EXPIRY_S
+
+    table.request(new_cancel_request("job-c", "stop"))
+    claim = table.claim("job-c", "m1", "box-a", lease_s=60)
+    assert isinstance(claim, Claim) and claim.cancel is not None
+    assert "expires_at" not in table.state("job-c")  # a running job never expires
+    assert table.finish(claim, "canceled", '{"message_id": "m1", "attempt": 1}', 3600)
+    state = table.state("job-c")
+    assert "cancel_at" not in state and state["expires_at"] > time.time()
+
+
+def test_forgetting_drops_only_a_request_made_before(table: JobTable) -> None:
+    table.request(CancelRequest("job-f", "old", "ops@box", 100.0))
+    table.forget("job-f", requested_before=50.0)  # a request newer than the job's end stays
+    assert table.requested(["job-f"])["job-f"].reason == "old"
+    table.forget("job-f", requested_before=100.0)
+    table.forget("job-unknown", requested_before=100.0)  # nothing to drop, nothing made
+    assert table.requested(["job-f"]) == {} and table.state("job-unknown") == {}
+
+
 def test_cancel_lookups_batch_past_dynamodbs_limit(table: JobTable) -> None:
     ids = [f"job-{index}" for index in range(130)]
     for job_id in ids[::13]:
@@ -122,6 +145,18 @@ def test_the_embedded_queue_keeps_cancel_requests_and_finds_a_jobs_message(tmp_p
     other_queue = LocalCancels(queue.path, "other")
     assert marks.requested(["job-a", "job-b"]) == {"job-a": second}
     assert other_queue.requested(["job-a"]) == {}
+
+
+def test_the_embedded_queues_requests_end_with_their_job_or_expire(tmp_path: Path) -> None:
+    marks = LocalCancels(LocalQueue(tmp_path / "queue.sqlite3").path, "jobs")
+    now = time.time()
+    marks.request(CancelRequest("job-old", "never came", "x@y", now - CANCEL_EXPIRY_S - 1))
+    marks.request(CancelRequest("job-done", "stop", "x@y", now))
+    assert sorted(marks.requested(["job-old", "job-done"])) == ["job-done"]  # the expired one dropped
+    marks.forget("job-done", requested_before=now - 1)  # made after that job ended: it stays
+    assert sorted(marks.requested(["job-done"])) == ["job-done"]
+    marks.forget("job-done", requested_before=now)
+    assert marks.requested(["job-done"]) == {}
 
 
 def test_a_long_cancel_reason_is_cut(tmp_path: Path) -> None:

@@ -127,6 +127,9 @@ class Marks:
     def request(self, cancel: CancelRequest) -> None:
         self.requests.append(cancel)
 
+    def forget(self, job_id: str, requested_before: float) -> None:
+        pass
+
 
 def post(fields: str, **headers: str) -> dict[str, Any]:
     body = fields.encode()
