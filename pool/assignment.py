@@ -1,4 +1,5 @@
-"""What the supervisor hands a child, and what the child hands back (pickled over a pipe)."""
+"""The wire between the supervisor and a child (pickled over a pipe): what the supervisor hands
+a child (ToChild), and everything the child sends back (FromChild)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from journal.job_table import StoredResult
 from protocol.result import JobResult, Progress
 from queues.base import BodyDefect
+from runners.pulls import PullNote
 from staging.input_cache import CacheCounters
 
 
@@ -82,3 +84,25 @@ class TableNote:
 
 
 AnyReport = JobReport | DuplicateReport | HeldElsewhereReport | StaleReport
+
+
+@dataclass(frozen=True)
+class ChildReady:
+    """The child has started and takes jobs."""
+
+
+@dataclass(frozen=True)
+class StopChild:
+    """Leave (sent to an idle child as the worker stops)."""
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """A job's report, with the events of its end, in one write: the supervisor wakes once."""
+
+    report: AnyReport
+    events: tuple[JobEventNote, ...] = ()
+
+
+ToChild = JobAssignment | StopChild
+FromChild = ChildReady | JobEnd | JobEventNote | PullNote | TableNote

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
@@ -14,7 +15,8 @@ from types import FrameType
 
 from common.logs import configure_logging, job_context
 from journal.sqlite import SqliteJournal
-from pool.assignment import JobAssignment, JobEventNote
+from pool.assignment import ChildReady, JobEnd, StopChild
+from pool.child_channel import ChildChannel, EventPipe
 from pool.job import JobExecutor
 from pool.notice import post
 from pool.settings import ChildSettings
@@ -59,13 +61,22 @@ class SharedLink:
     def __init__(self, shared: SharedWithChild) -> None:
         self.shared = shared
         self._claim_lost = threading.Event()
+        self._lock = threading.Lock()
+        self._job = 0  # one more with each job: what a lease keeper says is of its job only
 
     def disk_measured(self, size_bytes: int) -> None:
         self.shared.disk_bytes.value = size_bytes
 
-    def claim_lost(self) -> None:
-        """The job table gave the job to another worker (from the lease keeper's thread)."""
-        self._claim_lost.set()
+    def on_claim_lost(self) -> Callable[[], None]:
+        """Stops the running job, and no later one, once the job table gave it to another worker."""
+        job = self._job
+
+        def claim_lost() -> None:
+            with self._lock:
+                if self._job == job:
+                    self._claim_lost.set()
+
+        return claim_lost
 
     def stop_requested(self) -> StopReason | None:
         if self._claim_lost.is_set():
@@ -75,35 +86,12 @@ class SharedLink:
     def reset(self) -> None:
         """Between jobs. Also as a job is taken: a stop the supervisor asked for just as the last
         job ended (before it had its report) is not the new job's."""
+        with self._lock:
+            self._job += 1
+            self._claim_lost.clear()
         self.shared.job_pid.value = 0
         self.shared.disk_bytes.value = 0
         self.shared.stop_request.value = 0
-        self._claim_lost.clear()
-
-
-class EventPipe:
-    """A job's events on their way to the supervisor. One from another thread (the progress
-    ticker's, while the job runs) is sent at once; one from the job's own thread (those of its
-    end) waits for the job's report and goes in the same write, which wakes the supervisor
-    once for both."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-        self.job_thread = threading.get_ident()
-        self.held: list[JobEventNote] = []
-
-    def send(self, note: JobEventNote) -> None:
-        if threading.get_ident() == self.job_thread:
-            self.held.append(note)
-        else:
-            self.connection.send(note)
-
-    def with_held(self, report: object) -> object:
-        """What to send for `report`: itself, or the held events and then it, in one list."""
-        if not self.held:
-            return report
-        held, self.held = self.held, []
-        return [*held, report]
 
 
 def child_main(settings: ChildSettings, connection: Connection, slot: int, shared: SharedWithChild) -> None:
@@ -117,7 +105,8 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     _die_with_parent(settings.supervisor_pid)
     configure_logging(settings.log_format, settings.log_level)
     link = SharedLink(shared)
-    events = EventPipe(connection)
+    channel = ChildChannel(connection)
+    events = EventPipe(channel)
     journal = None if settings.journal_path is None else SqliteJournal(settings.journal_path, writer=False)
     executor = JobExecutor(
         settings,
@@ -127,13 +116,13 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
         journal=journal,
         on_event=events.send,
         link=link,
-        on_pull=connection.send,  # from the job's thread
-        on_table=connection.send,  # from the job's thread or its lease keeper's
+        on_pull=channel.send,  # from the job's thread
+        on_table=channel.send,  # from the job's thread or its lease keeper's
     )
     executor.runners.recover()
-    connection.send("ready")
+    channel.send(ChildReady())
     try:
-        _serve(executor, connection, slot, link, events)
+        _serve(executor, channel, slot, link, events)
         code = 0
     except SystemExit as stop:  # SIGTERM: the job has unwound (its processes killed, its directory removed)
         code = stop.code if isinstance(stop.code, int) else 1
@@ -145,21 +134,17 @@ def child_main(settings: ChildSettings, connection: Connection, slot: int, share
     os._exit(code)
 
 
-def _serve(executor: JobExecutor, connection: Connection, slot: int, link: SharedLink, events: EventPipe) -> None:
+def _serve(executor: JobExecutor, channel: ChildChannel, slot: int, link: SharedLink, events: EventPipe) -> None:
     while True:
-        try:
-            assignment = connection.recv()
-        except EOFError:
-            return  # the supervisor is gone
-        if assignment is None:
-            return
-        assert isinstance(assignment, JobAssignment)
+        assignment = channel.receive()
+        if isinstance(assignment, StopChild):
+            return  # asked to, or the supervisor is gone
         link.reset()
         link.shared.taken.value += 1  # the supervisor replaces a child that does not take its job in time
         with job_context(slot=slot, message_id=assignment.message_id, attempt=assignment.receive_count):
             report = executor.execute(assignment)
         link.reset()
         try:
-            connection.send(events.with_held(report))
+            channel.send(events.end(JobEnd(report)))
         except OSError:
             return  # the supervisor is gone; the message comes back after its visibility timeout

@@ -19,11 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from common import faults
 from journal.job_table import Claim, JobTable, Refusal, StoredResult, TableUnreachable
 from protocol.cancel import CancelMarks, CancelRequest, CancelUnavailable
 from runners.process import JobLink
 
 log = logging.getLogger(__name__)
+KEEPER_JOIN_S = 5.0
+RENEWAL_STALL_FAULT_S = 15.0  # the "lease-renewal" fault: a renewal that hangs this long
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,9 @@ NO_GATE = GateSettings(None, None)
 
 
 class LeaseLink(Protocol):
-    def claim_lost(self) -> None:
-        """Stop the running job: its claim is another worker's now."""
+    def on_claim_lost(self) -> Callable[[], None]:
+        """What stops the job running now, and only that job, once its claim is another
+        worker's (called from the lease keeper's thread)."""
 
 
 class RunningJobLink(JobLink, LeaseLink, Protocol):
@@ -120,20 +124,27 @@ class JobGate:
             yield
             return
         stop = threading.Event()
-        keeper = threading.Thread(target=self._keep, args=(claim, link, stop), name="lease", daemon=True)
+        lost = link.on_claim_lost() if link is not None else None
+        keeper = threading.Thread(target=self._keep, args=(claim, lost, stop), name="lease", daemon=True)
         keeper.start()
         try:
             yield
         finally:
             stop.set()
-            keeper.join(timeout=5)
+            # Not waited for long: a renewal can block for its timeouts, and once stopped the
+            # keeper acts on nothing it learns (a late answer is not the next job's business).
+            keeper.join(timeout=KEEPER_JOIN_S)
 
-    def _keep(self, claim: Claim, link: LeaseLink | None, stop: threading.Event) -> None:
+    def _keep(self, claim: Claim, lost: Callable[[], None] | None, stop: threading.Event) -> None:
         while not stop.wait(self.settings.renew_every_s):
-            if not self.still_ours(claim, renew=True):
+            faults.stall("lease-renewal", RENEWAL_STALL_FAULT_S)
+            ours = self.still_ours(claim, renew=True)
+            if stop.is_set():
+                return  # the job settled while the renewal was out: its answer is stale
+            if not ours:
                 log.warning("the job's claim went to another worker; stopping it", extra={"fence": claim.fence})
-                if link is not None:
-                    link.claim_lost()
+                if lost is not None:
+                    lost()
                 return
 
     def still_ours(self, claim: Claim | None, *, renew: bool = False) -> bool:

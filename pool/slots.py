@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from monitoring.metrics import record_child_restart, record_start
-from pool.assignment import JobAssignment
+from pool.assignment import ChildReady, FromChild, JobAssignment, StopChild
 from pool.child import SharedWithChild, child_main
 from pool.custody import Running
 from pool.handoff import hand_over
@@ -117,19 +117,42 @@ class SlotTable:
             JobAssignment(message.message_id, message.body, message.receive_count, message.defect, job.gpus),
         )
 
-    def receive(self, index: int) -> object | None:
+    def receive(self, index: int) -> FromChild | None:
         """One message from a child (the selector reports the pipe again if more wait); None
-        when its pipe is closed (its exit event follows)."""
+        when its pipe is closed (its exit event follows). A message that is garbled or of no
+        known kind is the slot's fault alone: its child is killed, and its exit reports the job."""
         slot = self.slots[index]
         try:
             message: object = slot.connection.recv()
         except (EOFError, OSError):
             self._unwatch_pipe(slot)
             return None
-        if message == "ready":
+        except Exception as exc:  # unpickling runs the child's bytes: any error at all
+            self._blame(slot, f"it sent a garbled message ({type(exc).__name__}: {exc})")
+            return None
+        if not isinstance(message, FromChild):
+            self._blame(slot, f"it sent a {type(message).__name__}, which is no message of a child")
+            return None
+        if isinstance(message, ChildReady):
             slot.ready = True
             self.boot_failures = 0
         return message
+
+    def _blame(self, slot: Slot, why: str) -> None:
+        log.error("child broke the wire; replacing it", extra={"slot": slot.index, "pid": slot.process.pid,
+                  "why": why, **(slot.job.log_fields() if slot.job else {})})  # fmt: skip
+        slot.killed_for = f"its child was killed: {why}"
+        self._unwatch_pipe(slot)
+        slot.process.kill()
+        slot.kill_job_group()
+
+    def take_job(self, slot: Slot) -> Running | None:
+        """The job whose report came, taken off its slot; None if the slot no longer holds one
+        (taken back from a child slow to confirm it, and handed on: the report is ignored)."""
+        job, slot.job = slot.job, None
+        if job is None:
+            log.warning("a report for a job its slot no longer holds; ignored", extra={"slot": slot.index})
+        return job
 
     def replace(self, index: int, *, stopping: bool) -> LostJob | None:
         """A child exited: kill what is left of its job, and respawn it unless stopping."""
@@ -234,7 +257,7 @@ class SlotTable:
         """Ask every idle child to exit; kill those that do not within 5 s."""
         for slot in self.live():
             with contextlib.suppress(OSError):
-                slot.connection.send(None)
+                slot.connection.send(StopChild())
         for slot in self.slots:
             slot.process.join(timeout=5)
             if slot.process.is_alive():

@@ -20,7 +20,7 @@ from typing import Protocol
 from common import faults
 from monitoring.monitor import DRAIN, Monitor
 from monitoring.state import WorkerState
-from pool.assignment import AnyReport, JobEventNote, TableNote
+from pool.assignment import ChildReady, FromChild, JobEnd, JobEventNote, TableNote
 from pool.cancel_watch import AnyCancelWatch
 from pool.courier import Parcel, ResultCourier
 from pool.custody import Custody
@@ -287,22 +287,21 @@ class Supervisor:
             if lost is not None:
                 self.ends.lost(lost)
 
-    def _on_child_message(self, slot: Slot, message: object) -> None:
-        if isinstance(message, list):  # a job's last events, then its report
-            for part in message:
-                self._on_child_message(slot, part)
-        elif message == "ready":
-            self._announce_when_ready()
-        elif isinstance(message, AnyReport):
-            job, slot.job = slot.job, None
-            assert job is not None
+    def _on_child_message(self, slot: Slot, message: FromChild | None) -> None:
+        if isinstance(message, JobEnd):
+            for event in message.events:
+                self._on_child_message(slot, event)
+            job = self.slots.take_job(slot)
             # The freed slot takes its next job before the ended one's bookkeeping, until which
             # that job keeps its group's turn and its reservation: this dispatch starts no more.
-            try:
-                faults.check("report-dispatch")
-                self._dispatch()
-            finally:
-                self.ends.reported(slot, job, message)
+            if job is not None:
+                try:
+                    faults.check("report-dispatch")
+                    self._dispatch()
+                finally:
+                    self.ends.reported(slot, job, message.report)
+        elif isinstance(message, ChildReady):
+            self._announce_when_ready()
         elif isinstance(message, PullNote):
             self.parts.images.pulled(message)
         elif isinstance(message, TableNote):

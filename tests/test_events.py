@@ -13,8 +13,8 @@ from multiprocessing import Pipe
 from pathlib import Path
 from typing import Any
 
-from pool.assignment import JobEventNote
-from pool.child import EventPipe
+from pool.assignment import JobEnd, JobEventNote, StaleReport
+from pool.child_channel import ChildChannel, EventPipe
 from tests.support import REPO, SUPERVISOR, Worker, job, new_queue
 from tests.test_worker import WorkerFactory
 
@@ -152,7 +152,7 @@ def test_an_event_that_cannot_be_passed_on_costs_the_job_nothing(worker_factory:
 
 def test_a_job_s_last_events_go_with_its_report_and_a_running_job_s_at_once() -> None:
     receiving, sending = Pipe(duplex=False)
-    events = EventPipe(sending)
+    events = EventPipe(ChildChannel(sending))
     while_running = JobEventNote("m1", '{"status": "progress"}', None, 1)
     sender = threading.Thread(target=events.send, args=(while_running,))  # the progress ticker's
     sender.start()
@@ -161,5 +161,6 @@ def test_a_job_s_last_events_go_with_its_report_and_a_running_job_s_at_once() ->
     at_the_end = JobEventNote("m1", '{"status": "running"}', None, 2)
     events.send(at_the_end)  # the job's own thread: held for its report
     assert not receiving.poll(0)
-    assert events.with_held("report") == [at_the_end, "report"]
-    assert events.with_held("the next report") == "the next report"
+    report = StaleReport("m1", "j1", 1)
+    assert events.end(JobEnd(report)) == JobEnd(report, (at_the_end,))
+    assert events.end(JobEnd(report)) == JobEnd(report)

@@ -252,3 +252,20 @@ def test_a_large_result_is_kept_in_s3_and_a_duplicate_delivery_gets_it_whole(
     again = finals(a, first["message_id"])[1]
     assert again == first
     assert len(a.log_records_with("job started")) == 1
+
+
+def test_a_renewal_stalled_past_its_jobs_end_does_not_stop_the_next_job(pair: Any, tmp_path: Path) -> None:
+    # The first renewal (after VISIBILITY_S / 2) hangs for 15 s, far past its job's end; the
+    # next job runs on the same child meanwhile, and is still running when the renewal answers
+    # that the (finished) first job's claim is no longer held.
+    a = pair("a", environment={"API_WORKER_TEST_FAULTS": "lease-renewal:1"})
+    a.start()
+    first_runs, second_runs = tmp_path / "first-runs", tmp_path / "second-runs"
+    first = a.submit(recorded_job("job-first", first_runs, tmp_path / "first-started", sleep_s=VISIBILITY_S / 2 + 1))
+    second = a.submit(recorded_job("job-second", second_runs, tmp_path / "second-started", sleep_s=14))
+    assert a.result(first, timeout=60)["status"] == "succeeded"
+    result = a.result(second, timeout=60)
+
+    assert result["status"] == "succeeded", result
+    assert run_count(second_runs) == 1
+    assert not a.log_records_with("the job's claim went to another worker; stopping it")
