@@ -130,7 +130,7 @@ class JobTable:
         if keys != [(KEY, "HASH")] or types.get(KEY) != "S":
             raise ValueError(
                 f"--job-table {self.name} has the key {keys} ({types}); it must be a partition key '{KEY}' "
-                "of type S and no sort key (see the README)"
+                "of type S and no sort key (see docs/guarantees.md)"
             )
 
     def claim(self, job_id: str, message_id: str, owner: str, lease_s: float) -> Claim | Refusal:

@@ -1,4 +1,4 @@
-"""The job request message (README.md, "The request message"): its schema and validation.
+"""The job request message (docs/messages.md, "The request message"): its schema and validation.
 
 Bodies are decoded by `protocol.body.decode_body`; one that fails is never run, and the
 `RequestRejected` it gives becomes a `rejected` result whose message names the offending field.

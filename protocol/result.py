@@ -1,4 +1,4 @@
-"""The result message (README.md, "The result message"): its fields and statuses."""
+"""The result message (docs/messages.md, "The result message"): its fields and statuses."""
 
 from __future__ import annotations
 

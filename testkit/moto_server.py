@@ -65,7 +65,7 @@ def moto_in_environment(log_path: Path) -> Iterator[MotoServer]:
 
 
 def create_job_table(name: str) -> None:
-    """A job table as the README defines it, on whatever endpoint boto3 is pointed at."""
+    """A job table as docs/guarantees.md defines it, on whatever endpoint boto3 is pointed at."""
     import boto3  # noqa: PLC0415 (only the callers that make a table need it)
 
     boto3.client("dynamodb").create_table(

@@ -105,8 +105,8 @@ def test_a_worker_runs_on_settings_from_its_config_file_and_environment(tmp_path
         worker.stop()
 
 
-def test_the_readme_settings_table_lists_every_worker_option_with_its_variable() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_the_manuals_settings_table_lists_every_worker_option_with_its_variable() -> None:
+    readme = (REPO / "docs" / "configuration.md").read_text()
     rows = {}
     for line in readme.splitlines():
         cells = (
@@ -119,7 +119,7 @@ def test_the_readme_settings_table_lists_every_worker_option_with_its_variable()
         for action in parser._actions:
             setting = setting_name(action)
             if setting is not None:
-                assert rows.get(f"--{setting}") == env_name(setting), f"--{setting} is not in the README's table"
+                assert rows.get(f"--{setting}") == env_name(setting), f"--{setting} is not in the manual's table"
     assert rows["--config"] == "API_WORKER_CONFIG"
 
 

@@ -117,10 +117,11 @@ def test_the_worker_image_builds_on_a_given_base_and_runs_a_native_job(docker_ap
         docker_api.remove_container(worker, force=True)
 
 
-def test_the_readmes_instance_and_services_files_read_as_services_settings(tmp_path: Path) -> None:
-    readme = (REPO / "README.md").read_text()
-    files = dict(re.findall(r"sudo tee /etc/api-worker/(\w+)\.toml <<'TOML'\n(.*?)\nTOML", readme, re.DOTALL))
-    section = readme[readme.index("## Several services in one worker") :]
+def test_the_manuals_instance_and_services_files_read_as_services_settings(tmp_path: Path) -> None:
+    deployment = (REPO / "docs" / "deployment.md").read_text()
+    files = dict(re.findall(r"sudo tee /etc/api-worker/(\w+)\.toml <<'TOML'\n(.*?)\nTOML", deployment, re.DOTALL))
+    configuration = (REPO / "docs" / "configuration.md").read_text()
+    section = configuration[configuration.index("## Several services in one worker") :]
     files["example"] = re.search(r"```toml\n(.*?)```", section, re.DOTALL).group(1)  # type: ignore[union-attr]
     assert set(files) == {"docker", "gdal", "example"}
     read = {}

@@ -30,7 +30,7 @@ def dynamodb(moto: MotoServer) -> Any:
 
 @pytest.fixture
 def table(dynamodb: Any) -> str:
-    """A new job table, as the README defines it."""
+    """A new job table, as docs/guarantees.md defines it."""
     name = f"jobs-{uuid.uuid4().hex[:8]}"
     create_job_table(name)
     return name

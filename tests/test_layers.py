@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import REPO
 
-# Top to bottom, as the README's "How it works" lists them.
+# Top to bottom, as docs/architecture.md lists them.
 LAYERS = ("assembly", "config", "client", "pool", "monitoring", "journal", "queues", "runners", "staging",
           "protocol", "common")  # fmt: skip
 QUEUE_BACKENDS = ("queues.local", "queues.sqs")
