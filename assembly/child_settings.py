@@ -10,7 +10,7 @@ from config.capacity import disk_reserve_bytes
 from config.settings import WorkerSettings
 from journal.job_table import JobTable
 from pool.admission import Admission, Capacity
-from pool.job_gate import GateSettings
+from pool.child.gate import GateSettings
 from pool.outcomes import OutcomePolicy
 from pool.settings import ChildSettings, NativeService
 from queues import local_cancel_marks

@@ -16,20 +16,21 @@ from config.settings import WorkerSettings
 from journal.base import JournalInUse
 from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
-from pool.cancel_watch import AnyCancelWatch, CancelWatch, NoCancelWatch
-from pool.courier import ResultCourier
-from pool.custody import Custody
-from pool.destinations import Destinations
-from pool.image_cache import AnyImageCache, CacheCleaner, ImageCache, ImageCacheSettings, NoImageCache
-from pool.intake import AnyIntake, Intake, PollingIntake
-from pool.ledger import Ledger
-from pool.outbox import InlineOutbox, Outbox, ThreadOutbox
+from pool.holding.custody import Custody
+from pool.holding.intake import AnyIntake, Intake, PollingIntake
+from pool.holding.prefetch import NO_PREFETCH, Prefetch, PrefetchSettings
 from pool.outcomes import OutcomePolicy
-from pool.prefetch import NO_PREFETCH, Prefetch, PrefetchSettings
-from pool.scratch_space import ScratchSpace
+from pool.parts import SupervisorParts, SupervisorSettings
 from pool.settings import ChildSettings
+from pool.settling.courier import ResultCourier
+from pool.settling.destinations import Destinations
+from pool.settling.ledger import Ledger
+from pool.settling.outbox import InlineOutbox, Outbox, ThreadOutbox
 from pool.slots import SlotTable
-from pool.supervisor import Supervisor, SupervisorParts, SupervisorSettings
+from pool.supervisor import Supervisor
+from pool.upkeep.cancel_watch import AnyCancelWatch, CancelWatch, NoCancelWatch
+from pool.upkeep.image_cache import AnyImageCache, CacheCleaner, ImageCache, ImageCacheSettings, NoImageCache
+from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
 from queues import default_result_queue, open_queue
 from queues.base import LONG_POLL_S, POLL_INTERVAL_S, JobQueue

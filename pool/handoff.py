@@ -16,7 +16,7 @@ from multiprocessing.reduction import ForkingPickler
 
 from common import faults
 from monitoring.metrics import record_thread_failure
-from pool.assignment import JobAssignment
+from pool.wire import JobAssignment
 
 log = logging.getLogger(__name__)
 

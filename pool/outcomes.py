@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from journal.base import Outcome
-from pool.assignment import JobEventNote, JobReport
-from pool.notice import JobAccepted
+from pool.notice_board import JobAccepted
+from pool.wire import JobEventNote, JobReport
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
 from queues.base import ReceivedMessage
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pool.admission import Capacity
-from pool.job_gate import NO_GATE, GateSettings
+from pool.child.gate import NO_GATE, GateSettings
 from pool.outcomes import OutcomePolicy
 from runners.container_settings import ContainerSettings
 from runners.limits import JobLimits

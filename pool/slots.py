@@ -21,12 +21,12 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from monitoring.metrics import record_child_restart, record_start
-from pool.assignment import ChildReady, FromChild, JobAssignment, StopChild
-from pool.child import SharedWithChild, child_main
-from pool.custody import Running
+from pool.child.main import child_main
 from pool.handoff import hand_over
-from pool.notice import JobAccepted, new_notice_board, read
+from pool.holding.custody import Running
+from pool.notice_board import JobAccepted, new_notice_board, read
 from pool.settings import ChildSettings
+from pool.wire import ChildReady, FromChild, JobAssignment, SharedWithChild, StopChild
 
 log = logging.getLogger(__name__)
 

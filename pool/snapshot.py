@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -21,16 +21,30 @@ from monitoring.state import InputCacheState, Resource, RunningJob, WaitingJob, 
 from protocol.version import VERSION
 
 if TYPE_CHECKING:
-    from pool.custody import Custody
-    from pool.lanes import Held
+    from pool.holding.custody import Custody
+    from pool.holding.lanes import Held
+    from pool.parts import SupervisorParts, SupervisorSettings
+    from pool.settling.job_history import JobHistory
     from pool.slots import Slot, SlotTable
-    from pool.supervisor import Supervisor
     from staging.input_cache import InputCacheSettings
 
 MAX_WAITING_LISTED = 50
 
 
-def worker_state(supervisor: Supervisor) -> WorkerState:
+class SupervisorView(Protocol):
+    """What the snapshot reads of the supervisor."""
+
+    settings: SupervisorSettings
+    parts: SupervisorParts
+    slots: SlotTable
+    custody: Custody
+    history: JobHistory
+    started_at: float
+    stopping: bool
+    draining: bool
+
+
+def worker_state(supervisor: SupervisorView) -> WorkerState:
     slots, custody, parts = supervisor.slots, supervisor.custody, supervisor.parts
     now, clock = time.time(), time.monotonic()
     live = slots.live()

@@ -13,31 +13,21 @@ import logging
 import selectors
 import signal
 import time
-from dataclasses import dataclass
 from types import FrameType
-from typing import Protocol
 
 from common import faults
-from monitoring.monitor import DRAIN, Monitor
+from monitoring.monitor import DRAIN
 from monitoring.state import WorkerState
-from pool.assignment import ChildReady, FromChild, JobEnd, JobEventNote, TableNote
-from pool.cancel_watch import AnyCancelWatch
-from pool.courier import Parcel, ResultCourier
-from pool.custody import Custody
-from pool.image_cache import AnyImageCache
-from pool.intake import AnyIntake
-from pool.job_ends import JobEnds
-from pool.job_history import JobHistory
-from pool.ledger import Ledger
-from pool.outbox import Outbox
-from pool.outcomes import OutcomePolicy
-from pool.prefetch import NOTHING_WANTED, Prefetch, ReceiveRequest
+from pool.holding.prefetch import NOTHING_WANTED, ReceiveRequest
+from pool.parts import SupervisorParts, SupervisorSettings, TimedPart
 from pool.recovery import clean_up_previous_run
-from pool.scratch_space import ScratchSpace
-from pool.slots import Slot, SlotTable
+from pool.settling.courier import Parcel
+from pool.settling.job_ends import JobEnds
+from pool.settling.job_history import JobHistory
+from pool.slots import Slot
 from pool.snapshot import worker_state
-from pool.waker import Waker
-from queues.base import JobQueue, ReceivedMessage
+from pool.wire import ChildReady, FromChild, JobEnd, JobEventNote, TableNote
+from queues.base import ReceivedMessage
 from runners.pulls import PullNote
 
 log = logging.getLogger(__name__)
@@ -49,38 +39,6 @@ STALL_FAULT_S = 6.0  # how long the loop hangs when a test asks for it
 INTAKE_JOIN_TIMEOUT_S = 1.0
 OUTBOX_DRAIN_TIMEOUT_S = 30.0  # at exit, how long results and deletes still being retried may take
 LONGEST_WAIT_S = 1.0  # the loop looks around at least this often
-
-
-class TimedPart(Protocol):
-    def next_due(self) -> float | None:
-        """When the loop must next look at it (monotonic); None: not before something happens."""
-        ...
-
-
-@dataclass(frozen=True)
-class SupervisorSettings:
-    shutdown_grace_s: float
-    stall_limit_s: float  # a loop this long without an iteration is unhealthy
-
-
-@dataclass(frozen=True)
-class SupervisorParts:
-    """What the composition root builds and wires for the supervisor."""
-
-    queue: JobQueue
-    slots: SlotTable
-    custody: Custody
-    intake: AnyIntake
-    outbox: Outbox
-    courier: ResultCourier
-    ledger: Ledger
-    policy: OutcomePolicy
-    prefetch: Prefetch
-    monitor: Monitor
-    waker: Waker
-    space: ScratchSpace
-    images: AnyImageCache  # the docker image cache
-    cancels: AnyCancelWatch  # cancel requests for running jobs, and the job table's health
 
 
 class Supervisor:

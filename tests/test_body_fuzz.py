@@ -13,7 +13,7 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pool.limits import resolve_limits
+from pool.child.limits import resolve_limits
 from protocol.argv import build_argv
 from protocol.body import DecodedBody, decode_body, read_addressing
 from protocol.request import Command, RequestRejected

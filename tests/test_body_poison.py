@@ -7,7 +7,7 @@ import json
 import msgspec
 import pytest
 
-from pool.limits import resolve_limits
+from pool.child.limits import resolve_limits
 from protocol.body import MAX_NESTING_DEPTH, Envelope, decode_body, nesting_depth
 from protocol.request import RequestRejected
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity

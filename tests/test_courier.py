@@ -12,9 +12,9 @@ import pytest
 from journal.base import Outcome
 from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
-from pool.courier import NEVER, Parcel, ResultCourier
-from pool.destinations import UNUSABLE_TTL_S, Destinations
-from pool.outbox import InlineOutbox, ThreadOutbox
+from pool.settling.courier import NEVER, Parcel, ResultCourier
+from pool.settling.destinations import UNUSABLE_TTL_S, Destinations
+from pool.settling.outbox import InlineOutbox, ThreadOutbox
 from queues.base import (
     DeliveryProfile,
     JobQueue,

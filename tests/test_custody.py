@@ -1,4 +1,4 @@
-"""Message custody (pool/custody.py) on a real embedded queue: what is held, started, kept
+"""Message custody (pool/holding/custody.py) on a real embedded queue: what is held, started, kept
 hidden by the heartbeat, released, and kept in group order."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pool.custody import Custody
-from pool.lanes import Held
-from pool.outbox import InlineOutbox
+from pool.holding.custody import Custody
+from pool.holding.lanes import Held
+from pool.settling.outbox import InlineOutbox
 from queues.base import OutgoingMessage, ReceivedMessage
 from queues.local import LocalQueue
 

@@ -13,8 +13,8 @@ from multiprocessing import Pipe
 from pathlib import Path
 from typing import Any
 
-from pool.assignment import JobEnd, JobEventNote, StaleReport
-from pool.child_channel import ChildChannel, EventPipe
+from pool.child.channel import ChildChannel, EventPipe
+from pool.wire import JobEnd, JobEventNote, StaleReport
 from tests.support import REPO, SUPERVISOR, Worker, job, new_queue
 from tests.test_worker import WorkerFactory
 

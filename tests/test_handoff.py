@@ -5,8 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-from pool.assignment import JobAssignment
 from pool.handoff import DIRECT_BYTES, hand_over
+from pool.wire import JobAssignment
 
 
 def test_a_body_larger_than_the_pipe_is_handed_over_without_waiting_for_the_reader() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from journal.base import ImageUse
 from journal.sqlite import SqliteJournal
-from pool.image_cache import CacheCleaner, ImageCache, ImageCacheSettings
+from pool.upkeep.image_cache import CacheCleaner, ImageCache, ImageCacheSettings
 from runners.process import RunnerFault
 from runners.pulls import PullNote, disk_short_reason
 from testkit.waiting import wait_until

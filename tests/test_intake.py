@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pool.intake import POLL_WITH_WAKEUPS_S, PollingIntake
-from pool.prefetch import ReceiveRequest
+from pool.holding.intake import POLL_WITH_WAKEUPS_S, PollingIntake
+from pool.holding.prefetch import ReceiveRequest
 from queues.local import LocalQueue
 
 

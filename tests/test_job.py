@@ -1,4 +1,4 @@
-"""One job in a child (pool/job.py), run in-process with real commands: the child reports what
+"""One job in a child (pool/child/executor.py), run in-process with real commands: the child reports what
 happened and whether an error is worth another attempt; whether the attempt is final is not
 its word."""
 
@@ -14,10 +14,10 @@ import pytest
 from journal.base import Outcome
 from journal.sqlite import SqliteJournal
 from pool.admission import Capacity
-from pool.assignment import DuplicateReport, JobAssignment, JobReport
-from pool.job import JobExecutor
+from pool.child.executor import JobExecutor
 from pool.outcomes import OutcomePolicy
 from pool.settings import ChildSettings, NativeService
+from pool.wire import DuplicateReport, JobAssignment, JobReport
 from protocol.result import Status
 from queues.base import BodyDefect
 from runners.limits import JobLimits

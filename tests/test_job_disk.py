@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pool.limits import resolve_limits
+from pool.child.limits import resolve_limits
 from protocol.body import parse_request
 from runners.disk import DiskProbe, tree_bytes
 from runners.limits import JobLimits

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from journal.job_table import Claim, Refusal, StoredResult, TableUnreachable
-from pool.job_gate import (
+from pool.child.gate import (
     Canceled,
     ClaimLost,
     FinishedElsewhere,

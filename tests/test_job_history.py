@@ -3,7 +3,7 @@ per minute, failures counted apart."""
 
 from __future__ import annotations
 
-from pool.job_history import KEPT_JOBS, KEPT_MINUTES, MAX_ERROR_CHARS, JobHistory
+from pool.settling.job_history import KEPT_JOBS, KEPT_MINUTES, MAX_ERROR_CHARS, JobHistory
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity
 
 HOUR_START = 1_800_000_000.0 - 1_800_000_000.0 % 3600

@@ -1,8 +1,8 @@
-"""Lanes (pool/lanes.py): received messages wait in receive order; one job of a group at a time."""
+"""Lanes (pool/holding/lanes.py): received messages wait in receive order; one job of a group at a time."""
 
 from __future__ import annotations
 
-from pool.lanes import Held, Lanes
+from pool.holding.lanes import Held, Lanes
 from queues.base import ReceivedMessage
 
 

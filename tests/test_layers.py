@@ -118,8 +118,56 @@ def test_the_session_keeps_off_the_users_own_state() -> None:
 def test_a_pool_child_imports_nothing_heavy_it_does_not_use() -> None:
     """Every child of the pool pays for each module it imports (8 children: 8 times): no metrics,
     no OpenSSL (hashlib), no AWS or Docker SDK until a job needs one."""
-    code = "import sys, pool.child; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, pool.child.main; print(' '.join(sorted(sys.modules)))"
     loaded = set(subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                                 check=True).stdout.split())  # fmt: skip
     heavy = {"_hashlib", "prometheus_client", "docker", "boto3", "botocore", "monitoring.metrics"}
     assert not loaded & heavy, f"a pool child imports {sorted(loaded & heavy)}"
+
+
+CHILD_SIDE = "pool.child"
+SHARED_BY_BOTH_SIDES = ("pool.wire", "pool.notice_board", "pool.settings", "pool.admission", "pool.outcomes")
+MAX_MODULES_IN_A_FOLDER = 20
+
+
+def test_the_child_side_imports_nothing_of_the_supervisor_side() -> None:
+    """A pool child loads its own folder and the modules both processes share, nothing of the
+    supervisor's parts; the shared ones keep to the same rule."""
+    allowed = (CHILD_SIDE, *SHARED_BY_BOTH_SIDES)
+    checked = [*python_files("pool/child"), *(REPO / f"{name.replace('.', '/')}.py" for name in SHARED_BY_BOTH_SIDES)]
+    for path in checked:
+        for module in imported_modules(path):
+            if module.startswith("pool."):
+                assert module.startswith(allowed), (
+                    f"{path.relative_to(REPO)} imports {module}, of the supervisor's side"
+                )
+
+
+def test_no_product_folder_holds_more_than_20_modules() -> None:
+    for layer in LAYERS:
+        for folder in [REPO / layer, *(path for path in (REPO / layer).rglob("*") if path.is_dir())]:
+            modules = [path for path in folder.glob("*.py") if path.name != "__init__.py"]
+            assert len(modules) <= MAX_MODULES_IN_A_FOLDER, f"{folder.relative_to(REPO)} holds {len(modules)} modules"
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def test_no_product_modules_import_each_other_in_a_circle() -> None:
+    """Imports under TYPE_CHECKING count: a circle is one for a reader all the same."""
+    modules = {_module_name(path): path for path in product_files()}
+    graph = {name: {m for m in imported_modules(path) if m in modules and m != name} for name, path in modules.items()}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            raise AssertionError("an import circle: " + " -> ".join([*trail[trail.index(name) :], name]))
+        if name in done:
+            return
+        for imported in sorted(graph[name]):
+            visit(imported, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])

@@ -1,4 +1,4 @@
-"""The ledger (pool/ledger.py) with a real journal, courier and embedded queue: outcomes are
+"""The ledger (pool/settling/ledger.py) with a real journal, courier and embedded queue: outcomes are
 journaled before they go out, finished jobs are answered from the journal, and what a previous
 run left undelivered goes out at start."""
 
@@ -13,12 +13,12 @@ import pytest
 
 from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
-from pool.assignment import JobReport
-from pool.courier import ResultCourier
-from pool.destinations import Destinations
-from pool.ledger import Ledger
-from pool.outbox import InlineOutbox
 from pool.outcomes import OutcomePolicy, new_result
+from pool.settling.courier import ResultCourier
+from pool.settling.destinations import Destinations
+from pool.settling.ledger import Ledger
+from pool.settling.outbox import InlineOutbox
+from pool.wire import JobReport
 from protocol.result import Status, WorkerIdentity
 from queues.local import RESULTS_QUEUE_NAME, LocalQueue
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from common.sizes import format_size, parse_size
-from pool.limits import resolve_limits
+from pool.child.limits import resolve_limits
 from protocol.body import parse_request
 from protocol.request import RequestRejected
 from runners.limits import JobLimits, cores_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from pool.notice import NOTICE_BYTES, JobAccepted, new_notice_board, post, read
+from pool.notice_board import NOTICE_BYTES, JobAccepted, new_notice_board, post, read
 
 
 def test_a_notice_is_read_back_only_for_its_own_message() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from pool.assignment import JobEventNote, JobReport
-from pool.notice import JobAccepted
+from pool.notice_board import JobAccepted
 from pool.outcomes import MAX_RETRY_DELAY_S, OutcomePolicy, new_result
+from pool.wire import JobEventNote, JobReport
 from protocol.result import ErrorInfo, Status, WorkerIdentity
 from queues.base import ReceivedMessage
 

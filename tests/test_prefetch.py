@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pool.prefetch import NOTHING_WANTED, Prefetch, PrefetchSettings, ReceiveRequest
+from pool.holding.prefetch import NOTHING_WANTED, Prefetch, PrefetchSettings, ReceiveRequest
 from queues.base import BATCH_MAX
 
 

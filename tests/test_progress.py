@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pool import progress as progress_module
-from pool.progress import TAIL_BYTES, Malformed, ProgressTicker, ProgressWatcher, parse_progress
+from pool.child import progress as progress_module
+from pool.child.progress import TAIL_BYTES, Malformed, ProgressTicker, ProgressWatcher, parse_progress
 from protocol.result import Progress
 from testkit.waiting import wait_until
 

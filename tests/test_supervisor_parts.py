@@ -18,20 +18,21 @@ from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
 from monitoring.monitor import Monitor
 from pool.admission import Capacity
-from pool.cancel_watch import NoCancelWatch
-from pool.courier import ResultCourier
-from pool.custody import Custody
-from pool.destinations import Destinations
-from pool.image_cache import NoImageCache
-from pool.intake import PollingIntake
-from pool.ledger import Ledger
-from pool.outbox import InlineOutbox
+from pool.holding.custody import Custody
+from pool.holding.intake import PollingIntake
+from pool.holding.prefetch import NO_PREFETCH, Prefetch
 from pool.outcomes import OutcomePolicy
-from pool.prefetch import NO_PREFETCH, Prefetch
-from pool.scratch_space import ScratchSpace
+from pool.parts import SupervisorParts, SupervisorSettings
 from pool.settings import ChildSettings, NativeService
+from pool.settling.courier import ResultCourier
+from pool.settling.destinations import Destinations
+from pool.settling.ledger import Ledger
+from pool.settling.outbox import InlineOutbox
 from pool.slots import SlotTable
-from pool.supervisor import EXIT_OK, Supervisor, SupervisorParts, SupervisorSettings
+from pool.supervisor import EXIT_OK, Supervisor
+from pool.upkeep.cancel_watch import NoCancelWatch
+from pool.upkeep.image_cache import NoImageCache
+from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
 from queues.base import POLL_INTERVAL_S
 from queues.local import RESULTS_QUEUE_NAME, LocalQueue

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from pool.admission import NOTHING, Admission, Reservation, total
-from pool.lanes import Held, Lanes
-from pool.outbox import Outbox
+from pool.holding.lanes import Held, Lanes
+from pool.settling.outbox import Outbox
 from protocol.body import read_addressing
 from protocol.result import Progress
 from queues.base import JobQueue, ReceivedMessage, VisibilityChange

@@ -12,9 +12,8 @@ import time
 
 from common.thread_health import GuardedThread
 from monitoring.metrics import record_thread_failure
-from pool.assignment import TableNote
-from pool.child import STOP_FOR_CANCEL
 from pool.slots import SlotTable
+from pool.wire import STOP_FOR_CANCEL, TableNote
 from protocol.cancel import CancelMarks, CancelRequest, CancelUnavailable
 
 log = logging.getLogger(__name__)

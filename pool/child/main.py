@@ -8,18 +8,17 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
 from types import FrameType
 
 from common.logs import configure_logging, job_context
 from journal.sqlite import SqliteJournal
-from pool.assignment import ChildReady, JobEnd, StopChild
-from pool.child_channel import ChildChannel, EventPipe
-from pool.job import JobExecutor
-from pool.notice import post
+from pool.child.channel import ChildChannel, EventPipe
+from pool.child.executor import JobExecutor
+from pool.notice_board import post
 from pool.settings import ChildSettings
+from pool.wire import STOP_CODES, ChildReady, JobEnd, SharedWithChild, StopChild
 from runners.process import StopReason
 
 log = logging.getLogger(__name__)
@@ -37,21 +36,6 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
-
-
-@dataclass(frozen=True)
-class SharedWithChild:
-    """Memory a child shares with the supervisor."""
-
-    job_pid: ctypes.c_int  # its running job's pid (0: none), so a dead child's job can be killed
-    notice_board: ctypes.Array[ctypes.c_char]  # its job's addressing fields, to report a dead child's job
-    taken: ctypes.c_int  # assignments taken: a child that does not take its job in time is replaced
-    disk_bytes: ctypes.c_longlong  # what its running job's directory held at the last look
-    stop_request: ctypes.c_int  # set by the supervisor: stop the running job (a STOP_CODES key)
-
-
-STOP_FOR_DISK, STOP_FOR_CANCEL = 1, 2
-STOP_CODES = {STOP_FOR_DISK: StopReason.SCRATCH_FULL, STOP_FOR_CANCEL: StopReason.CANCELED}
 
 
 class SharedLink:

@@ -15,17 +15,7 @@ from common.logs import add_job_fields
 from common.sizes import format_size
 from journal.base import JobJournal, JournalError
 from journal.job_table import Claim
-from pool.assignment import (
-    AnyReport,
-    DuplicateReport,
-    HeldElsewhereReport,
-    JobAssignment,
-    JobEventNote,
-    JobReport,
-    StaleReport,
-    TableNote,
-)
-from pool.job_gate import (
+from pool.child.gate import (
     Canceled,
     ClaimLost,
     FinishedElsewhere,
@@ -36,13 +26,23 @@ from pool.job_gate import (
     Verdict,
     owner_name,
 )
-from pool.job_status import classify, fail
-from pool.limits import resolve_limits
-from pool.notice import JobAccepted
+from pool.child.limits import resolve_limits
+from pool.child.progress import ProgressWatcher
+from pool.child.routes import Route, Runners, route
+from pool.child.status import classify, fail
+from pool.notice_board import JobAccepted
 from pool.outcomes import new_result
-from pool.progress import ProgressWatcher
-from pool.routes import Route, Runners, route
 from pool.settings import ChildSettings
+from pool.wire import (
+    AnyReport,
+    DuplicateReport,
+    HeldElsewhereReport,
+    JobAssignment,
+    JobEventNote,
+    JobReport,
+    StaleReport,
+    TableNote,
+)
 from protocol.argv import build_argv
 from protocol.body import DecodedBody, Envelope, decode_body
 from protocol.request import JobRequest, RequestRejected

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common.sizes import format_size
-from pool.child import STOP_FOR_DISK
-from pool.custody import Custody
+from pool.holding.custody import Custody
 from pool.slots import SlotTable
+from pool.wire import STOP_FOR_DISK
 
 log = logging.getLogger(__name__)
 CHECK_EVERY_S = 1.0

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from common import faults
 from common.thread_health import ThreadHealth
 from monitoring.metrics import record_queue_error, record_thread_failure
-from pool.prefetch import NOTHING_WANTED, ReceiveRequest
+from pool.holding.prefetch import NOTHING_WANTED, ReceiveRequest
 from queues.base import JobQueue, QueueError, ReceivedMessage, VisibilityChange, Wakeups
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import threading
 from multiprocessing.connection import Connection
 
 from common import faults
-from pool.assignment import FromChild, JobAssignment, JobEnd, JobEventNote, StopChild, ToChild
+from pool.wire import FromChild, JobAssignment, JobEnd, JobEventNote, StopChild, ToChild
 
 GARBAGE = b"\x80\x05garbled"  # what the "garbled-report" fault sends instead of a report: no pickle
 

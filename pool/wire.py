@@ -3,11 +3,13 @@ a child (ToChild), and everything the child sends back (FromChild)."""
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 
 from journal.job_table import StoredResult
 from protocol.result import JobResult, Progress
 from queues.base import BodyDefect
+from runners.process import StopReason
 from runners.pulls import PullNote
 from staging.input_cache import CacheCounters
 
@@ -106,3 +108,18 @@ class JobEnd:
 
 ToChild = JobAssignment | StopChild
 FromChild = ChildReady | JobEnd | JobEventNote | PullNote | TableNote
+
+
+@dataclass(frozen=True)
+class SharedWithChild:
+    """Memory a child shares with the supervisor."""
+
+    job_pid: ctypes.c_int  # its running job's pid (0: none), so a dead child's job can be killed
+    notice_board: ctypes.Array[ctypes.c_char]  # its job's addressing fields, to report a dead child's job
+    taken: ctypes.c_int  # assignments taken: a child that does not take its job in time is replaced
+    disk_bytes: ctypes.c_longlong  # what its running job's directory held at the last look
+    stop_request: ctypes.c_int  # set by the supervisor: stop the running job (a STOP_CODES key)
+
+
+STOP_FOR_DISK, STOP_FOR_CANCEL = 1, 2
+STOP_CODES = {STOP_FOR_DISK: StopReason.SCRATCH_FULL, STOP_FOR_CANCEL: StopReason.CANCELED}  # the child's reading

@@ -10,14 +10,14 @@ from dataclasses import asdict, dataclass
 
 from journal.base import Outcome
 from monitoring.metrics import record_dead_letter, record_input_cache, record_job, service_label
-from pool.assignment import AnyReport, DuplicateReport, HeldElsewhereReport, StaleReport
-from pool.custody import Custody, Running
-from pool.image_cache import AnyImageCache
-from pool.job_history import JobHistory
-from pool.ledger import Ledger, Resend
+from pool.holding.custody import Custody, Running
+from pool.holding.prefetch import Prefetch
 from pool.outcomes import OutcomePolicy
-from pool.prefetch import Prefetch
+from pool.settling.job_history import JobHistory
+from pool.settling.ledger import Ledger, Resend
 from pool.slots import LostJob, Slot
+from pool.upkeep.image_cache import AnyImageCache
+from pool.wire import AnyReport, DuplicateReport, HeldElsewhereReport, StaleReport
 
 log = logging.getLogger(__name__)
 HIDE_MARGIN_S = 1.0  # beyond another worker's lease: its renewal or its outcome is in by then

@@ -22,7 +22,7 @@ from common.thread_health import GuardedThread
 from journal.base import ImageUse, JournalError
 from monitoring.image_metrics import record_image_pull, record_image_removal, set_image_cache_bytes
 from monitoring.metrics import record_thread_failure
-from pool.custody import Custody
+from pool.holding.custody import Custody
 from protocol.body import read_addressing
 from protocol.result import JobResult, Status
 from runners.image_policy import matches_any, qualified_name

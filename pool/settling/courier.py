@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from journal.base import JobJournal, JournalError, Outcome
 from journal.health import JournalHealth
-from pool.destinations import Destinations
-from pool.outbox import Outbox
 from pool.outcomes import JobEventMessage
+from pool.settling.destinations import Destinations
+from pool.settling.outbox import Outbox
 from queues.base import BATCH_MAX, JobQueue, OutgoingMessage, QueueError, VisibilityChange
 
 log = logging.getLogger(__name__)

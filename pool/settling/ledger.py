@@ -14,7 +14,7 @@ from journal.health import JournalHealth
 from journal.job_table import StoredResult
 from journal.pruner import JournalPruner
 from monitoring.metrics import record_duplicate_delivery, record_thread_failure
-from pool.courier import Parcel, ResultCourier
+from pool.settling.courier import Parcel, ResultCourier
 from queues.base import ReceivedMessage
 
 log = logging.getLogger(__name__)

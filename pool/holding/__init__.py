@@ -1,0 +1,1 @@
+"""Receiving and holding: the intake, prefetch, and custody of every message held."""

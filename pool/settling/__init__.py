@@ -1,0 +1,1 @@
+"""Settling and sending: a job's end made an outcome, journaled, delivered and deleted."""

@@ -1,0 +1,1 @@
+"""The supervisor's periodic upkeep: the scratch reserve, the image cache, the cancel watch."""
