@@ -14,6 +14,7 @@ from testkit.images import build_test_images, reach_engine
 from testkit.moto_server import MotoServer
 from testkit.s3_proxy import S3Proxy
 from testkit.seaweedfs import SeaweedServer, weed_binary
+from tests.integration import _no_processes_outside_integration_tests, mark
 from tests.support import Worker, new_queue, unavailable
 from tests.user_state import UserStateGuard
 
@@ -24,6 +25,13 @@ def pytest_configure(config: pytest.Config) -> None:
     """The session gets a HOME and XDG directories of its own before anything runs, so that no
     test (nor a worker it starts) reads or writes the user's own state."""
     _user_state.isolate()
+
+
+__all__ = ["_no_processes_outside_integration_tests"]  # an autouse fixture, registered by its import
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark(items)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

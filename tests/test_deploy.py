@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 from docker import APIClient
 
 from config.settings import WorkerSettings, parse_settings
@@ -34,6 +35,7 @@ def verify_units(*units: Path) -> None:
     assert completed.stdout + completed.stderr == "", "warnings mean ignored settings"
 
 
+@pytest.mark.integration
 def test_the_systemd_unit_verifies_cleanly(tmp_path: Path) -> None:
     # Verified as installed at this checkout (verify wants ExecStart's program to exist).
     unit = tmp_path / "api-worker.service"
@@ -41,6 +43,7 @@ def test_the_systemd_unit_verifies_cleanly(tmp_path: Path) -> None:
     verify_units(unit)
 
 
+@pytest.mark.integration
 def test_the_template_unit_verifies_for_two_instances_side_by_side(tmp_path: Path) -> None:
     template = tmp_path / "api-worker@.service"
     template.write_text(TEMPLATE_UNIT.read_text().replace("/opt/api-worker", str(REPO)))

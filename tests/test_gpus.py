@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from docker import APIClient
 
 from assembly.child_settings import box_gpus
@@ -64,6 +65,7 @@ def test_a_container_requests_exactly_its_devices(docker_api: APIClient, tool_im
         docker_api.remove_container(container, force=True)
 
 
+@pytest.mark.integration
 def test_the_gpus_setting() -> None:
     assert box_gpus("none") == ()
     assert box_gpus("GPU-a, GPU-b,GPU-a") == ("GPU-a", "GPU-b")

@@ -15,6 +15,8 @@ from staging.workspace import Workspace
 from testkit.waiting import wait_until
 from tests.support import process_exists
 
+pytestmark = pytest.mark.integration  # every test here runs real job processes
+
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:

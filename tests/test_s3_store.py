@@ -169,6 +169,7 @@ def test_an_object_that_changes_after_its_listing_is_not_kept(bucket: str, s3: A
     assert list(workspace.root.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_access_denied_is_a_final_error(tmp_path: Path, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     # A second server that checks credentials: these are unknown to it.
     guarded = MotoServer(tmp_path / "guarded.log", {"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
