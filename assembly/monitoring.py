@@ -54,8 +54,10 @@ def _rows(settings: WorkerSettings, scratch_dir: Path) -> tuple[tuple[str, str],
         ("dead-letter queue", settings.dead_letter_queue or "none"),
         ("workers", str(settings.workers)),
         ("job limits", ", ".join(f"{name} {value}" for name, value in limits)),
-        ("capacity", f"memory {describe_size(settings.memory_capacity)}, cpus {settings.cpu_capacity:g}, "
-                     f"gpus {settings.gpus}"),
+        (
+            "capacity",
+            f"memory {describe_size(settings.memory_capacity)}, cpus {settings.cpu_capacity:g}, gpus {settings.gpus}",
+        ),
         ("visibility timeout", _seconds(settings.visibility_timeout)),
         ("attempts", f"at most {settings.max_attempts}, {_seconds(settings.retry_delay)} apart at first"),
         ("prefetch", f"up to {settings.prefetch_max} jobs expected to start within {settings.prefetch_window:g} s"),
@@ -63,7 +65,7 @@ def _rows(settings: WorkerSettings, scratch_dir: Path) -> tuple[tuple[str, str],
         ("job table", settings.job_table or "none"),
         ("scratch", str(scratch_dir)),
         ("page actions", "on" if settings.status_actions else "off (read-only)"),
-    ]  # fmt: skip
+    ]
     return tuple(rows)
 
 

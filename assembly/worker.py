@@ -24,12 +24,14 @@ from pool.parts import SupervisorParts, SupervisorSettings
 from pool.settings import ChildSettings
 from pool.settling.courier import ResultCourier
 from pool.settling.destinations import Destinations
+from pool.settling.job_ends import JobEnds
+from pool.settling.job_history import JobHistory
 from pool.settling.ledger import Ledger
 from pool.settling.outbox import InlineOutbox, Outbox, ThreadOutbox
 from pool.slots import SlotTable
 from pool.supervisor import Supervisor
-from pool.upkeep.cancel_watch import AnyCancelWatch, CancelWatch, NoCancelWatch
-from pool.upkeep.image_cache import AnyImageCache, CacheCleaner, ImageCache, ImageCacheSettings, NoImageCache
+from pool.upkeep.cancel_watch import CancelWatch
+from pool.upkeep.image_cache import CacheCleaner, ImageCache, ImageCacheSettings
 from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
 from queues import default_result_queue, open_queue
@@ -112,38 +114,49 @@ def _parts(
         health=health,
         dead_letter_queue=dead_letter_queue,
     )
-    prefetch = PrefetchSettings(settings.prefetch_window, settings.prefetch_max)
+    slots = SlotTable(child, settings.workers, job_deadline_s(child, settings.deadline_margin))
+    custody = Custody(job_queue, outbox, settings.visibility_timeout, caps=_caps(settings), admission=admission(child))
+    ledger = Ledger(journal, health, courier, retention_s=settings.journal_retention)
+    prefetch_settings = PrefetchSettings(settings.prefetch_window, settings.prefetch_max)
+    prefetch = Prefetch(prefetch_settings if job_queue.profile.prefetch else NO_PREFETCH, settings.workers)
+    space = _scratch_space(settings, child.scratch_dir, slots, custody)
+    images = _image_cache(settings, child, journal, custody)
+    cancels = _cancel_watch(settings, child, slots)
+    history = JobHistory()
     return SupervisorParts(
         queue=job_queue,
-        slots=SlotTable(child, settings.workers, job_deadline_s(child, settings.deadline_margin)),
-        custody=Custody(
-            job_queue, outbox, settings.visibility_timeout, caps=_caps(settings), admission=admission(child)
-        ),
+        slots=slots,
+        custody=custody,
         intake=_intake(settings, job_queue, waker),
         outbox=outbox,
         courier=courier,
-        ledger=Ledger(journal, health, courier, retention_s=settings.journal_retention),
+        ledger=ledger,
         policy=policy,
-        prefetch=Prefetch(prefetch if job_queue.profile.prefetch else NO_PREFETCH, settings.workers),
+        prefetch=prefetch,
         monitor=monitor(settings, child.scratch_dir, child.gate.marks, waker.wake),
         waker=waker,
-        space=_scratch_space(settings, child.scratch_dir),
-        images=_image_cache(settings, child, journal),
-        cancels=_cancel_watch(settings, child),
+        space=space,
+        images=images,
+        cancels=cancels,
+        upkeep=tuple(part for part in (space, images, cancels) if part is not None),
+        history=history,
+        ends=JobEnds(custody, ledger, policy, prefetch, images, slots.known_services, history),
     )
 
 
-def _cancel_watch(settings: WorkerSettings, child: ChildSettings) -> AnyCancelWatch:
+def _cancel_watch(settings: WorkerSettings, child: ChildSettings, slots: SlotTable) -> CancelWatch | None:
     marks = child.gate.marks
     if marks is None:
-        return NoCancelWatch()
-    return CancelWatch(marks, settings.cancel_poll, table=settings.job_table)
+        return None  # SQS without a job table: nowhere to read cancel requests from
+    return CancelWatch(marks, settings.cancel_poll, slots, table=settings.job_table)
 
 
-def _image_cache(settings: WorkerSettings, child: ChildSettings, journal: SqliteJournal) -> AnyImageCache:
+def _image_cache(
+    settings: WorkerSettings, child: ChildSettings, journal: SqliteJournal, custody: Custody
+) -> ImageCache | None:
     docker = settings.docker
     if docker is None:
-        return NoImageCache()
+        return None  # no docker jobs
     from runners.image_store import EngineImages  # noqa: PLC0415 (the docker SDK only where it is used)
 
     cache = ImageCacheSettings(
@@ -154,16 +167,16 @@ def _image_cache(settings: WorkerSettings, child: ChildSettings, journal: Sqlite
         min_idle_s=docker.image_min_idle,
         remove_unpulled=docker.remove_unpulled_images,
     )
-    return ImageCache(CacheCleaner(cache, journal, EngineImages(), image_state_dir(child.scratch_dir)))
+    return ImageCache(CacheCleaner(cache, journal, EngineImages(), image_state_dir(child.scratch_dir)), custody)
 
 
-def _scratch_space(settings: WorkerSettings, scratch_dir: Path) -> ScratchSpace:
+def _scratch_space(settings: WorkerSettings, scratch_dir: Path, slots: SlotTable, custody: Custody) -> ScratchSpace:
     try:
         reserve = disk_reserve_bytes(settings.disk_reserve, scratch_dir)
     except OSError as exc:  # jobs report an unusable scratch directory themselves
         log.warning("cannot size the scratch filesystem's reserve", extra={"error": str(exc)})
         reserve = 0
-    return ScratchSpace(scratch_dir, reserve)
+    return ScratchSpace(scratch_dir, reserve, slots, custody)
 
 
 def _caps(settings: WorkerSettings) -> dict[str, int]:

@@ -144,12 +144,17 @@ class JobTable:
                 ConditionExpression="attribute_not_exists(#state) OR (#state = :running AND lease_until < :now)",
                 ExpressionAttributeNames=_NAMES,
                 ExpressionAttributeValues={
-                    ":running": {"S": RUNNING}, ":owner": {"S": owner}, ":message": {"S": message_id},
-                    ":lease": _number(now + lease_s), ":now": _number(now), ":zero": _number(0), ":one": _number(1),
+                    ":running": {"S": RUNNING},
+                    ":owner": {"S": owner},
+                    ":message": {"S": message_id},
+                    ":lease": _number(now + lease_s),
+                    ":now": _number(now),
+                    ":zero": _number(0),
+                    ":one": _number(1),
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )["Attributes"]  # fmt: skip
+            )["Attributes"]
         except _ConditionFailed as refused:
             return self._refusal(refused.item or self._get(job_id), now)
         return Claim(job_id, int(item["fence"]["N"]), _cancel_of(item))
@@ -167,9 +172,12 @@ class JobTable:
         now = time.time()
         size = len(result_json.encode())
         values = {
-            ":finished": {"S": FINISHED}, ":status": {"S": status}, ":at": _number(now),
-            ":expires": _number(int(now + retention_s)), ":bytes": _number(size),
-        }  # fmt: skip
+            ":finished": {"S": FINISHED},
+            ":status": {"S": status},
+            ":at": _number(now),
+            ":expires": _number(int(now + retention_s)),
+            ":bytes": _number(size),
+        }
         update = "SET #state = :finished, #status = :status, finished_at = :at, expires_at = :expires,"
         update += " result_bytes = :bytes"
         names = {"#status": "status"}
@@ -193,18 +201,23 @@ class JobTable:
         digest = hashlib.sha256(claim.job_id.encode("utf-8", "surrogateescape")).hexdigest()
         key = f"{RESULTS_PREFIX}{digest}/{claim.fence}.json"
         try:
-            self.s3.put_object(Bucket=self.result_bucket, Key=key, Body=result_json.encode(),
-                               ContentType="application/json")  # fmt: skip
+            self.s3.put_object(
+                Bucket=self.result_bucket, Key=key, Body=result_json.encode(), ContentType="application/json"
+            )
         except (BotoCoreError, ClientError) as exc:
-            raise TableUnreachable(f"job table {self.name}: storing the result in s3://{self.result_bucket}/{key} "
-                                   f"failed: {exc}") from exc  # fmt: skip
+            raise TableUnreachable(
+                f"job table {self.name}: storing the result in s3://{self.result_bucket}/{key} failed: {exc}"
+            ) from exc
         return key
 
     def _refusal(self, item: dict[str, Any], now: float) -> Refusal:
         plain = {name: _plain(value) for name, value in item.items()}
         if plain.get("state") == FINISHED:
-            return Refusal(finished_status=str(plain.get("status")), finished_as=str(plain.get("message_id")),
-                           result=self._stored_result(plain))  # fmt: skip
+            return Refusal(
+                finished_status=str(plain.get("status")),
+                finished_as=str(plain.get("message_id")),
+                result=self._stored_result(plain),
+            )
         lease_until = plain.get("lease_until")
         left = lease_until - now if isinstance(lease_until, float) else 0.0
         return Refusal(owner=str(plain.get("owner")), lease_left_s=max(0.0, left))
@@ -256,10 +269,12 @@ class JobTable:
             UpdateExpression="SET cancel_reason = :reason, cancel_by = :by, cancel_at = :at,"
             " expires_at = if_not_exists(expires_at, :expires)",
             ExpressionAttributeValues={
-                ":reason": {"S": cancel.reason}, ":by": {"S": cancel.requested_by}, ":at": _number(cancel.requested_at),
+                ":reason": {"S": cancel.reason},
+                ":by": {"S": cancel.requested_by},
+                ":at": _number(cancel.requested_at),
                 ":expires": _number(int(time.time() + CANCEL_EXPIRY_S)),
             },
-        )  # fmt: skip
+        )
 
     def forget(self, job_id: str, requested_before: float) -> None:
         """The job's cancel request dropped, if made before then (for a job that ended without
@@ -285,9 +300,11 @@ class JobTable:
 
     def _get_many(self, job_ids: list[str]) -> list[dict[str, Any]]:
         wanted: dict[str, Any] = {
-            self.name: {"Keys": [_key(job_id) for job_id in job_ids],
-                        "ProjectionExpression": "job_id, cancel_reason, cancel_by, cancel_at"}
-        }  # fmt: skip
+            self.name: {
+                "Keys": [_key(job_id) for job_id in job_ids],
+                "ProjectionExpression": "job_id, cancel_reason, cancel_by, cancel_at",
+            }
+        }
         items: list[dict[str, Any]] = []
         for _ in range(5):  # what DynamoDB leaves unprocessed (throttled) is asked again
             response = self._invoke("batch_get_item", RequestItems=wanted)
@@ -310,9 +327,11 @@ def _cancel_of(item: dict[str, Any]) -> CancelRequest | None:
     if "cancel_at" not in item:
         return None
     return CancelRequest(
-        item[KEY]["S"], item.get("cancel_reason", {}).get("S", ""), item.get("cancel_by", {}).get("S", ""),
+        item[KEY]["S"],
+        item.get("cancel_reason", {}).get("S", ""),
+        item.get("cancel_by", {}).get("S", ""),
         float(item["cancel_at"]["N"]),
-    )  # fmt: skip
+    )
 
 
 def _boto_client(service: str, *, read_timeout_s: float) -> Any:

@@ -9,9 +9,11 @@ from monitoring.metrics import REGISTRY
 PULL_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800)
 
 IMAGE_PULL_SECONDS = Histogram(
-    "api_worker_image_pull_seconds", "Time one image pull took, for pulls that succeeded", buckets=PULL_BUCKETS,
+    "api_worker_image_pull_seconds",
+    "Time one image pull took, for pulls that succeeded",
+    buckets=PULL_BUCKETS,
     registry=REGISTRY,
-)  # fmt: skip
+)
 IMAGE_PULL_FAILURES = Counter(
     "api_worker_image_pull_failures",
     "Image pulls that failed, by reason: auth, not_found, timeout, engine, disk, credentials",
@@ -25,9 +27,10 @@ IMAGE_REMOVALS = Counter(
     registry=REGISTRY,
 )
 IMAGE_CACHE_BYTES = Gauge(
-    "api_worker_image_cache_bytes", "What the images this worker pulled take on the engine, at the last look",
+    "api_worker_image_cache_bytes",
+    "What the images this worker pulled take on the engine, at the last look",
     registry=REGISTRY,
-)  # fmt: skip
+)
 
 
 def record_image_pull(seconds: float, failure: str | None) -> None:

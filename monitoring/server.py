@@ -28,12 +28,14 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 PAGE_HEADERS = [
     ("Content-Type", "text/html; charset=utf-8"),
     # No script, frame, plug-in or outside request, whatever a message managed to put in the page.
-    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-     "frame-ancestors 'none'; base-uri 'none'"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-store"),
-]  # fmt: skip
+]
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -113,8 +115,10 @@ class MonitoringServer:
         try:
             done = self.actions.act(action, environ)
         except Refused as refused:
-            log.warning("status page action refused", extra={"action": action, "why": str(refused),
-                                                             "client": environ.get("REMOTE_ADDR")})  # fmt: skip
+            log.warning(
+                "status page action refused",
+                extra={"action": action, "why": str(refused), "client": environ.get("REMOTE_ADDR")},
+            )
             return _text(start_response, refused.status, str(refused))
         start_response("303 See Other", [("Location", f"/?notice={done}"), ("Content-Length", "0")])
         return []

@@ -85,8 +85,9 @@ class OutcomePolicy:
     @staticmethod
     def event(message: ReceivedMessage, note: JobEventNote) -> JobEventMessage:
         """A running job's event: not an outcome of the attempt, only sent where its result goes."""
-        return JobEventMessage(message.message_id, message.receive_count, note.body, note.reply_to,
-                               message.group_id, note.sequence)  # fmt: skip
+        return JobEventMessage(
+            message.message_id, message.receive_count, note.body, note.reply_to, message.group_id, note.sequence
+        )
 
 
 @dataclass(frozen=True)

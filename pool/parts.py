@@ -11,14 +11,32 @@ from pool.holding.intake import AnyIntake
 from pool.holding.prefetch import Prefetch
 from pool.outcomes import OutcomePolicy
 from pool.settling.courier import ResultCourier
+from pool.settling.job_ends import JobEnds
+from pool.settling.job_history import JobHistory
 from pool.settling.ledger import Ledger
 from pool.settling.outbox import Outbox
 from pool.slots import SlotTable
-from pool.upkeep.cancel_watch import AnyCancelWatch
-from pool.upkeep.image_cache import AnyImageCache
+from pool.upkeep.cancel_watch import CancelWatch
+from pool.upkeep.image_cache import ImageCache
 from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
 from queues.base import JobQueue
+
+
+class Upkeep(Protocol):
+    """A periodic part of the supervisor (the scratch reserve, the image cache, the cancel
+    watch): started and stopped with it, ticked on every loop iteration (it acts once due),
+    its problem shown in /healthz. Its collaborators come at construction."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def next_due(self) -> float | None: ...
+
+    def problem(self) -> str | None: ...
+
+    def tick(self) -> None: ...
 
 
 class TimedPart(Protocol):
@@ -49,5 +67,8 @@ class SupervisorParts:
     monitor: Monitor
     waker: Waker
     space: ScratchSpace
-    images: AnyImageCache  # the docker image cache
-    cancels: AnyCancelWatch  # cancel requests for running jobs, and the job table's health
+    images: ImageCache | None  # the docker image cache, for a worker that runs docker jobs
+    cancels: CancelWatch | None  # cancel requests for running jobs, where they are kept; the table's health
+    upkeep: tuple[Upkeep, ...]  # the periodic parts, ticked by the loop: space, and images and cancels if any
+    history: JobHistory
+    ends: JobEnds

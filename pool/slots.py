@@ -139,8 +139,15 @@ class SlotTable:
         return message
 
     def _blame(self, slot: Slot, why: str) -> None:
-        log.error("child broke the wire; replacing it", extra={"slot": slot.index, "pid": slot.process.pid,
-                  "why": why, **(slot.job.log_fields() if slot.job else {})})  # fmt: skip
+        log.error(
+            "child broke the wire; replacing it",
+            extra={
+                "slot": slot.index,
+                "pid": slot.process.pid,
+                "why": why,
+                **(slot.job.log_fields() if slot.job else {}),
+            },
+        )
         slot.killed_for = f"its child was killed: {why}"
         self._unwatch_pipe(slot)
         slot.process.kill()

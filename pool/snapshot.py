@@ -49,7 +49,7 @@ def worker_state(supervisor: SupervisorView) -> WorkerState:
     now, clock = time.time(), time.monotonic()
     live = slots.live()
     busy = [slot for slot in live if slot.job is not None]
-    threads = (parts.intake, parts.outbox, parts.ledger, parts.monitor, parts.images, parts.cancels)
+    threads = (parts.intake, parts.outbox, parts.ledger, parts.monitor, *parts.upkeep)
     return WorkerState(
         pid=os.getpid(),
         version=VERSION,

@@ -22,8 +22,6 @@ from pool.holding.prefetch import NOTHING_WANTED, ReceiveRequest
 from pool.parts import SupervisorParts, SupervisorSettings, TimedPart
 from pool.recovery import clean_up_previous_run
 from pool.settling.courier import Parcel
-from pool.settling.job_ends import JobEnds
-from pool.settling.job_history import JobHistory
 from pool.slots import Slot
 from pool.snapshot import worker_state
 from pool.wire import ChildReady, FromChild, JobEnd, JobEventNote, TableNote
@@ -47,9 +45,7 @@ class Supervisor:
         self.parts = parts
         self.slots, self.custody, self.intake = parts.slots, parts.custody, parts.intake
         self.ledger, self.courier, self.outbox = parts.ledger, parts.courier, parts.outbox
-        self.history = JobHistory()
-        self.ends = JobEnds(parts.custody, parts.ledger, parts.policy, parts.prefetch, parts.images,
-                            parts.slots.known_services, self.history)  # fmt: skip
+        self.history, self.ends = parts.history, parts.ends
         self.started_at = time.time()
         self.stopping = False
         self.draining = False  # the status page asked for no new jobs until it asks again
@@ -69,8 +65,8 @@ class Supervisor:
         self.slots.start(self.selector)
         self.outbox.start()
         self.ledger.start()
-        self.parts.images.start()
-        self.parts.cancels.start()
+        for part in self.parts.upkeep:
+            part.start()
         self.intake.start()
         if self.intake.wakeups is not None:
             self.selector.register(self.intake.wakeups.fileno(), selectors.EVENT_READ, ("queue", -1))
@@ -107,9 +103,8 @@ class Supervisor:
             self.courier.flush(force=self.stopping or idle)
             self.outbox.run_due()
             self.custody.extend_visibility()
-            self.parts.space.check(self.slots, self.custody)
-            self.parts.images.check(self.custody)
-            self.parts.cancels.check(self.slots)
+            for part in self.parts.upkeep:
+                part.tick()
             for job in self.slots.take_back_unconfirmed():
                 self.custody.put_back(job)
             self.slots.kill_overdue()
@@ -136,8 +131,8 @@ class Supervisor:
 
     def _finish(self) -> None:
         self.ledger.stop()
-        self.parts.images.stop()
-        self.parts.cancels.stop()
+        for part in self.parts.upkeep:
+            part.stop()
         self.intake.stop()
         self.intake.join(timeout=INTAKE_JOIN_TIMEOUT_S)
         if self.intake.is_alive():
@@ -260,9 +255,9 @@ class Supervisor:
                     self.ends.reported(slot, job, message.report)
         elif isinstance(message, ChildReady):
             self._announce_when_ready()
-        elif isinstance(message, PullNote):
+        elif isinstance(message, PullNote) and self.parts.images is not None:
             self.parts.images.pulled(message)
-        elif isinstance(message, TableNote):
+        elif isinstance(message, TableNote) and self.parts.cancels is not None:
             self.parts.cancels.table_note(message)
         elif isinstance(message, JobEventNote) and slot.job is not None:
             slot.job.progress = message.progress or slot.job.progress
@@ -293,8 +288,8 @@ class Supervisor:
 
 def _timed_parts(parts: SupervisorParts) -> list[TimedPart]:
     """The parts that say when they are next due."""
-    return [parts.custody, parts.slots, parts.intake, parts.courier, parts.outbox, parts.ledger, parts.monitor,
-            parts.space, parts.images, parts.cancels]  # fmt: skip
+    fixed: list[TimedPart] = [parts.custody, parts.slots, parts.intake, parts.courier, parts.outbox, parts.ledger]
+    return [*fixed, parts.monitor, *parts.upkeep]
 
 
 def _start_fields(parts: SupervisorParts) -> dict[str, object]:

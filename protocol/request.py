@@ -162,8 +162,15 @@ class JobRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 _AT = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
-               "array": "a list", "object": "an object", "null": "null"}  # fmt: skip
+_TYPE_NAMES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "an object",
+    "null": "null",
+}
 
 
 def describe_validation_error(error: str) -> tuple[str, str]:

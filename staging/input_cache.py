@@ -168,8 +168,10 @@ class InputCache:
         except OSError:
             return False
         if record is None or not self._unchanged(key, entry, status, record, stored):
-            log.warning("input cache entry changed since it was stored; fetching it again",
-                        extra={"uri": str(stored.uri), "entry": name})  # fmt: skip
+            log.warning(
+                "input cache entry changed since it was stored; fetching it again",
+                extra={"uri": str(stored.uri), "entry": name},
+            )
             self._drop_entry(name)
             return False
         self._link(name, local)
@@ -317,5 +319,12 @@ def entry_name(stored: StoredObject) -> str:
 
 
 def _record(stored: StoredObject, status: os.stat_result) -> dict[str, object]:
-    return {"uri": str(stored.uri), "etag": stored.etag, "version": stored.version, "size": status.st_size,
-            "inode": status.st_ino, "mtime_ns": status.st_mtime_ns, "ctime_ns": status.st_ctime_ns}  # fmt: skip
+    return {
+        "uri": str(stored.uri),
+        "etag": stored.etag,
+        "version": stored.version,
+        "size": status.st_size,
+        "inode": status.st_ino,
+        "mtime_ns": status.st_mtime_ns,
+        "ctime_ns": status.st_ctime_ns,
+    }

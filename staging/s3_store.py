@@ -241,8 +241,10 @@ class S3Store:
                 except (GenericError, StagingFault) as exc:
                     if attempt == PART_ATTEMPTS:
                         raise
-                    log.warning("part transfer broke off; fetching it again", extra={"uri": str(stored.uri),
-                                "start": start, "attempt": attempt, "error": str(exc)})  # fmt: skip
+                    log.warning(
+                        "part transfer broke off; fetching it again",
+                        extra={"uri": str(stored.uri), "start": start, "attempt": attempt, "error": str(exc)},
+                    )
             view = memoryview(data)
             digest = None
             if stored.expected is not None and stored.expected.combinable:
@@ -263,8 +265,9 @@ class S3Store:
                         await obstore.put_async(store, destination.key, source.read_bytes(), use_multipart=False)
                 else:
                     async with self._limits().files, self._limits().requests:
-                        await obstore.put_async(store, destination.key, source, chunk_size=part_size,
-                                                max_concurrency=PARTS_IN_MEMORY // 2)  # fmt: skip
+                        await obstore.put_async(
+                            store, destination.key, source, chunk_size=part_size, max_concurrency=PARTS_IN_MEMORY // 2
+                        )
                 return size
             except (StagingFault, StagingRejected):
                 raise

@@ -109,16 +109,16 @@ def test_an_unreachable_engine_costs_a_warning_and_keeps_what_the_cache_learnt(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = UnreachableEngine({"a:1": MB, "b:1": MB})
-    cache = ImageCache(cleaner(tmp_path, engine, []))
+    cache = ImageCache(cleaner(tmp_path, engine, []), NothingHeld())  # type: ignore[arg-type]
     cache.start()
     try:
         cache.pulled(PullNote("a:1", 1.5))
-        cache.check(NothingHeld())  # type: ignore[arg-type]
+        cache.tick()
         wait_until(lambda: "image cache: cannot clean now" in caplog.text, 10, "the warning")
         assert cache.problem() is None
         engine.down = False
         cache.pulled(PullNote("b:1", 0.5))  # a pull makes the cache due at once
-        cache.check(NothingHeld())  # type: ignore[arg-type]
+        cache.tick()
         wait_until(lambda: len(cache.cleaner.records.image_uses()) == 2 or None, 10, "both pulls recorded")
     finally:
         cache.stop()

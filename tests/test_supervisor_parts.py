@@ -26,12 +26,12 @@ from pool.parts import SupervisorParts, SupervisorSettings
 from pool.settings import ChildSettings, NativeService
 from pool.settling.courier import ResultCourier
 from pool.settling.destinations import Destinations
+from pool.settling.job_ends import JobEnds
+from pool.settling.job_history import JobHistory
 from pool.settling.ledger import Ledger
 from pool.settling.outbox import InlineOutbox
 from pool.slots import SlotTable
 from pool.supervisor import EXIT_OK, Supervisor
-from pool.upkeep.cancel_watch import NoCancelWatch
-from pool.upkeep.image_cache import NoImageCache
 from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
 from queues.base import POLL_INTERVAL_S
@@ -69,21 +69,30 @@ def test_a_supervisor_of_hand_built_parts_runs_a_job_and_stops_on_sigterm(tmp_pa
     journal = SqliteJournal(tmp_path / "journal.sqlite3")
     outbox, waker, health = InlineOutbox(), Waker(), JournalHealth(journal.location)
     courier = ResultCourier(queue, Destinations(queue, results), outbox, journal=journal, health=health)
+    slots = SlotTable(child_settings(tmp_path, queue), 1, job_deadline_s=None)
+    custody = Custody(queue, outbox, VISIBILITY_S)
+    ledger = Ledger(journal, health, courier, retention_s=3600)
+    policy = OutcomePolicy(max_attempts=3, retry_delay_s=1.0, dead_letter=False)
+    prefetch, history = Prefetch(NO_PREFETCH, 1), JobHistory()
+    space = ScratchSpace(tmp_path, 0, slots, custody)
     parts = SupervisorParts(
         queue=queue,
-        slots=SlotTable(child_settings(tmp_path, queue), 1, job_deadline_s=None),
-        custody=Custody(queue, outbox, VISIBILITY_S),
+        slots=slots,
+        custody=custody,
         intake=PollingIntake(queue, visibility_timeout=VISIBILITY_S, poll_interval_s=POLL_INTERVAL_S),
         outbox=outbox,
         courier=courier,
-        ledger=Ledger(journal, health, courier, retention_s=3600),
-        policy=OutcomePolicy(max_attempts=3, retry_delay_s=1.0, dead_letter=False),
-        prefetch=Prefetch(NO_PREFETCH, 1),
+        ledger=ledger,
+        policy=policy,
+        prefetch=prefetch,
         monitor=Monitor(tmp_path / "status.json"),
         waker=waker,
-        space=ScratchSpace(tmp_path, reserve_bytes=0),
-        images=NoImageCache(),
-        cancels=NoCancelWatch(),
+        space=space,
+        images=None,
+        cancels=None,
+        upkeep=(space,),
+        history=history,
+        ends=JobEnds(custody, ledger, policy, prefetch, None, frozenset(), history),
     )
     supervisor = Supervisor(SupervisorSettings(shutdown_grace_s=10.0, stall_limit_s=30.0), parts)
     message_id = queue.send(json.dumps({"service": "s", "queue": "native", "command": {"arguments": []}}))

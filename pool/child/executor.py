@@ -365,8 +365,11 @@ def _not_run_here(
 ) -> AnyReport:
     if isinstance(verdict, FinishedElsewhere):
         log.info("job already finished on another worker", extra={"finished_as": verdict.finished_as})
-        return DuplicateReport(assignment.message_id, job_id, verdict.status, verdict.finished_as, verdict.result,
-                               reply_to)  # fmt: skip
-    log.info("job claimed by another worker; not run here",
-             extra={"owner": verdict.owner, "lease_left_s": round(verdict.lease_left_s, 1)})  # fmt: skip
+        return DuplicateReport(
+            assignment.message_id, job_id, verdict.status, verdict.finished_as, verdict.result, reply_to
+        )
+    log.info(
+        "job claimed by another worker; not run here",
+        extra={"owner": verdict.owner, "lease_left_s": round(verdict.lease_left_s, 1)},
+    )
     return HeldElsewhereReport(assignment.message_id, job_id, verdict.owner, verdict.lease_left_s)

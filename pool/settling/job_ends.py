@@ -16,7 +16,7 @@ from pool.outcomes import OutcomePolicy
 from pool.settling.job_history import JobHistory
 from pool.settling.ledger import Ledger, Resend
 from pool.slots import LostJob, Slot
-from pool.upkeep.image_cache import AnyImageCache
+from pool.upkeep.image_cache import ImageCache
 from pool.wire import AnyReport, DuplicateReport, HeldElsewhereReport, StaleReport
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class JobEnds:
     ledger: Ledger
     policy: OutcomePolicy
     prefetch: Prefetch
-    images: AnyImageCache
+    images: ImageCache | None  # told of each docker job's image, when there is a cache
     known_services: frozenset[str]
     history: JobHistory
 
@@ -53,7 +53,8 @@ class JobEnds:
         else:
             outcome, result = self.policy.of_report(job.message, report)
             log.info("job finished", extra={"slot": slot.index, **result.summary()})
-            self.images.job_ended(result)
+            if self.images is not None:
+                self.images.job_ended(result)
             service = service_label(result.service, result.queue, self.known_services)
             record_job(outcome.status, result.duration_s or 0.0, report.bytes_in, report.bytes_out, service)
             if report.cache is not None:

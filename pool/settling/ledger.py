@@ -139,6 +139,15 @@ class Ledger:
             self.courier.add(Parcel(message.receipt, visible_until))
             return
         result = stored.result
-        outcome = Outcome(result.message_id, job_id, result.attempt, status, True, message.receipt,
-                          result.result_json, stored.reply_to, group_id=message.group_id)  # fmt: skip
+        outcome = Outcome(
+            result.message_id,
+            job_id,
+            result.attempt,
+            status,
+            True,
+            message.receipt,
+            result.result_json,
+            stored.reply_to,
+            group_id=message.group_id,
+        )
         self.add(outcome, visible_until)

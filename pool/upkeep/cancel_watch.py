@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class CancelWatch:
-    def __init__(self, marks: CancelMarks, poll_s: float, table: str | None = None) -> None:
+    def __init__(self, marks: CancelMarks, poll_s: float, slots: SlotTable, table: str | None = None) -> None:
         """`table`: the job table's name, if the marks are kept there."""
         self.marks = marks
+        self.slots = slots
         self.poll_s = poll_s
         self.table = table
         self._lock = threading.Lock()
@@ -53,7 +54,7 @@ class CancelWatch:
     def next_due(self) -> float:
         return self._due
 
-    def check(self, slots: SlotTable) -> None:
+    def tick(self) -> None:
         """Stop the running jobs found canceled; once due, hand the running jobs' ids to the thread.
         The slots' notice boards are read only then: the loop calls this on every iteration."""
         with self._lock:
@@ -63,8 +64,8 @@ class CancelWatch:
         if not found and not due:
             return
         running = {}
-        for slot in slots.busy():
-            accepted = slots.accepted(slot)
+        for slot in self.slots.busy():
+            accepted = self.slots.accepted(slot)
             if accepted is not None:
                 running[accepted.job_id] = slot
         for job_id, cancel in found.items():
@@ -98,24 +99,3 @@ class CancelWatch:
         with self._lock:
             self._found.update(found)
             self._unreachable = None
-
-
-class NoCancelWatch:
-    """A worker with nowhere to read cancel requests from (SQS without a job table)."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def problem(self) -> str | None:
-        return None
-
-    def table_note(self, note: TableNote) -> None: ...
-
-    def next_due(self) -> float | None:
-        return None
-
-    def check(self, slots: SlotTable) -> None: ...
-
-
-AnyCancelWatch = CancelWatch | NoCancelWatch

@@ -100,9 +100,15 @@ class CacheCleaner:
             record_image_removal(reason)
             log.info(
                 "removed an image",
-                extra={"image": use.reference, "reason": reason, "bytes": size, "last_used": use.last_used,
-                       "disk_share": share, "cache_bytes": pulled_bytes},
-            )  # fmt: skip
+                extra={
+                    "image": use.reference,
+                    "reason": reason,
+                    "bytes": size,
+                    "last_used": use.last_used,
+                    "disk_share": share,
+                    "cache_bytes": pulled_bytes,
+                },
+            )
         set_image_cache_bytes(pulled_bytes)
         set_disk_short(self.state_dir, self._short(share))
 
@@ -121,8 +127,9 @@ class CacheCleaner:
 
 
 class ImageCache:
-    def __init__(self, cleaner: CacheCleaner) -> None:
+    def __init__(self, cleaner: CacheCleaner, custody: Custody) -> None:
         self.cleaner = cleaner
+        self.custody = custody
         self.settings = cleaner.settings
         self._lock = threading.Lock()
         self._uses: list[ImageUse] = []  # to record, handed from the loop to the thread
@@ -158,14 +165,14 @@ class ImageCache:
     def next_due(self) -> float:
         return self._due
 
-    def check(self, custody: Custody) -> None:
+    def tick(self) -> None:
         """Once due: the images named by the messages held or running go to the thread, which
         then cleans."""
         if time.monotonic() < self._due:
             return
         self._due = time.monotonic() + self.settings.check_every_s
         protected = set()
-        for kept in custody.kept_visible():
+        for kept in self.custody.kept_visible():
             found = read_addressing(kept.message.body)
             if found.queue == "docker" and isinstance(found.service, str):
                 protected.add(qualified_name(found.service))
@@ -186,26 +193,3 @@ class ImageCache:
             with self._lock:
                 self._uses[:0] = uses  # kept for the next pass
             log.warning("image cache: cannot clean now", extra={"error": str(exc)})
-
-
-class NoImageCache:
-    """A worker that runs no docker jobs."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def problem(self) -> str | None:
-        return None
-
-    def pulled(self, note: PullNote) -> None: ...
-
-    def job_ended(self, result: JobResult) -> None: ...
-
-    def next_due(self) -> float | None:
-        return None
-
-    def check(self, custody: Custody) -> None: ...
-
-
-AnyImageCache = ImageCache | NoImageCache

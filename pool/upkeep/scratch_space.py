@@ -20,9 +20,18 @@ CHECK_EVERY_S = 1.0
 
 
 class ScratchSpace:
-    def __init__(self, scratch_dir: Path, reserve_bytes: int, free_bytes: Callable[[Path], int] | None = None) -> None:
+    def __init__(
+        self,
+        scratch_dir: Path,
+        reserve_bytes: int,
+        slots: SlotTable,
+        custody: Custody,
+        free_bytes: Callable[[Path], int] | None = None,
+    ) -> None:
         self.scratch_dir = scratch_dir
         self.reserve_bytes = reserve_bytes
+        self.slots = slots
+        self.custody = custody
         self._free_of = free_bytes or (lambda path: shutil.disk_usage(path).free)
         self.free_bytes: int | None = None  # at the last look; None: could not look
         self._due = 0.0
@@ -32,6 +41,12 @@ class ScratchSpace:
     def open(self) -> bool:
         """Whether new jobs may start."""
         return self.free_bytes is None or self.free_bytes >= self.reserve_bytes
+
+    def start(self) -> None:
+        pass  # no thread: a look at the free space is one statfs, in the loop
+
+    def stop(self) -> None:
+        pass
 
     def next_due(self) -> float:
         return self._due
@@ -45,7 +60,7 @@ class ScratchSpace:
             f"{format_size(self.reserve_bytes)} (--disk-reserve): no new job starts"
         )
 
-    def check(self, slots: SlotTable, custody: Custody) -> None:
+    def tick(self) -> None:
         """Look at the free space once due; act on a change."""
         if time.monotonic() < self._due:
             return
@@ -57,18 +72,18 @@ class ScratchSpace:
             self.free_bytes = None  # jobs report an unusable scratch directory themselves
         if was_open and not self.open:
             log.warning("scratch filesystem below its reserve; no new jobs", extra={"free_bytes": self.free_bytes})
-            custody.release_waiting("the scratch filesystem is below its reserve")
+            self.custody.release_waiting("the scratch filesystem is below its reserve")
         elif self.open and not was_open:
             log.info("scratch filesystem above its reserve again", extra={"free_bytes": self.free_bytes})
         short = self.free_bytes is not None and self.free_bytes < self.reserve_bytes // 2
         self._short_looks = self._short_looks + 1 if short else 0
         # On the second look in a row: the jobs' own measures (every 0.5 s) are fresh by then.
         if self._short_looks >= 2:
-            self._stop_the_largest(slots)
+            self._stop_the_largest()
 
-    def _stop_the_largest(self, slots: SlotTable) -> None:
+    def _stop_the_largest(self) -> None:
         """One job at a time: the next only once the last one asked to stop is gone."""
-        busy = slots.busy()
+        busy = self.slots.busy()
         if not busy or any(slot.shared.stop_request.value == STOP_FOR_DISK for slot in busy):
             return
         largest = max(busy, key=lambda slot: slot.shared.disk_bytes.value)
