@@ -14,7 +14,7 @@ from common import faults
 from common.logs import add_job_fields
 from common.sizes import format_size
 from journal.base import JobJournal, JournalError
-from journal.job_table import Claim
+from pool.child.attempt import Attempt
 from pool.child.gate import (
     Canceled,
     ClaimLost,
@@ -36,10 +36,8 @@ from pool.settings import ChildSettings
 from pool.wire import (
     AnyReport,
     DuplicateReport,
-    HeldElsewhereReport,
     JobAssignment,
     JobEventNote,
-    JobReport,
     StaleReport,
     TableNote,
 )
@@ -63,7 +61,7 @@ from staging.errors import StagingFault, StagingRejected
 from staging.file_store import LocalFileStore
 from staging.input_cache import InputCache
 from staging.s3_store import S3Store
-from staging.stager import StagedJob, Stager
+from staging.stager import Stager
 from staging.watch import bounded_transfer
 from staging.workspace import Workspace, read_stream
 
@@ -111,9 +109,7 @@ class JobExecutor:
             docker = DockerRunner(settings.docker, slot, on_pull=on_pull)
         native = NativeRunner(settings.pass_env, slot, on_job_start) if settings.native else None
         self.runners = Runners(native, docker)
-        self._staged: StagedJob | None = None  # the current job's inputs
-        self._claim: Claim | None = None  # the current job's, in the job table
-        self._last_workspace: Workspace | None = None
+        self._last_workspace: Workspace | None = None  # removed for good as the child leaves
         self._spare_directory: Path | None = None  # the last job's directory, left empty: the next one's
 
     def close(self) -> None:
@@ -124,11 +120,33 @@ class JobExecutor:
             self._last_workspace = self._spare_directory = None
 
     def execute(self, assignment: JobAssignment) -> AnyReport:
-        started = datetime.now(UTC)
-        self._staged = None
-        clock = time.monotonic()
-        result = new_result(assignment.message_id, assignment.receive_count, self.identity, started)
-        # The one decode of the body; even a rejection knows its job id and reply queue.
+        attempt = self._begin(assignment)
+        duplicate = self._finished_before(attempt)
+        if duplicate is not None:
+            return duplicate
+        verdict = self._admit(attempt)
+        if isinstance(verdict, FinishedElsewhere | HeldElsewhere):
+            return attempt.not_run_here(verdict)
+        claim = attempt.claim = verdict.claim
+        result = attempt.result
+        try:
+            if isinstance(verdict, Canceled):
+                fail(result, Status.CANCELED, "canceled", f"{verdict.cancel.describe()} (before it started)")
+                attempt.retryable = False
+            else:
+                log.info("job started", extra={"fence": claim.fence} if claim else None)
+                with self.gate.leased(claim, self.link):
+                    attempt.retryable = self._attempt(attempt)
+            attempt.finish()
+            final = self.settings.policy.is_final(result.status, attempt.retryable, assignment.receive_count)
+            self.gate.settle(result.id, claim, str(result.status), result.to_json(), final)
+        except ClaimLost:  # the supervisor says so, and publishes nothing of it
+            return StaleReport(assignment.message_id, result.id, claim.fence if claim else 0)
+        return attempt.report()
+
+    def _begin(self, assignment: JobAssignment) -> Attempt:
+        """The one decode of the body: even a rejection knows its job id and reply queue."""
+        result = new_result(assignment.message_id, assignment.receive_count, self.identity, datetime.now(UTC))
         decoded = self._decode(assignment)
         envelope = decoded.envelope
         reply_to, reply_to_problem = self._check_reply_to(envelope.reply_to)
@@ -136,56 +154,27 @@ class JobExecutor:
         result.service, result.queue = envelope.service, envelope.queue
         self._on_accepted(JobAccepted(assignment.message_id, result.id, result.service, reply_to, result.queue))
         add_job_fields(job_id=result.id, service=result.service)
-        duplicate = self._finished_before(assignment, decoded, result.id)
-        if duplicate is not None:
-            return duplicate
-        verdict = self._admit(assignment, decoded, result)
-        if isinstance(verdict, FinishedElsewhere | HeldElsewhere):
-            return _not_run_here(assignment, result.id, verdict, reply_to)
-        claim = self._claim = verdict.claim
-        try:
-            if isinstance(verdict, Canceled):
-                fail(result, Status.CANCELED, "canceled", f"{verdict.cancel.describe()} (before it started)")
-                retryable = False
-            else:
-                log.info("job started", extra={"fence": claim.fence} if claim else None)
-                with self.gate.leased(claim, self.link):
-                    retryable = self._attempt(assignment, decoded, result, reply_to, reply_to_problem)
-            result.finished_at = utc_timestamp()
-            result.duration_s = round(time.monotonic() - clock, 3)
-            final = self.settings.policy.is_final(result.status, retryable, assignment.receive_count)
-            self.gate.settle(result.id, claim, str(result.status), result.to_json(), final)
-        except ClaimLost:  # the supervisor says so, and publishes nothing of it
-            return StaleReport(assignment.message_id, result.id, claim.fence if claim else 0)
-        bytes_out, staged = sum(output.bytes for output in result.outputs), self._staged
-        bytes_in, cache = (staged.bytes_in, staged.cache) if staged else (0, None)
-        return JobReport(result, retryable, reply_to, bytes_in=bytes_in, bytes_out=bytes_out, cache=cache)
+        return Attempt(assignment, decoded, result, reply_to, reply_to_problem, time.monotonic())
 
-    def _admit(self, assignment: JobAssignment, decoded: DecodedBody, result: JobResult) -> Verdict:
+    def _admit(self, attempt: Attempt) -> Verdict:
         """The gate's verdict for a request to run (a rejection or a test message needs none)."""
-        request = decoded.request
+        request = attempt.decoded.request
         if request is None or request.test:  # a body with a defect has no request
             return Go(None)
-        return self.gate.admit(result.id, assignment.message_id)
+        return self.gate.admit(attempt.job_id, attempt.message_id)
 
-    def _attempt(
-        self,
-        assignment: JobAssignment,
-        decoded: DecodedBody,
-        result: JobResult,
-        reply_to: str | None,
-        reply_to_problem: str | None,
-    ) -> bool:
-        """Run the job, filling in `result`; whether an error is worth another attempt."""
+    def _attempt(self, attempt: Attempt) -> bool:
+        """Run the job, filling in its result; whether an error is worth another attempt."""
+        result, defect, decoded = attempt.result, attempt.assignment.defect, attempt.decoded
         try:
-            if assignment.defect is not None and assignment.defect.retryable:
-                raise StagingFault(assignment.defect.problem)
+            if defect is not None and defect.retryable:
+                raise StagingFault(defect.problem)
             if decoded.rejection is not None:
                 raise decoded.rejection
             request = decoded.request
             assert request is not None
-            found = self._check_addressed_to_us(request, reply_to_problem)
-            self._run(request, found, result, reply_to, assignment.gpus)
+            found = self._check_addressed_to_us(request, attempt.reply_to_problem)
+            self._run(attempt, request, found)
         except ClaimLost:
             raise
         except RequestRejected as exc:
@@ -206,20 +195,21 @@ class JobExecutor:
             fail(result, Status.ERROR, "internal", f"{type(exc).__name__}: {exc}")
         return True
 
-    def _finished_before(self, assignment: JobAssignment, decoded: DecodedBody, job_id: str) -> DuplicateReport | None:
+    def _finished_before(self, attempt: Attempt) -> DuplicateReport | None:
         """With deduplication by job id: a job the journal has as finished under another
         message is not run again (the supervisor deletes this message)."""
+        decoded = attempt.decoded
         if self.journal is None or decoded.request is None or decoded.envelope.id is None:
             return None
         try:
-            finished = self.journal.finished_job(job_id)
+            finished = self.journal.finished_job(attempt.job_id)
         except JournalError as exc:
             log.error("cannot look the job up in the journal; running it", extra={"error": str(exc)})
             return None
-        if finished is None or finished.message_id == assignment.message_id:
+        if finished is None or finished.message_id == attempt.message_id:
             return None
         log.info("job already finished under another message", extra={"finished_as": finished.message_id})
-        return DuplicateReport(assignment.message_id, job_id, str(finished.status), finished.message_id)
+        return DuplicateReport(attempt.message_id, attempt.job_id, str(finished.status), finished.message_id)
 
     def _decode(self, assignment: JobAssignment) -> DecodedBody:
         """The request; or, for a body the queue could not fetch, a rejection or nothing to read."""
@@ -255,11 +245,9 @@ class JobExecutor:
             raise RequestRejected("reply_to", reply_to_problem)
         return found
 
-    def _run(
-        self, request: JobRequest, found: Route, result: JobResult, reply_to: str | None, gpus: tuple[str, ...]
-    ) -> None:
-        """`reply_to`: where the result goes, and so the job's events; `gpus`: the devices the
-        supervisor reserved for it."""
+    def _run(self, attempt: Attempt, request: JobRequest, found: Route) -> None:
+        """Stage in, run and stage out, in a job directory of its own."""
+        result = attempt.result
         if request.test:
             result.status = Status.ALIVE
             return
@@ -273,7 +261,7 @@ class JobExecutor:
             # A thread per transfer direction only where there is something to transfer.
             transfer_s = limits.transfer_timeout_s if command.names_files else None
             stage_in = partial(self.stager.stage_in, command, workspace, disk_limit_bytes=limits.disk_bytes)
-            staged = self._staged = bounded_transfer("stage-in", transfer_s, stage_in)
+            staged = attempt.staged = bounded_transfer("stage-in", transfer_s, stage_in)
             argv = build_argv(found.command, request.command.arguments, staged.argument_values)
             spec = RunSpec(
                 argv,
@@ -286,15 +274,15 @@ class JobExecutor:
                 image=request.service,
                 labels={"api-worker.job-id": result.id, "api-worker.message-id": result.message_id},
                 link=self.link,
-                gpus=gpus if self.settings.capacity.gpus else None,
+                gpus=attempt.assignment.gpus if self.settings.capacity.gpus else None,
             )
-            outcome = self._run_command(found.runner, spec, request, result, reply_to)
+            outcome = self._run_command(found.runner, spec, request, attempt)
             classify(result, outcome, limits)
             if outcome.stopped_for is StopReason.CANCELED:
                 cancel = self.gate.cancel_of(result.id)
                 fail(result, Status.CANCELED, "canceled", cancel.describe() if cancel else "canceled")
             else:
-                if outcome.stopped_for is StopReason.CLAIM_LOST or not self.gate.still_ours(self._claim):
+                if outcome.stopped_for is StopReason.CLAIM_LOST or not self.gate.still_ours(attempt.claim):
                     raise ClaimLost(result.id)
                 report = bounded_transfer("stage-out", transfer_s, partial(self.stager.stage_out, staged, workspace))
                 result.outputs, result.skipped = report.uploaded, report.skipped
@@ -310,13 +298,11 @@ class JobExecutor:
         self.stager.release(workspace)
         return workspace.remove()
 
-    def _run_command(
-        self, runner: Runner, spec: RunSpec, request: JobRequest, result: JobResult, reply_to: str | None
-    ) -> RunOutcome:
+    def _run_command(self, runner: Runner, spec: RunSpec, request: JobRequest, attempt: Attempt) -> RunOutcome:
         """Run it, unless a cancel came while its inputs were staged."""
         if self.link is not None and self.link.stop_requested() is StopReason.CANCELED:
             return RunOutcome(None, None, StopReason.CANCELED, Usage())
-        watcher = self._announce_start(request, result, spec, reply_to)
+        watcher = self._announce_start(request, attempt.result, spec, attempt.reply_to)
         try:
             return runner.run(spec)
         finally:
@@ -358,18 +344,3 @@ class _EventSender:
             self.emit(JobEventNote(self.message_id, event.to_json(), self.reply_to, self.sequence, event.progress))
         except Exception:  # an event is never worth the job
             log.warning("could not pass on an event of the job", exc_info=True)
-
-
-def _not_run_here(
-    assignment: JobAssignment, job_id: str, verdict: FinishedElsewhere | HeldElsewhere, reply_to: str | None
-) -> AnyReport:
-    if isinstance(verdict, FinishedElsewhere):
-        log.info("job already finished on another worker", extra={"finished_as": verdict.finished_as})
-        return DuplicateReport(
-            assignment.message_id, job_id, verdict.status, verdict.finished_as, verdict.result, reply_to
-        )
-    log.info(
-        "job claimed by another worker; not run here",
-        extra={"owner": verdict.owner, "lease_left_s": round(verdict.lease_left_s, 1)},
-    )
-    return HeldElsewhereReport(assignment.message_id, job_id, verdict.owner, verdict.lease_left_s)
