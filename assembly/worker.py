@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import IO
 
-from assembly.child_settings import admission, child_settings, image_state_dir, job_deadline_s
+from assembly.children import admission, child_settings, image_state_dir, job_deadline_s
 from assembly.monitoring import monitor
 from common.pathlock import PathInUse, hold_lock
 from config.capacity import disk_reserve_bytes
@@ -16,12 +16,12 @@ from config.settings import WorkerSettings
 from journal.base import JournalInUse
 from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
+from pool.child_settings import ChildSettings
 from pool.holding.custody import Custody
 from pool.holding.intake import AnyIntake, Intake, PollingIntake
 from pool.holding.prefetch import NO_PREFETCH, Prefetch, PrefetchSettings
 from pool.outcomes import OutcomePolicy
 from pool.parts import SupervisorParts, SupervisorSettings
-from pool.settings import ChildSettings
 from pool.settling.courier import ResultCourier
 from pool.settling.destinations import Destinations
 from pool.settling.job_ends import JobEnds

@@ -39,7 +39,7 @@ class WaitingJob(msgspec.Struct, frozen=True):
     group: str | None = None
 
 
-class FinishedJob(msgspec.Struct, frozen=True):
+class RecentJob(msgspec.Struct, frozen=True):
     job_id: str
     message_id: str
     status: str
@@ -117,7 +117,7 @@ class WorkerState(msgspec.Struct, frozen=True):
     resources: dict[str, Resource] = msgspec.field(default_factory=dict)  # memory_bytes, cpus, gpus
     draining: bool = False  # asked to take no new jobs for now
     waiting: list[WaitingJob] = msgspec.field(default_factory=list)  # the first held messages, in order
-    recent: list[FinishedJob] = msgspec.field(default_factory=list)  # newest first
+    recent: list[RecentJob] = msgspec.field(default_factory=list)  # newest first
     per_minute: list[MinuteTally] = msgspec.field(default_factory=list)  # the last hour, oldest first
     input_cache: InputCacheState | None = None  # None: the cache is off
 

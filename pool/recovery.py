@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pool.settings import ChildSettings
+from pool.child_settings import ChildSettings
 from runners.container_settings import WORKER_LABEL
 from runners.process import RunnerFault
 from staging.workspace import remove_stale_workspaces

@@ -22,10 +22,10 @@ from multiprocessing.process import BaseProcess
 
 from monitoring.metrics import record_child_restart, record_start
 from pool.child.main import child_main
+from pool.child_settings import ChildSettings
 from pool.handoff import hand_over
 from pool.holding.custody import Running
 from pool.notice_board import JobAccepted, new_notice_board, read
-from pool.settings import ChildSettings
 from pool.wire import ChildReady, FromChild, JobAssignment, SharedWithChild, StopChild
 
 log = logging.getLogger(__name__)

@@ -61,8 +61,8 @@ def worker_state(supervisor: SupervisorView) -> WorkerState:
         busy=len(busy),
         idle=sum(1 for slot in live if slot.idle),
         starting=sum(1 for slot in live if not slot.ready),
-        in_flight=len(busy) + custody.held + parts.courier.pending_count(),
-        held=custody.held,
+        in_flight=len(busy) + custody.held_count + parts.courier.pending_count(),
+        held=custody.held_count,
         jobs=jobs_by_status(),
         queue_errors=queue_error_count(),
         child_restarts=child_restart_count(),
@@ -105,7 +105,7 @@ def _running(slots: SlotTable, slot: Slot, clock: float) -> RunningJob:
 
 def _waiting(custody: Custody, clock: float) -> list[WaitingJob]:
     """The first MAX_WAITING_LISTED held messages, with what each waits for."""
-    if not custody.held:
+    if not custody.held_count:
         return []
     eligible_now, startable = custody.eligible_and_startable()
     eligible = {id(held) for held in eligible_now}

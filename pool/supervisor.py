@@ -200,7 +200,7 @@ class Supervisor:
         startable, blocked = self.custody.startable_and_blocked()
         starting = min(idle, len(startable))
         unfilled = idle - starting if blocked < self.slots.count else 0
-        return self.parts.prefetch.request(unfilled_slots=unfilled, held=self.custody.held - starting)
+        return self.parts.prefetch.request(unfilled_slots=unfilled, held=self.custody.held_count - starting)
 
     def _hold(self, received: list[ReceivedMessage]) -> None:
         """Hold the messages to run: not those the journal has as finished (deleted, not run
@@ -208,7 +208,7 @@ class Supervisor:
         if received:  # most loop iterations: nothing to look up
             fresh = self.ledger.answer_finished(received, time.monotonic() + self.custody.visibility_timeout)
             self.custody.hold(self.custody.take_redelivered(fresh))
-        if self.draining and self.custody.held:
+        if self.draining and self.custody.held_count:
             self.custody.release_waiting("the worker is drained")
 
     def _dispatch(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import psutil
 import pytest
 
-from assembly.child_settings import IMAGE_STATE_DIR_NAME
+from assembly.children import IMAGE_STATE_DIR_NAME
 from monitoring.state import STATUS_FILE_NAME
 from queues import default_instance_name, default_state_dir, open_queue
 from queues.base import OutgoingMessage

@@ -38,7 +38,7 @@ def test_held_messages_start_in_order_and_one_job_of_a_group_at_a_time(queue: Lo
     assert [held.message.body for held in custody.startable()] == ["plain"]
     custody.finish(first)
     assert custody.busy_groups() == set()
-    assert custody.held == 1 and [job.message.body for job in custody.running] == []
+    assert custody.held_count == 1 and [job.message.body for job in custody.running] == []
 
 
 def test_a_redelivered_message_keeps_its_place_and_takes_the_new_receipt(queue: LocalQueue) -> None:
@@ -69,7 +69,7 @@ def test_released_messages_are_on_the_queue_again_at_once(queue: LocalQueue) -> 
     assert queue.receive(10, 0, VISIBILITY_S) == []
     custody.release_waiting("shutting down")
     custody.release_running(job, "interrupted")
-    assert custody.held == 0 and custody.running == []
+    assert custody.held_count == 0 and custody.running == []
     assert sorted(message.body for message in queue.receive(10, 0, VISIBILITY_S)) == ["a", "b"]
 
 

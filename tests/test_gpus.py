@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from docker import APIClient
 
-from assembly.child_settings import box_gpus
+from assembly.children import box_gpus
 from runners.container import DockerRunner
 from runners.container_settings import ContainerSettings
 from runners.gpus import discover_gpus

@@ -15,8 +15,8 @@ from journal.base import Outcome
 from journal.sqlite import SqliteJournal
 from pool.admission import Capacity
 from pool.child.executor import JobExecutor
+from pool.child_settings import ChildSettings, NativeService
 from pool.outcomes import OutcomePolicy
-from pool.settings import ChildSettings, NativeService
 from pool.wire import DuplicateReport, JobAssignment, JobReport
 from protocol.result import Status
 from queues.base import BodyDefect

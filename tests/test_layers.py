@@ -126,7 +126,7 @@ def test_a_pool_child_imports_nothing_heavy_it_does_not_use() -> None:
 
 
 CHILD_SIDE = "pool.child"
-SHARED_BY_BOTH_SIDES = ("pool.wire", "pool.notice_board", "pool.settings", "pool.admission", "pool.outcomes")
+SHARED_BY_BOTH_SIDES = ("pool.wire", "pool.notice_board", "pool.child_settings", "pool.admission", "pool.outcomes")
 MAX_MODULES_IN_A_FOLDER = 20
 
 

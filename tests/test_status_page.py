@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from monitoring.metrics import REGISTRY
 from monitoring.monitor import Monitor
 from monitoring.page_actions import LOOPBACK, ActionRules, PageActions, Refused
-from monitoring.state import FinishedJob, MinuteTally, RunningJob, WaitingJob, WorkerState
+from monitoring.state import MinuteTally, RecentJob, RunningJob, WaitingJob, WorkerState
 from monitoring.status_page import PageFacts, PageView, render
 from protocol.cancel import CancelRequest, CancelUnavailable
 from testkit.moto_server import free_port
@@ -40,7 +40,7 @@ def state_with(text: str, now: float) -> WorkerState:
         running=[RunningJob(0, text, 1, 3.0, "native", job_id=text, named=text, kind="native",
                             progress_percent=40, progress_message=text)],
         waiting=[WaitingJob(text, 1, 2.0, "a free slot", group=text)], held=1,
-        recent=[FinishedJob(text, text, "failed", True, now, 1.0, 1, named=text, error=text)],
+        recent=[RecentJob(text, text, "failed", True, now, 1.0, 1, named=text, error=text)],
         per_minute=[MinuteTally(int(now // 60 * 60), 1, 1)],
     )  # fmt: skip
 

@@ -18,12 +18,12 @@ from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
 from monitoring.monitor import Monitor
 from pool.admission import Capacity
+from pool.child_settings import ChildSettings, NativeService
 from pool.holding.custody import Custody
 from pool.holding.intake import PollingIntake
 from pool.holding.prefetch import NO_PREFETCH, Prefetch
 from pool.outcomes import OutcomePolicy
 from pool.parts import SupervisorParts, SupervisorSettings
-from pool.settings import ChildSettings, NativeService
 from pool.settling.courier import ResultCourier
 from pool.settling.destinations import Destinations
 from pool.settling.job_ends import JobEnds

@@ -30,9 +30,9 @@ from pool.child.limits import resolve_limits
 from pool.child.progress import ProgressWatcher
 from pool.child.routes import Route, Runners, route
 from pool.child.status import classify, fail
+from pool.child_settings import ChildSettings
 from pool.notice_board import JobAccepted
 from pool.outcomes import new_result
-from pool.settings import ChildSettings
 from pool.wire import (
     AnyReport,
     DuplicateReport,

@@ -16,8 +16,8 @@ from common.logs import configure_logging, job_context
 from journal.sqlite import SqliteJournal
 from pool.child.channel import ChildChannel, EventPipe
 from pool.child.executor import JobExecutor
+from pool.child_settings import ChildSettings
 from pool.notice_board import post
-from pool.settings import ChildSettings
 from pool.wire import STOP_CODES, ChildReady, JobEnd, SharedWithChild, StopChild
 from runners.process import StopReason
 

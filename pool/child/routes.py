@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pool.settings import ChildSettings, NativeService
+from pool.child_settings import ChildSettings, NativeService
 from protocol.request import JobRequest, RequestRejected
 from runners.limits import JobLimits
 from runners.process import Runner

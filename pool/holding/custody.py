@@ -68,7 +68,7 @@ class Custody:
         self.running: list[Running] = []
 
     @property
-    def held(self) -> int:
+    def held_count(self) -> int:
         """Messages received and waiting for a slot."""
         return len(self.lanes)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from monitoring.state import FinishedJob, MinuteTally
+from monitoring.state import MinuteTally, RecentJob
 from protocol.result import FAILURES, JobResult
 
 KEPT_JOBS = 100
@@ -16,14 +16,14 @@ MAX_ERROR_CHARS = 500
 
 class JobHistory:
     def __init__(self) -> None:
-        self._jobs: deque[FinishedJob] = deque(maxlen=KEPT_JOBS)
+        self._jobs: deque[RecentJob] = deque(maxlen=KEPT_JOBS)
         self._minutes: dict[int, list[int]] = {}  # minute (epoch // 60) -> [finished, failed]
 
     def add(self, result: JobResult, final: bool, now: float | None = None) -> None:
         now = time.time() if now is None else now
         error = None if result.error is None else result.error.message[:MAX_ERROR_CHARS]
         status = str(result.status)
-        job = FinishedJob(
+        job = RecentJob(
             result.id, result.message_id, status, final, now, result.duration_s, result.attempt, result.service, error
         )
         self._jobs.append(job)
@@ -34,7 +34,7 @@ class JobHistory:
             oldest = min(self._minutes)
             del self._minutes[oldest]
 
-    def recent(self) -> list[FinishedJob]:
+    def recent(self) -> list[RecentJob]:
         """Newest first."""
         return list(reversed(self._jobs))
 

@@ -11,8 +11,8 @@ from config.settings import WorkerSettings
 from journal.job_table import JobTable
 from pool.admission import Admission, Capacity
 from pool.child.gate import GateSettings
+from pool.child_settings import ChildSettings, NativeService
 from pool.outcomes import OutcomePolicy
-from pool.settings import ChildSettings, NativeService
 from queues import local_cancel_marks
 from queues.base import JobQueue
 from runners.container_settings import ContainerSettings
