@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 import boto3  # noqa: E402
 
 from bench.sqs_servers import SERVERS, ServerLoad, start_server  # noqa: E402
-from protocol.result import epoch_seconds  # noqa: E402
+from testkit.timestamps import epoch_seconds  # noqa: E402
 
 WORKERS = 4
 

@@ -36,9 +36,9 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from protocol.result import epoch_seconds  # noqa: E402
 from queues.local import LocalQueue  # noqa: E402
 from testkit.moto_server import free_port  # noqa: E402
+from testkit.timestamps import epoch_seconds  # noqa: E402
 
 TRIVIAL_JOB = json.dumps({"service": "bench", "queue": "native", "command": {"arguments": []}})
 EVENTS_JOB = json.dumps({"service": "bench", "queue": "native", "events": True, "command": {"arguments": []}})

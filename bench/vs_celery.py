@@ -49,8 +49,8 @@ sys.path.insert(0, str(REPO))
 import boto3  # noqa: E402
 
 from bench.sqs_servers import SERVERS, ServerLoad, SqsServer, start_server  # noqa: E402
-from protocol.result import epoch_seconds  # noqa: E402
 from queues.local import LocalQueue  # noqa: E402
+from testkit.timestamps import epoch_seconds  # noqa: E402
 
 JOB = json.dumps({"service": "bench", "queue": "native", "command": {"arguments": []}})
 CELERY_APP = """

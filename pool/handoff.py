@@ -26,7 +26,7 @@ DIRECT_BYTES = 32 * 1024  # well under Linux's 64 KiB pipe capacity
 def hand_over(connection: Connection, assignment: JobAssignment) -> None:
     data = bytes(ForkingPickler.dumps(assignment))
     if len(data) <= DIRECT_BYTES:
-        with contextlib.suppress(OSError):  # the child just died: _replace_dead hands the job on
+        with contextlib.suppress(OSError):  # the child just died: its exit (SlotTable.replace) hands the job on
             connection.send_bytes(data)
         return
     threading.Thread(target=_send, args=(connection, data), name="hand-over", daemon=True).start()

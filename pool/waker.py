@@ -1,5 +1,7 @@
 """The self-pipe that wakes the supervisor's loop: from a signal handler (which only records
-the signal) or from a helper thread that has something for the loop."""
+the signal) or from a helper thread that has something for the loop. It lives as long as the
+process: a helper thread may still wake it as the supervisor exits, and a closed descriptor's
+number could by then name another file."""
 
 from __future__ import annotations
 
@@ -25,8 +27,3 @@ class Waker:
         with contextlib.suppress(BlockingIOError):
             while os.read(self._read, 512):
                 pass
-
-    def close(self) -> None:
-        for descriptor in (self._read, self._write):
-            with contextlib.suppress(OSError):
-                os.close(descriptor)

@@ -78,15 +78,6 @@ def _decode(body: str, max_bytes: int) -> DecodedBody:
     return DecodedBody(Envelope(request.id, request.service, request.queue, request.reply_to), request)
 
 
-def parse_request(body: str, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> JobRequest:
-    """The request in `body`; raise `RequestRejected` naming the first bad field."""
-    decoded = decode_body(body, max_bytes)
-    if decoded.rejection is not None:
-        raise decoded.rejection
-    assert decoded.request is not None
-    return decoded.request
-
-
 def _parse_leniently(body: str, *, strict: bool) -> Any:
     """The standard library's reading of an invalid body, within the nesting limit; None (or,
     when `strict`, a rejection saying why) if it cannot read it either."""

@@ -158,8 +158,3 @@ class JobEvent(msgspec.Struct, frozen=True, omit_defaults=True):
 
 def utc_timestamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def epoch_seconds(timestamp: str) -> float:
-    """A result's or a log line's timestamp (ISO 8601, `Z` for UTC) as epoch seconds."""
-    return datetime.fromisoformat(timestamp).timestamp()

@@ -229,14 +229,6 @@ class LocalQueue:
         except sqlite3.Error as exc:
             raise QueueError(f"cannot read local queue {self.path}: {exc}", operation="read") from exc
 
-    def in_flight_count(self) -> int:
-        """How many messages are received and not yet visible again."""
-        row = self._db().execute(
-            "SELECT COUNT(*) FROM messages WHERE queue = ? AND receive_count > 0 AND visible_at > ?",
-            (self.name, time.time()),
-        )
-        return int(row.fetchone()[0])
-
     def drop(self) -> None:
         """Delete every message of this queue (used for private reply queues)."""
         self._execute("DELETE FROM messages WHERE queue = ?", (self.name,))

@@ -71,10 +71,6 @@ class RunOutcome:
     stopped_for: StopReason | None  # None: the job ended by itself
     usage: Usage
 
-    @property
-    def timed_out(self) -> bool:
-        return self.stopped_for is StopReason.TIMEOUT
-
 
 class Runner(Protocol):
     def recover(self) -> None:

@@ -94,10 +94,6 @@ class S3Store:
                 self._buckets[bucket] = store
             return store
 
-    def warm_up(self) -> None:
-        """Import boto3 and make the client now rather than on the first transfer."""
-        self._s3()
-
     def stat(self, uri: ObjectUri) -> StoredObject:
         try:
             head = self._s3().head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED")

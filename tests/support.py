@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,6 +25,8 @@ import pytest
 
 from assembly.children import IMAGE_STATE_DIR_NAME
 from monitoring.state import STATUS_FILE_NAME
+from protocol.body import DEFAULT_MAX_BODY_BYTES, decode_body
+from protocol.request import JobRequest
 from queues import default_instance_name, default_state_dir, open_queue
 from queues.base import OutgoingMessage
 from queues.local import LocalQueue
@@ -412,3 +415,22 @@ def required_program(name: str, package: str) -> str:
     if found is None:
         unavailable(f"{name} is not installed (Debian's {package} package)")
     return found
+
+
+def parse_request(body: str) -> JobRequest:
+    """The request in `body`; `RequestRejected` naming the first bad field."""
+    decoded = decode_body(body, DEFAULT_MAX_BODY_BYTES)
+    if decoded.rejection is not None:
+        raise decoded.rejection
+    assert decoded.request is not None
+    return decoded.request
+
+
+def in_flight_count(queue: LocalQueue) -> int:
+    """How many messages of an embedded queue are received and not yet visible again."""
+    with contextlib.closing(sqlite3.connect(queue.path)) as db:
+        row = db.execute(
+            "SELECT COUNT(*) FROM messages WHERE queue = ? AND receive_count > 0 AND visible_at > ?",
+            (queue.name, time.time()),
+        ).fetchone()
+    return int(row[0])

@@ -7,10 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pool.child.limits import resolve_limits
-from protocol.body import parse_request
 from runners.disk import DiskProbe, tree_bytes
 from runners.limits import JobLimits
-from tests.support import Worker, job
+from tests.support import Worker, job, parse_request
 
 WorkerFactory = Callable[..., Worker]
 

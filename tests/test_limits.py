@@ -8,9 +8,9 @@ import pytest
 
 from common.sizes import format_size, parse_size
 from pool.child.limits import resolve_limits
-from protocol.body import parse_request
 from protocol.request import RequestRejected
 from runners.limits import JobLimits, cores_for
+from tests.support import parse_request
 
 CEILINGS = JobLimits(timeout_s=60, memory_bytes=parse_size("1G"), cpus=2, cpu_seconds=100, transfer_timeout_s=600)
 

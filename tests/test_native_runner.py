@@ -50,7 +50,7 @@ def test_stdin_stdout_and_stderr_are_separate_files(workspace: Workspace) -> Non
         "data",
     )
     outcome = NativeRunner().run(run_spec)
-    assert (outcome.exit_code, outcome.signal, outcome.timed_out) == (0, None, False)
+    assert (outcome.exit_code, outcome.signal, (outcome.stopped_for is StopReason.TIMEOUT)) == (0, None, False)
     assert run_spec.stdout_path.read_text() == "DATA\n"
     assert run_spec.stderr_path.read_text() == "warn\n"
     assert outcome.usage.cpu_seconds is not None
@@ -98,7 +98,7 @@ def test_timeout_kills_the_whole_tree(workspace: Workspace) -> None:
     pid_file = workspace.root / "grandchild.pid"
     code = _spawn_sleeper(pid_file) + "time.sleep(60)\n"
     outcome = NativeRunner().run(spec(workspace, python(code), limits=JobLimits(timeout_s=1.0), kill_grace_s=1))
-    assert outcome.timed_out
+    assert outcome.stopped_for is StopReason.TIMEOUT
     assert outcome.signal in ("SIGTERM", "SIGKILL")
     grandchild = int(wait_until(lambda: pid_file.read_text() if pid_file.exists() else None, 5, "the pid file"))
     wait_until(lambda: not process_exists(grandchild) or _is_zombie(grandchild), 5, "the grandchild to die")
@@ -109,7 +109,7 @@ def test_a_job_ignoring_sigterm_is_killed_after_the_grace(workspace: Workspace) 
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
     )
     outcome = NativeRunner().run(spec(workspace, python(code), limits=JobLimits(timeout_s=0.5), kill_grace_s=0.5))
-    assert (outcome.timed_out, outcome.signal) == (True, "SIGKILL")
+    assert ((outcome.stopped_for is StopReason.TIMEOUT), outcome.signal) == (True, "SIGKILL")
 
 
 def test_leftover_processes_of_a_finished_job_are_killed(workspace: Workspace) -> None:

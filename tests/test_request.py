@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from protocol.body import Envelope, decode_body, parse_request
+from protocol.body import Envelope, decode_body
 from protocol.request import RequestRejected
+from tests.support import parse_request
 
 SEED: dict[str, Any] = {
     "test": False,

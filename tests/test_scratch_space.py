@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from config.capacity import DiskReserve, disk_reserve, disk_reserve_bytes
-from protocol.result import epoch_seconds
 from testkit.moto_server import free_port
+from testkit.timestamps import epoch_seconds
 from testkit.waiting import wait_until
 from tests.support import Worker, health, job, unavailable
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from testkit.waiting import wait_until
-from tests.support import REPO, Worker, job, pool_children, process_exists
+from tests.support import REPO, Worker, in_flight_count, job, pool_children, process_exists
 
 WorkerFactory = Callable[..., Worker]
 
@@ -88,7 +88,7 @@ def test_no_more_messages_are_received_than_there_are_free_slots(worker_factory:
     waiting = [worker.submit(job()) for _ in range(5)]
     wait_until(lambda: worker.jobs.count() == 7, 5, "all messages queued")
     # Both slots are busy: the five waiting messages stay in the queue, untouched.
-    assert worker.jobs.in_flight_count() == 2
+    assert in_flight_count(worker.jobs) == 2
     assert all(worker.results_for(m) == [] for m in waiting)
     assert {first, second}.isdisjoint(waiting)
 
@@ -123,7 +123,7 @@ def test_sigkill_of_the_supervisor_leaves_no_job_running(tmp_path: Path) -> None
     restarted = Worker(tmp_path, options=options).start()
     try:
         wait_until((tmp_path / "started").exists, 30, "the job to run again")
-        assert restarted.jobs.in_flight_count() == 1
+        assert in_flight_count(restarted.jobs) == 1
         starts = [r for r in restarted.log_records() if r.get("message") == "job started"]
         assert (starts[-1]["message_id"], starts[-1]["attempt"]) == (message_id, 2)
     finally:

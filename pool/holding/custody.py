@@ -100,10 +100,6 @@ class Custody:
         service's jobs than its cap leaves room for (the others pass them by)."""
         return self.eligible_and_startable()[1]
 
-    def blocked(self) -> int:
-        """Held messages that could start but for their service's cap or the box's capacity."""
-        return self.startable_and_blocked()[1]
-
     def _admitted(self, found: list[Held]) -> list[Held]:
         """Of `found`, in order, those their service's cap and the box's capacity let start."""
         if not found or (not self.caps and self.admission is None):
