@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from common.clock import SYSTEM_CLOCK, Clock
 from monitoring.monitor import Monitor
 from pool.holding.custody import Custody
 from pool.holding.intake import AnyIntake
@@ -72,3 +73,4 @@ class SupervisorParts:
     upkeep: tuple[Upkeep, ...]  # the periodic parts, ticked by the loop: space, and images and cancels if any
     history: JobHistory
     ends: JobEnds
+    clock: Clock = SYSTEM_CLOCK  # what the loop reads; the parts were each given the same

@@ -15,11 +15,11 @@ import multiprocessing
 import os
 import selectors
 import signal
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from common.clock import SYSTEM_CLOCK, Clock
 from monitoring.metrics import record_child_restart, record_start
 from pool.child.main import child_main
 from pool.child_settings import ChildSettings
@@ -70,7 +70,10 @@ class LostJob:
 
 
 class SlotTable:
-    def __init__(self, child: ChildSettings, count: int, job_deadline_s: float | None) -> None:
+    def __init__(
+        self, child: ChildSettings, count: int, job_deadline_s: float | None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.clock = clock
         self.child = child
         self.count = count
         self.job_deadline_s = job_deadline_s  # None: a job may hold its slot for as long as it likes
@@ -110,7 +113,7 @@ class SlotTable:
         message = job.message
         slot.job = job
         slot.handed += 1
-        record_start(message.sent_at, time.time())
+        record_start(message.sent_at, self.clock.time())
         # If the child just died, `replace` reports the job lost and it is handed on.
         hand_over(
             slot.connection,
@@ -193,7 +196,7 @@ class SlotTable:
         swapping): the child is killed (its exit respawns the slot) and the job returned, to go
         to another slot at once, costing no attempt. Asked once per job, and only of jobs that
         old: a quick job is never asked."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         taken_back = []
         for slot in self.slots:
             job = slot.job
@@ -220,7 +223,7 @@ class SlotTable:
         limit = self.job_deadline_s
         if limit is None:
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for slot in self.slots:
             job = slot.job
             if job is None or slot.killed_for is not None or now - job.started < limit:
@@ -246,11 +249,11 @@ class SlotTable:
         busy = self.busy()
         for slot in busy:
             slot.process.terminate()
-        deadline = time.monotonic() + CHILD_EXIT_TIMEOUT_S
+        deadline = self.clock.monotonic() + CHILD_EXIT_TIMEOUT_S
         interrupted = []
         for slot in busy:
             assert slot.job is not None
-            slot.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            slot.process.join(timeout=max(0.0, deadline - self.clock.monotonic()))
             if slot.process.is_alive():
                 slot.process.kill()
                 slot.process.join()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
@@ -46,7 +45,7 @@ class SupervisorView(Protocol):
 
 def worker_state(supervisor: SupervisorView) -> WorkerState:
     slots, custody, parts = supervisor.slots, supervisor.custody, supervisor.parts
-    now, clock = time.time(), time.monotonic()
+    now, clock = parts.clock.time(), parts.clock.monotonic()
     live = slots.live()
     busy = [slot for slot in live if slot.job is not None]
     threads = (parts.intake, parts.outbox, parts.ledger, parts.monitor, *parts.upkeep)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import selectors
 import signal
-import time
 from types import FrameType
 
 from common import faults
@@ -45,8 +44,8 @@ class Supervisor:
         self.parts = parts
         self.slots, self.custody, self.intake = parts.slots, parts.custody, parts.intake
         self.ledger, self.courier, self.outbox = parts.ledger, parts.courier, parts.outbox
-        self.history, self.ends = parts.history, parts.ends
-        self.started_at = time.time()
+        self.history, self.ends, self.clock = parts.history, parts.ends, parts.clock
+        self.started_at = self.clock.time()
         self.stopping = False
         self.draining = False  # the status page asked for no new jobs until it asks again
         self.stop_deadline: float | None = None
@@ -89,7 +88,7 @@ class Supervisor:
             self._handle_signals()
             for command in self.parts.monitor.commands():
                 self._drain(command == DRAIN)
-            if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
+            if self.stop_deadline is not None and self.clock.monotonic() >= self.stop_deadline:
                 log.warning("shutdown grace is over: interrupting running jobs", extra={"jobs": len(self.slots.busy())})
                 self._force_stop()
                 continue
@@ -162,7 +161,7 @@ class Supervisor:
                     extra={"signal": name, "grace_s": self.settings.shutdown_grace_s},
                 )
                 self._begin_stop()
-                self.stop_deadline = time.monotonic() + self.settings.shutdown_grace_s
+                self.stop_deadline = self.clock.monotonic() + self.settings.shutdown_grace_s
             else:
                 log.warning("stopping now: running jobs are interrupted and released", extra={"signal": name})
                 self._force_stop()
@@ -206,7 +205,7 @@ class Supervisor:
         """Hold the messages to run: not those the journal has as finished (deleted, not run
         again), nor a redelivery of one running or waiting here (it takes the new receipt)."""
         if received:  # most loop iterations: nothing to look up
-            fresh = self.ledger.answer_finished(received, time.monotonic() + self.custody.visibility_timeout)
+            fresh = self.ledger.answer_finished(received, self.clock.monotonic() + self.custody.visibility_timeout)
             self.custody.hold(self.custody.take_redelivered(fresh))
         if self.draining and self.custody.held_count:
             self.custody.release_waiting("the worker is drained")
@@ -277,7 +276,7 @@ class Supervisor:
     def _seconds_to_next_due(self) -> float:
         """Until the earliest part is due (the end of the shutdown grace too); at most LONGEST_WAIT_S."""
         due = [part.next_due() for part in _timed_parts(self.parts)]
-        now = time.monotonic()
+        now = self.clock.monotonic()
         return max(
             0.0, min(moment for moment in [now + LONGEST_WAIT_S, self.stop_deadline, *due] if moment is not None) - now
         )

@@ -14,6 +14,7 @@ from pool.holding.lanes import Held
 from pool.settling.outbox import InlineOutbox
 from queues.base import OutgoingMessage, ReceivedMessage
 from queues.local import LocalQueue
+from testkit.clock import FakeClock
 
 VISIBILITY_S = 30.0
 
@@ -126,3 +127,18 @@ def test_without_caps_no_body_is_read(queue: LocalQueue) -> None:
     custody = Custody(queue, InlineOutbox(), VISIBILITY_S)
     custody.hold(received(queue, native_job("gdal")))
     assert [held.service for held in custody.lanes] == [None] and custody.startable_and_blocked()[1] == 0
+
+
+def test_the_heartbeat_is_due_at_half_the_visibility_on_the_custodys_clock(queue: LocalQueue) -> None:
+    clock = FakeClock()
+    custody = Custody(queue, InlineOutbox(), VISIBILITY_S, clock=clock)
+    custody.hold(received(queue, "long job"))
+    job = custody.start(custody.startable()[0])
+    assert custody.next_due() == clock.monotonic() + VISIBILITY_S / 2
+    clock.advance(VISIBILITY_S / 2 - 1)
+    custody.extend_visibility()
+    assert job.visible_until == 1000.0 + VISIBILITY_S  # not due yet: nothing asked of the queue
+    clock.advance(1)
+    custody.extend_visibility()
+    assert job.visible_until == clock.monotonic() + VISIBILITY_S
+    assert custody.next_due() == clock.monotonic() + VISIBILITY_S / 2

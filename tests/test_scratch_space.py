@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from config.capacity import DiskReserve, disk_reserve, disk_reserve_bytes
+from pool.upkeep.scratch_space import CHECK_EVERY_S, ScratchSpace
+from testkit.clock import FakeClock
 from testkit.moto_server import free_port
 from testkit.timestamps import epoch_seconds
 from testkit.waiting import wait_until
@@ -90,3 +92,29 @@ def _unhealthy(port: int) -> list[str] | None:
     status, body = health(port)
     problems: list[str] = body.get("problems", [])
     return problems if status == 503 and problems else None
+
+
+def test_the_reserve_is_looked_at_once_a_second_on_its_clock(tmp_path: Path) -> None:
+    clock, looks = FakeClock(), []
+
+    def free(path: Path) -> int:
+        looks.append(path)
+        return 10
+
+    space = ScratchSpace(tmp_path, 100, SlotsAtRest(), HeldNothing(), free, clock=clock)  # type: ignore[arg-type]
+    space.tick()
+    space.tick()
+    assert len(looks) == 1 and not space.open and space.next_due() == clock.monotonic() + CHECK_EVERY_S
+    clock.advance(CHECK_EVERY_S)
+    space.tick()
+    assert len(looks) == 2
+
+
+class SlotsAtRest:
+    def busy(self) -> list[object]:
+        return []
+
+
+class HeldNothing:
+    def release_waiting(self, why: str) -> None:
+        pass

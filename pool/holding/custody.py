@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
+from common.clock import SYSTEM_CLOCK, Clock
 from pool.admission import NOTHING, Admission, Reservation, total
 from pool.holding.lanes import Held, Lanes
 from pool.settling.outbox import Outbox
@@ -56,7 +57,10 @@ class Custody:
         visibility_timeout: float,
         caps: Mapping[str, int] | None = None,
         admission: Admission | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         """`caps`: the most jobs of a native service that may run at once, by service;
         `admission`: the box's capacity, which running jobs' reservations must fit."""
         self.queue = queue
@@ -126,18 +130,19 @@ class Custody:
         return room
 
     def hold(self, messages: list[ReceivedMessage]) -> None:
-        visible_until = time.monotonic() + self.visibility_timeout
+        visible_until = self.clock.monotonic() + self.visibility_timeout
         self.lanes.add(self._held(message, visible_until) for message in messages)
 
     def _held(self, message: ReceivedMessage, visible_until: float) -> Held:
         """Its capped service and reservation, from one cheap read of its body, and only where a
         cap or the box's capacity may apply."""
         if (not self.caps and self.admission is None) or message.defect is not None:
-            return Held(message, visible_until)
+            return Held(message, visible_until, held_since=self.clock.monotonic())
         found = read_addressing(message.body)
         service = found.native_service()
         reservation = NOTHING if self.admission is None else self.admission.reservation(found)
-        return Held(message, visible_until, service if service in self.caps else None, reservation)
+        capped = service if service in self.caps else None
+        return Held(message, visible_until, capped, reservation, held_since=self.clock.monotonic())
 
     def take_redelivered(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """The messages that are new here. A redelivery of one running or waiting here is not:
@@ -160,12 +165,12 @@ class Custody:
                     extra={"message_id": message.message_id, "attempt": message.receive_count},
                 )
             holder.message = message
-            holder.visible_until = time.monotonic() + self.visibility_timeout
+            holder.visible_until = self.clock.monotonic() + self.visibility_timeout
         return fresh
 
     def start(self, held: Held) -> Running:
         self.lanes.take(held)
-        job = Running(held.message, held.visible_until, held.service, held.reservation)
+        job = Running(held.message, held.visible_until, held.service, held.reservation, started=self.clock.monotonic())
         if self.admission is not None and held.reservation.gpus:
             job.gpus = self.admission.take_gpus(held.reservation.gpus)
         self.running.append(job)
@@ -179,7 +184,8 @@ class Custody:
     def put_back(self, job: Running) -> None:
         """A job handed back before it started (its child never took it): first in line again."""
         self.finish(job)
-        self.lanes.put_back(Held(job.message, job.visible_until, job.service, job.reservation))
+        now = self.clock.monotonic()
+        self.lanes.put_back(Held(job.message, job.visible_until, job.service, job.reservation, held_since=now))
 
     def release(self, messages: list[ReceivedMessage], why: str, *, after_s: float = 0.0) -> None:
         """Back to the queue, for this worker or another: at once, or once hidden for `after_s`."""
@@ -187,7 +193,7 @@ class Custody:
             return
         changes = [VisibilityChange(m.receipt, after_s) for m in messages]
         log.info("releasing messages", extra={"count": len(messages), "reason": why, "hidden_s": round(after_s, 1)})
-        deadline = time.monotonic() + self.visibility_timeout
+        deadline = self.clock.monotonic() + self.visibility_timeout
         self.outbox.submit(
             f"release {len(messages)} messages", partial(self.queue.change_visibility, changes), deadline
         )
@@ -210,7 +216,7 @@ class Custody:
 
     def extend_visibility(self) -> None:
         """Messages whose visibility is half over are hidden for another full timeout."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         margin = self.visibility_timeout / 2
         due = [kept for kept in self.kept_visible() if kept.visible_until - now <= margin]
         if not due:

@@ -12,10 +12,10 @@ journal answers it without a rerun.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from common.clock import SYSTEM_CLOCK, Clock
 from journal.base import JobJournal, JournalError, Outcome
 from journal.health import JournalHealth
 from pool.outcomes import JobEventMessage
@@ -151,7 +151,7 @@ class _Delivery:
             job_queue.delete(deletes)
             job_queue.change_visibility(retries)
         except QueueError as exc:
-            if time.monotonic() < min(p.give_up_at for p in self.parcels):
+            if self.courier.clock.monotonic() < min(p.give_up_at for p in self.parcels):
                 raise
             log.warning(
                 "messages not settled before their visibility lapsed; the journal answers them when they come back",
@@ -207,7 +207,9 @@ class ResultCourier:
         journal: JobJournal,
         health: JournalHealth,
         dead_letter_queue: JobQueue | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.job_queue = job_queue
         self.destinations = destinations
         self.outbox = outbox
@@ -220,7 +222,7 @@ class ResultCourier:
 
     def add(self, parcel: Parcel) -> None:
         self._pending.append(parcel)
-        self._added.append(time.monotonic())
+        self._added.append(self.clock.monotonic())
 
     def pending_count(self) -> int:
         """Messages answered whose answer waits for its batch to go out (events not counted)."""
@@ -230,7 +232,7 @@ class ResultCourier:
         """When the pending parcels must go out (None: nothing pending)."""
         if not self._pending:
             return None
-        return max(0.0, self._added[0] + self._batch_delay_s - time.monotonic())
+        return max(0.0, self._added[0] + self._batch_delay_s - self.clock.monotonic())
 
     def next_due(self) -> float | None:
         """When the pending parcels must go out (monotonic; None: nothing pending)."""

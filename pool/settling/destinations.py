@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
+from common.clock import SYSTEM_CLOCK, Clock
 from queues.base import JobQueue
 
 log = logging.getLogger(__name__)
@@ -14,7 +14,8 @@ UNUSABLE_TTL_S = 60.0  # how long a reply_to that names no queue is not asked ab
 
 
 class Destinations:
-    def __init__(self, job_queue: JobQueue, result_queue: JobQueue | None) -> None:
+    def __init__(self, job_queue: JobQueue, result_queue: JobQueue | None, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.job_queue = job_queue
         self.result_queue = result_queue
         self._lock = threading.Lock()
@@ -29,7 +30,7 @@ class Destinations:
             return self.result_queue
         with self._lock:
             known = self._known.get(reply_to)
-            unusable = self._unusable_until.get(reply_to, 0.0) > time.monotonic()
+            unusable = self._unusable_until.get(reply_to, 0.0) > self.clock.monotonic()
         if known is not None:
             return known
         if unusable:
@@ -41,7 +42,7 @@ class Destinations:
                 "unusable reply_to; result sent to the result queue", extra={"reply_to": reply_to, "error": str(exc)}
             )
             with self._lock:
-                self._unusable_until[reply_to] = time.monotonic() + UNUSABLE_TTL_S
+                self._unusable_until[reply_to] = self.clock.monotonic() + UNUSABLE_TTL_S
             return self.result_queue
         with self._lock:
             self._known[reply_to] = queue

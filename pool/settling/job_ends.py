@@ -5,7 +5,6 @@ worker holds is hidden until that worker's lease ends, and a stale attempt publi
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 
 from journal.base import Outcome
@@ -35,7 +34,7 @@ class JobEnds:
 
     def reported(self, slot: Slot, job: Running, report: AnyReport) -> None:
         self.custody.finish(job)
-        self.prefetch.job_ended(time.monotonic() - job.started)
+        self.prefetch.job_ended(self.custody.clock.monotonic() - job.started)
         if isinstance(report, DuplicateReport):
             resend = None if report.stored is None else Resend(report.stored, report.reply_to)
             self.ledger.answer_duplicate(

@@ -3,9 +3,9 @@ many finished (and failed) in each minute of the last hour."""
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
+from common.clock import SYSTEM_CLOCK, Clock
 from monitoring.state import MinuteTally, RecentJob
 from protocol.result import FAILURES, JobResult
 
@@ -15,12 +15,13 @@ MAX_ERROR_CHARS = 500
 
 
 class JobHistory:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self._jobs: deque[RecentJob] = deque(maxlen=KEPT_JOBS)
         self._minutes: dict[int, list[int]] = {}  # minute (epoch // 60) -> [finished, failed]
 
     def add(self, result: JobResult, final: bool, now: float | None = None) -> None:
-        now = time.time() if now is None else now
+        now = self.clock.time() if now is None else now
         error = None if result.error is None else result.error.message[:MAX_ERROR_CHARS]
         status = str(result.status)
         job = RecentJob(
@@ -40,7 +41,7 @@ class JobHistory:
 
     def per_minute(self, now: float | None = None) -> list[MinuteTally]:
         """One tally for each of the last KEPT_MINUTES minutes, oldest first, this minute last."""
-        now = time.time() if now is None else now
+        now = self.clock.time() if now is None else now
         this_minute = int(now // 60)
         tallies = []
         for minute in range(this_minute - KEPT_MINUTES + 1, this_minute + 1):

@@ -5,9 +5,9 @@ left undelivered sent again at start-up."""
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
+from common.clock import SYSTEM_CLOCK, Clock
 from common.thread_health import GuardedThread
 from journal.base import JobJournal, JournalError, Outcome
 from journal.health import JournalHealth
@@ -30,8 +30,15 @@ class Resend:
 
 class Ledger:
     def __init__(
-        self, journal: JobJournal, health: JournalHealth, courier: ResultCourier, *, retention_s: float
+        self,
+        journal: JobJournal,
+        health: JournalHealth,
+        courier: ResultCourier,
+        *,
+        retention_s: float,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.journal = journal
         self.health = health
         self.courier = courier
@@ -59,7 +66,7 @@ class Ledger:
 
     def next_due(self) -> float | None:
         """Outcomes to record are due at once."""
-        return time.monotonic() if self._finished else None
+        return self.clock.monotonic() if self._finished else None
 
     def record(self) -> None:
         """Outcomes go into the journal, in one transaction, before anything of them is sent;
@@ -90,7 +97,7 @@ class Ledger:
             return
         unsent = sum(1 for outcome in left if outcome.result_json)
         log.info("delivering what the previous run left", extra={"outcomes": len(left), "unsent_results": unsent})
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for outcome in left:
             self.courier.add(Parcel(outcome.receipt, now, outcome))
         self.courier.flush(force=True)

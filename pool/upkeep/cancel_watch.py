@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
+from common.clock import SYSTEM_CLOCK, Clock
 from common.thread_health import GuardedThread
 from monitoring.metrics import record_thread_failure
 from pool.slots import SlotTable
@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class CancelWatch:
-    def __init__(self, marks: CancelMarks, poll_s: float, slots: SlotTable, table: str | None = None) -> None:
+    def __init__(
+        self, marks: CancelMarks, poll_s: float, slots: SlotTable, table: str | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.clock = clock
         """`table`: the job table's name, if the marks are kept there."""
         self.marks = marks
         self.slots = slots
@@ -30,7 +33,7 @@ class CancelWatch:
         self._asked: list[str] = []  # job ids to look up
         self._found: dict[str, CancelRequest] = {}
         self._unreachable: str | None = None
-        self._due = time.monotonic()
+        self._due = self.clock.monotonic()
         self._thread = GuardedThread("cancel-watch", self._look_when_asked, count_failure=record_thread_failure)
 
     def start(self) -> None:
@@ -59,7 +62,7 @@ class CancelWatch:
         The slots' notice boards are read only then: the loop calls this on every iteration."""
         with self._lock:
             found, self._found = self._found, {}
-        now = time.monotonic()
+        now = self.clock.monotonic()
         due = now >= self._due
         if not found and not due:
             return

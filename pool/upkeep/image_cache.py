@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from common.clock import SYSTEM_CLOCK, Clock
 from common.thread_health import GuardedThread
 from journal.base import ImageUse, JournalError
 from monitoring.image_metrics import record_image_pull, record_image_removal, set_image_cache_bytes
@@ -127,14 +127,15 @@ class CacheCleaner:
 
 
 class ImageCache:
-    def __init__(self, cleaner: CacheCleaner, custody: Custody) -> None:
+    def __init__(self, cleaner: CacheCleaner, custody: Custody, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.cleaner = cleaner
         self.custody = custody
         self.settings = cleaner.settings
         self._lock = threading.Lock()
         self._uses: list[ImageUse] = []  # to record, handed from the loop to the thread
         self._protected: set[str] = set()
-        self._due = time.monotonic()
+        self._due = self.clock.monotonic()
         self._thread = GuardedThread("image-cache", self._clean_when_asked, count_failure=record_thread_failure)
 
     def start(self) -> None:
@@ -150,13 +151,13 @@ class ImageCache:
         """A child's pull: counted; a pulled image is this worker's, and the cache looks at once."""
         record_image_pull(note.seconds, note.failure)
         if note.failure is None:
-            self._add(ImageUse(note.image, time.time(), pulled=True))
-            self._due = time.monotonic()
+            self._add(ImageUse(note.image, self.clock.time(), pulled=True))
+            self._due = self.clock.monotonic()
 
     def job_ended(self, result: JobResult) -> None:
         """A docker job's image was used (unless the job was refused before it ran)."""
         if result.queue == "docker" and isinstance(result.service, str) and result.status != Status.REJECTED:
-            self._add(ImageUse(result.service, time.time(), pulled=False))
+            self._add(ImageUse(result.service, self.clock.time(), pulled=False))
 
     def _add(self, use: ImageUse) -> None:
         with self._lock:
@@ -168,9 +169,9 @@ class ImageCache:
     def tick(self) -> None:
         """Once due: the images named by the messages held or running go to the thread, which
         then cleans."""
-        if time.monotonic() < self._due:
+        if self.clock.monotonic() < self._due:
             return
-        self._due = time.monotonic() + self.settings.check_every_s
+        self._due = self.clock.monotonic() + self.settings.check_every_s
         protected = set()
         for kept in self.custody.kept_visible():
             found = read_addressing(kept.message.body)
@@ -188,7 +189,7 @@ class ImageCache:
             protected = set(self._protected)
         try:
             self.cleaner.records.record_image_uses(uses)
-            self.cleaner.clean(protected, time.time())
+            self.cleaner.clean(protected, self.clock.time())
         except (JournalError, RunnerFault, OSError) as exc:
             with self._lock:
                 self._uses[:0] = uses  # kept for the next pass

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common.clock import SYSTEM_CLOCK, Clock
 from common.sizes import format_size
 from pool.holding.custody import Custody
 from pool.slots import SlotTable
@@ -27,7 +27,10 @@ class ScratchSpace:
         slots: SlotTable,
         custody: Custody,
         free_bytes: Callable[[Path], int] | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.scratch_dir = scratch_dir
         self.reserve_bytes = reserve_bytes
         self.slots = slots
@@ -62,9 +65,9 @@ class ScratchSpace:
 
     def tick(self) -> None:
         """Look at the free space once due; act on a change."""
-        if time.monotonic() < self._due:
+        if self.clock.monotonic() < self._due:
             return
-        self._due = time.monotonic() + CHECK_EVERY_S
+        self._due = self.clock.monotonic() + CHECK_EVERY_S
         was_open = self.open
         try:
             self.free_bytes = self._free_of(self.scratch_dir)
