@@ -16,6 +16,7 @@ from config.settings import WorkerSettings
 from journal.base import JournalInUse
 from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
+from monitoring.metrics import record_queue_call
 from pool.child_settings import ChildSettings
 from pool.holding.custody import Custody
 from pool.holding.intake import AnyIntake, Intake, PollingIntake
@@ -36,6 +37,7 @@ from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
 from queues import default_result_queue, open_queue
 from queues.base import LONG_POLL_S, POLL_INTERVAL_S, JobQueue
+from queues.call_timing import watch_calls
 from staging.workspace import SCRATCH_LOCK_NAME
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ def _serve(settings: WorkerSettings, scratch_dir: Path) -> int:
 
 
 def _run(settings: WorkerSettings, scratch_dir: Path, journal: SqliteJournal) -> int:
+    watch_calls(record_queue_call)
     bucket = settings.large_payload_bucket
     job_queue = open_queue(settings.queue, bucket, settings.max_body_size)
     result_queue = (

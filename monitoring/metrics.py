@@ -43,6 +43,15 @@ HELD = Gauge(
     registry=REGISTRY,
 )
 QUEUE_ERRORS = Counter("api_worker_queue_errors", "Failed queue calls, by call", ["call"], registry=REGISTRY)
+QUEUE_CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25)
+QUEUE_CALLS = Histogram(
+    "api_worker_queue_call_seconds",
+    "How long each call to a remote queue (SQS) took, by call; a receive's time includes its long poll",
+    ["call"],
+    buckets=QUEUE_CALL_BUCKETS,
+    registry=REGISTRY,
+)
+QUEUE_CALL_NAMES = ("receive", "send", "delete", "change_visibility")
 DUPLICATE_DELIVERIES = Counter(
     "api_worker_duplicate_deliveries",
     "Messages received again after their job had finished: deleted from the journal's record, not run",
@@ -147,6 +156,8 @@ def start_metrics() -> None:
     for direction in ("in", "out"):
         STAGED_BYTES.labels(direction)
     record_input_cache(hits=0, misses=0, evicted=0, bytes_saved=0, bytes_fetched=0)
+    for call in QUEUE_CALL_NAMES:
+        QUEUE_CALLS.labels(call)
 
 
 def record_start(sent_at: float | None, now: float) -> None:
@@ -163,6 +174,10 @@ def watch_health(healthy: Callable[[], bool]) -> None:
 
 def record_dead_letter() -> None:
     DEAD_LETTERS.inc()
+
+
+def record_queue_call(call: str, seconds: float) -> None:
+    QUEUE_CALLS.labels(call).observe(seconds)
 
 
 def record_queue_error(call: str) -> None:

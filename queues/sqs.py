@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -33,6 +34,7 @@ from queues.base import (
     check_group_id,
     outgoing,
 )
+from queues.call_timing import call_took
 
 MAX_VISIBILITY_S = 43200
 REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its send call
@@ -126,12 +128,15 @@ class SqsQueue:
     def _call(self, name: str, action: Callable[[], T]) -> T:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
+        started = time.perf_counter()
         try:
             return action()
         except (BotoCoreError, ClientError) as exc:
             raise QueueError(f"{name} on {self.url} failed: {exc}", operation=name) from exc
         except Exception as exc:  # the extended client raises its own kinds
             raise QueueError(f"{name} on {self.url} failed: {type(exc).__name__}: {exc}", operation=name) from exc
+        finally:
+            call_took(name, time.perf_counter() - started)
 
     @property
     def reply_address(self) -> str:

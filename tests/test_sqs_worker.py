@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from testkit.moto_server import MotoServer
+from testkit.moto_server import MotoServer, free_port
 from testkit.waiting import wait_until
 from tests.support import REPO, SUPERVISOR, TcpProxy, Worker, job, new_queue
 
@@ -124,3 +126,22 @@ def test_submit_wait_against_sqs(sqs_worker: Any, tmp_path: Path) -> None:
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["stdout"] == "CLI"
+
+
+def test_each_sqs_call_is_timed_on_metrics_by_call(sqs_worker: Any) -> None:
+    port = free_port()
+    worker = sqs_worker(options=["--metrics-port", str(port)]).start()
+    assert worker.result(worker.submit(job()))["status"] == "succeeded"
+
+    def counts() -> dict[str, float] | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        found = {
+            call: float(match.group(1))
+            for call in ("receive", "send", "delete", "change_visibility")
+            if (match := re.search(rf'api_worker_queue_call_seconds_count\{{call="{call}"\}} (\S+)', text))
+        }
+        return found if found.get("delete", 0) >= 1 else None
+
+    found = wait_until(counts, 20, "the delete to be timed")
+    assert found["receive"] >= 1 and found["send"] >= 1 and "change_visibility" in found
