@@ -23,6 +23,7 @@ x16, back to back; Celery's other two settings in the first round only. Rates ar
 medians and each ratio the median of the rounds' own ratios.
 
 Usage: python bench/vs_celery.py [--server localstack|moto] [--jobs 500 5000] [--rounds 3]
+       python bench/vs_celery.py --latency-ms 0 5 10 [--jobs 2000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import boto3  # noqa: E402
 
 from bench.sqs_servers import SERVERS, ServerLoad, SqsServer, start_server  # noqa: E402
 from queues.local import LocalQueue  # noqa: E402
+from testkit.tcp_proxy import TcpProxy  # noqa: E402
 from testkit.timestamps import epoch_seconds  # noqa: E402
 
 JOB = json.dumps({"service": "bench", "queue": "native", "command": {"arguments": []}})
@@ -156,8 +158,16 @@ class LogTimes:
 
 
 def run_ours(
-    root: Path, name: str, queue: str, *, result_queue: str | None, jobs: int, server: SqsServer | None
+    root: Path,
+    name: str,
+    queue: str,
+    *,
+    result_queue: str | None,
+    jobs: int,
+    server: SqsServer | None,
+    endpoint: str | None = None,
 ) -> Run:
+    """`endpoint`: where the worker's SQS calls go, if not straight to the server (a delay proxy)."""
     log_path = root / f"ours-{name}.log"
     meter = Meter(server)
     results = ["--result-queue", result_queue] if result_queue else []
@@ -166,8 +176,9 @@ def run_ours(
         "--scratch-dir", str(root / f"scratch-{name}"), "--journal", str(root / f"journal-{name}.sqlite3"),
         "native", "--service", "bench", "--", "true",
     ]  # fmt: skip
+    environment = {**os.environ, **({"AWS_ENDPOINT_URL_SQS": endpoint} if endpoint else {})}
     with log_path.open("wb") as log:
-        worker = subprocess.Popen(command, stdout=log, stderr=log)
+        worker = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
 
     logged = LogTimes(log_path)
     wait_for(lambda: logged.read() >= jobs, 900, f"our worker's jobs ({name})")
@@ -178,13 +189,16 @@ def run_ours(
     return run
 
 
-def run_ours_on_sqs(root: Path, sqs: Any, server: SqsServer, *, jobs: int, tag: str) -> Run:
+def run_ours_on_sqs(
+    root: Path, sqs: Any, server: SqsServer, *, jobs: int, tag: str, proxy_port: int | None = None
+) -> Run:
     queue = sqs.create_queue(QueueName=f"ours-jobs-{tag}")["QueueUrl"]
     results = sqs.create_queue(QueueName=f"ours-results-{tag}")["QueueUrl"]
     for start in range(0, jobs, 10):
         entries = [{"Id": str(i), "MessageBody": JOB} for i in range(min(10, jobs - start))]
         sqs.send_message_batch(QueueUrl=queue, Entries=entries)
-    return run_ours(root, f"sqs-{tag}", queue, result_queue=results, jobs=jobs, server=server)
+    endpoint = None if proxy_port is None else f"http://127.0.0.1:{proxy_port}"
+    return run_ours(root, f"sqs-{tag}", queue, result_queue=results, jobs=jobs, server=server, endpoint=endpoint)
 
 
 def run_ours_embedded(root: Path, jobs: int, tag: str) -> Run:
@@ -193,16 +207,27 @@ def run_ours_embedded(root: Path, jobs: int, tag: str) -> Run:
     return run_ours(root, f"embedded-{tag}", f"local:{path}", result_queue=None, jobs=jobs, server=None)
 
 
-def run_celery(root: Path, sqs: Any, server: SqsServer, *, jobs: int, setting: CelerySetting, tag: str) -> Run:
+def run_celery(
+    root: Path,
+    sqs: Any,
+    server: SqsServer,
+    *,
+    jobs: int,
+    setting: CelerySetting,
+    tag: str,
+    proxy_port: int | None = None,
+) -> Run:
+    """`proxy_port`: a delay proxy in front of the server, which Celery's calls all go through."""
     name = f"{tag}-{setting.prefetch}-{int(setting.acks_late)}"
     queue = sqs.create_queue(QueueName=f"celery-{name}")["QueueUrl"]
     (root / "celery_bench_app.py").write_text(CELERY_APP)
     times = root / f"celery-times-{name}.txt"
     times.touch()
+    port = server.port if proxy_port is None else proxy_port
     environment = dict(
         os.environ,
-        BENCH_BROKER=f"sqs://bench:bench@127.0.0.1:{server.port}",
-        BENCH_QUEUE=queue,
+        BENCH_BROKER=f"sqs://bench:bench@127.0.0.1:{port}",
+        BENCH_QUEUE=queue.replace(f":{server.port}/", f":{port}/"),  # kombu sends to the queue's URL
         BENCH_TIMES=str(times),
         BENCH_PREFETCH=str(setting.prefetch),
         BENCH_ACKS_LATE="1" if setting.acks_late else "0",
@@ -291,12 +316,68 @@ def report(jobs: int, server_name: str, runs: dict[str, list[Run]]) -> None:
     )
 
 
+def behind_proxy(latency_ms: float, consume: Callable[..., Run]) -> Callable[[Any, SqsServer], Run]:
+    """`consume` with every answer of the server held `latency_ms` on its way back."""
+
+    def run(sqs: Any, server: SqsServer) -> Run:
+        proxy = TcpProxy(server.port, latency_s=latency_ms / 1000)
+        try:
+            return consume(sqs, server, proxy_port=proxy.port)
+        finally:
+            proxy.stop()
+
+    return run
+
+
+def latency_table(root: Path, server: str, jobs: int, rounds: int, latencies: list[float]) -> None:
+    """This worker and Celery at prefetch x16 behind a delay proxy, at each added latency."""
+    ours: dict[float, list[Run]] = defaultdict(list)
+    celery: dict[float, list[Run]] = defaultdict(list)
+    for index in range(rounds):
+        for latency in latencies:
+            tag = f"latency-{latency:g}-{jobs}-{index}"
+            consume = partial(run_ours_on_sqs, root, jobs=jobs, tag=tag)
+            ours[latency].append(on_fresh_server(server, root / f"server-ours-{tag}", behind_proxy(latency, consume)))
+            consume = partial(run_celery, root, jobs=jobs, setting=CELERY_THROUGHPUT, tag=tag)
+            directory = root / f"server-celery-{tag}"
+            celery[latency].append(on_fresh_server(server, directory, behind_proxy(latency, consume)))
+    base = latencies[0]
+    print(f"{jobs} jobs behind a delay proxy (medians of {rounds} rounds):")
+    print(
+        "| added latency | this worker | Celery x16, early ack | this worker vs its own "
+        f"{base:g} ms rate | requests per job |"
+    )
+    print("|---|---|---|---|---|")
+    for latency in latencies:
+        mine = [run.jobs_per_s / first.jobs_per_s for run, first in zip(ours[latency], ours[base], strict=False)]
+        ours_rate = statistics.median(run.jobs_per_s for run in ours[latency])
+        celery_rate = statistics.median(run.jobs_per_s for run in celery[latency])
+        requests = statistics.median(run.requests_per_job or 0 for run in ours[latency])
+        print(
+            f"| {latency:g} ms | {ours_rate:.0f} jobs/s | {celery_rate:.0f} jobs/s | {statistics.median(mine):.2f}x "
+            f"| {requests:.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", choices=SERVERS, default="localstack", help="the SQS server to run on")
     parser.add_argument("--jobs", type=int, nargs="+", default=[500, 5000], help="job counts, each run on all")
     parser.add_argument("--rounds", type=int, default=3, help="rounds at each job count (default 3)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="MS",
+        help="instead: this worker and Celery x16 behind a loopback proxy adding each latency (e.g. 0 5 10)",
+    )
     options = parser.parse_args()
+    if options.latency_ms is not None:
+        with tempfile.TemporaryDirectory() as temporary:
+            for jobs in options.jobs:
+                latency_table(Path(temporary), options.server, jobs, options.rounds, options.latency_ms)
+        return
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
         print(f"trivial jobs, 2 worker processes each, on {options.server} (SQS; a fresh server for each run) and")

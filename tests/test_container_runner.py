@@ -17,9 +17,10 @@ from docker import APIClient
 
 from testkit.images import BASE_IMAGE
 from testkit.moto_server import MotoServer, free_port
+from testkit.tcp_proxy import TcpProxy
 from testkit.waiting import wait_until
 from tests.engine import EmptyRegistry, engine_socket_path, worker_containers
-from tests.support import REPO, SEED_INPUTS, TcpProxy, Worker, check_seed_result, seed_job
+from tests.support import REPO, SEED_INPUTS, Worker, check_seed_result, seed_job
 
 WorkerFactory = Callable[..., Worker]
 

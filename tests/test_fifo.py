@@ -20,8 +20,9 @@ from queues.base import OutgoingMessage, QueueError, VisibilityChange
 from queues.local import LocalQueue
 from queues.sqs import SqsQueue
 from testkit.moto_server import MotoServer
+from testkit.tcp_proxy import TcpProxy
 from testkit.waiting import wait_until
-from tests.support import REPO, SUPERVISOR, TcpProxy, Worker, job, new_queue
+from tests.support import REPO, SUPERVISOR, Worker, job, new_queue
 
 WorkerFactory = Callable[..., Worker]
 

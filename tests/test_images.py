@@ -18,8 +18,9 @@ from docker.errors import ImageNotFound
 from testkit.images import busybox_root_filesystem
 from testkit.moto_server import MotoServer
 from testkit.registry import LocalRegistry, registry_missing
+from testkit.tcp_proxy import TcpProxy
 from testkit.waiting import wait_until
-from tests.support import TcpProxy, Worker, unavailable
+from tests.support import Worker, unavailable
 
 WorkerFactory = Callable[..., Worker]
 ECR_ACCOUNT = "123456789012"  # moto's default account: its token's password is "ACCOUNT-auth-token"

@@ -17,8 +17,9 @@ import psutil
 import pytest
 
 from testkit.moto_server import MotoServer, create_job_table, free_port
+from testkit.tcp_proxy import TcpProxy
 from testkit.waiting import wait_until
-from tests.support import REPO, SUPERVISOR, TcpProxy, Worker, health, job, new_queue, queue_is_empty
+from tests.support import REPO, SUPERVISOR, Worker, health, job, new_queue, queue_is_empty
 
 VISIBILITY_S = 3  # a claim's lease: twice that, renewed every half of it
 

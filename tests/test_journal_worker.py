@@ -22,8 +22,9 @@ from journal.base import Outcome
 from journal.sqlite import FORMAT_VERSION, SqliteJournal
 from queues.base import BATCH_MAX
 from testkit.moto_server import MotoServer, free_port
+from testkit.tcp_proxy import TcpProxy
 from testkit.waiting import wait_until
-from tests.support import TcpProxy, Worker, health, job, queue_is_empty
+from tests.support import Worker, health, job, queue_is_empty
 
 WorkerFactory = Callable[..., Worker]
 

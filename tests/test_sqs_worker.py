@@ -14,8 +14,9 @@ from typing import Any
 import boto3
 
 from testkit.moto_server import MotoServer, free_port
+from testkit.tcp_proxy import TcpProxy
 from testkit.waiting import wait_until
-from tests.support import REPO, SUPERVISOR, TcpProxy, Worker, job, new_queue
+from tests.support import REPO, SUPERVISOR, Worker, job, new_queue
 
 
 def test_jobs_and_test_messages_run_through_sqs(sqs_worker: Any) -> None:
