@@ -62,6 +62,9 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            for end in (client, upstream):  # no Nagle: a request's second piece must not wait for an ACK
+                if end.family != socket.AF_UNIX:
+                    end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 if self._listener is not listener:  # stopped meanwhile: this one must not get through
                     client.close()
