@@ -109,9 +109,8 @@ class S3Store:
         return self._with_part_size(stored)
 
     def list_pages(self, prefix: ObjectUri) -> Iterator[list[StoredObject]]:
-        pages = self._s3().get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key)
         try:
-            for page in pages:
+            for page in self._s3().get_paginator("list_objects_v2").paginate(Bucket=prefix.bucket, Prefix=prefix.key):
                 found = []
                 for item in page.get("Contents", []):
                     if item["Key"].endswith("/"):

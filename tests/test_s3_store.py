@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from protocol.request import Command
-from protocol.uris import ObjectUri
+from protocol.uris import ObjectUri, parse_uri
 from staging import s3_store
 from staging.errors import StagingFault, StagingRejected
 from staging.s3_store import S3Store
@@ -212,3 +212,9 @@ def test_many_small_files_move_concurrently_and_long_transfers_log_progress(
     assert not list(directory.glob("*.partial*"))
     progress = [r for r in caplog.records if r.getMessage() == "transfer progress"]
     assert progress and all(hasattr(r, "mb_per_s") for r in progress)
+
+
+def test_a_listing_whose_client_cannot_be_made_is_a_fault_naming_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")  # boto3 refuses to make the session
+    with pytest.raises(StagingFault, match="s3://bucket/inputs/"):
+        next(S3Store().list_pages(parse_uri("s3://bucket/inputs/", prefix=True)))

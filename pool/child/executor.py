@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 from common import faults
 from common.logs import add_job_fields
@@ -66,7 +65,6 @@ from staging.watch import bounded_transfer
 from staging.workspace import Workspace, read_stream
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class JobExecutor:
