@@ -7,6 +7,7 @@ inside the job directory, and nothing outside it is ever uploaded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -96,8 +97,9 @@ class Stager:
             stderr_path=workspace.stderr,
         )
         prefixes = [(f"command.input[{index}]", text) for index, text in enumerate(command.input)]
-        # The prefixes are listed a page ahead of the downloads, starting now.
-        with ReadAhead(self._prefix_pages(prefixes, workspace, watch)) as pages:
+        listing = self._prefix_pages(prefixes, workspace, watch)
+        # The prefixes are listed a page ahead of the downloads, starting now; no thread without any.
+        with ReadAhead(listing) if prefixes else contextlib.nullcontext(listing) as pages:
             self._name_files(command, workspace, staged, downloads, watch)
             before = self.cache.counters.copy() if self.cache else None
             objects, staged.bytes_in = self._fetch_inputs(chain([downloads], pages), workspace, watch, disk_limit_bytes)

@@ -162,5 +162,5 @@ def test_a_job_s_last_events_go_with_its_report_and_a_running_job_s_at_once() ->
     events.send(at_the_end)  # the job's own thread: held for its report
     assert not receiving.poll(0)
     report = StaleReport("m1", "j1", 1)
-    assert events.end(JobEnd(report)) == JobEnd(report, (at_the_end,))
-    assert events.end(JobEnd(report)) == JobEnd(report)
+    assert events.end(report) == JobEnd(report, (at_the_end,))
+    assert events.end(report) == JobEnd(report)

@@ -12,7 +12,7 @@ import threading
 from multiprocessing.connection import Connection
 
 from common import faults
-from pool.wire import FromChild, JobAssignment, JobEnd, JobEventNote, StopChild, ToChild
+from pool.wire import AnyReport, FromChild, JobAssignment, JobEnd, JobEventNote, StopChild, ToChild
 
 GARBAGE = b"\x80\x05garbled"  # what the "garbled-report" fault sends instead of a report: no pickle
 
@@ -58,7 +58,7 @@ class EventPipe:
         else:
             self.channel.send(note)
 
-    def end(self, end: JobEnd) -> JobEnd:
-        """The job's end with the held events."""
+    def end(self, report: AnyReport) -> JobEnd:
+        """The job's end: its report, with the events held for it."""
         held, self.held = tuple(self.held), []
-        return JobEnd(end.report, held)
+        return JobEnd(report, held)

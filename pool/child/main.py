@@ -18,7 +18,7 @@ from pool.child.channel import ChildChannel, EventPipe
 from pool.child.executor import JobExecutor
 from pool.child_settings import ChildSettings
 from pool.notice_board import post
-from pool.wire import STOP_CODES, ChildReady, JobEnd, SharedWithChild, StopChild
+from pool.wire import STOP_CODES, ChildReady, SharedWithChild, StopChild
 from runners.process import StopReason
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,6 @@ def _serve(executor: JobExecutor, channel: ChildChannel, slot: int, link: Shared
             report = executor.execute(assignment)
         link.reset()
         try:
-            channel.send(events.end(JobEnd(report)))
+            channel.send(events.end(report))
         except OSError:
             return  # the supervisor is gone; the message comes back after its visibility timeout
