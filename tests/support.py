@@ -299,6 +299,12 @@ def queue_is_empty(sqs: Any, url: str) -> bool:
     )
 
 
+def metrics(port: int) -> str:
+    """A worker's /metrics page on its metrics port."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
 def health(port: int) -> tuple[int, dict[str, Any]]:
     """A worker's /healthz answer on its metrics port: (HTTP status, body)."""
     try:

@@ -16,7 +16,7 @@ from protocol.body import Addressing, read_addressing
 from runners.limits import JobLimits
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
-from tests.support import Worker, job
+from tests.support import Worker, job, metrics
 
 WorkerFactory = Callable[..., Worker]
 GIB = 1024**3
@@ -87,10 +87,9 @@ def test_status_and_metrics_show_capacity_and_reservations(worker_factory: Worke
     state = wait_until(reserved, 10, "the job's reservation in /status")
     assert state["resources"]["memory_bytes"] == {"capacity": GIB, "reserved": 600 * 1024**2}
     assert state["resources"]["cpus"] == {"capacity": 2.0, "reserved": 1.0}
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        metrics = response.read().decode()
-    assert 'api_worker_reserved{resource="memory_bytes"} 6.291456e+08' in metrics
-    assert 'api_worker_capacity{resource="cpus"} 2.0' in metrics
+    scraped = metrics(port)
+    assert 'api_worker_reserved{resource="memory_bytes"} 6.291456e+08' in scraped
+    assert 'api_worker_capacity{resource="cpus"} 2.0' in scraped
     text = worker.status_text()
     assert "reserved:   memory 600M of 1G, cpus 1 of 2, scratch " in text
     assert worker.result(message_id)["status"] == "succeeded"

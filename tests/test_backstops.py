@@ -25,14 +25,9 @@ from monitoring.state import STATUS_FILE_NAME
 from pool.supervisor import EXIT_LOOP_FAILURE
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
-from tests.support import Worker, health, job, pool_children, process_exists
+from tests.support import Worker, health, job, metrics, pool_children, process_exists
 
 WorkerFactory = Callable[..., Worker]
-
-
-def metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
 
 
 def unhealthy_with(port: int, words: str) -> list[str] | None:

@@ -10,8 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from queues.base import BATCH_MAX
 from testkit.moto_server import MotoServer, free_port
 from testkit.tcp_proxy import TcpProxy
 from testkit.waiting import wait_until
-from tests.support import Worker, health, job, queue_is_empty
+from tests.support import Worker, health, job, metrics, queue_is_empty
 
 WorkerFactory = Callable[..., Worker]
 
@@ -165,8 +163,7 @@ def test_a_finished_job_that_comes_back_is_answered_from_the_journal(
     wait_until(lambda: worker.jobs.count() == 0, 20, "the message to be deleted")
     assert run_count(runs) == 0 and not worker.log_records_with("job started")
     assert len(worker.results_for(message_id)) == 1
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        assert "api_worker_duplicate_deliveries_total 1.0" in response.read().decode()
+    assert "api_worker_duplicate_deliveries_total 1.0" in metrics(port)
 
 
 @pytest.mark.parametrize("dedupe", ["job-id", "message-id"])

@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import boto3
 from testkit.moto_server import MotoServer, free_port
 from testkit.tcp_proxy import TcpProxy
 from testkit.waiting import wait_until
-from tests.support import REPO, SUPERVISOR, Worker, job, new_queue
+from tests.support import REPO, SUPERVISOR, Worker, job, metrics, new_queue
 
 
 def test_jobs_and_test_messages_run_through_sqs(sqs_worker: Any) -> None:
@@ -135,8 +134,7 @@ def test_each_sqs_call_is_timed_on_metrics_by_call(sqs_worker: Any) -> None:
     assert worker.result(worker.submit(job()))["status"] == "succeeded"
 
     def counts() -> dict[str, float] | None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
+        text = metrics(port)
         found = {
             call: float(match.group(1))
             for call in ("receive", "send", "delete", "change_visibility")

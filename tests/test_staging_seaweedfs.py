@@ -30,7 +30,7 @@ from staging.workspace import Workspace
 from testkit.moto_server import free_port
 from testkit.s3_proxy import S3Proxy
 from testkit.waiting import wait_until
-from tests.support import Worker, job
+from tests.support import Worker, job, metrics
 
 PART = 1024 * 1024  # the engine's part size in these tests: multipart without large objects
 WorkerFactory = Callable[..., Worker]
@@ -230,10 +230,9 @@ def test_a_second_job_reads_its_input_from_the_cache_and_a_tampered_one_is_fetch
     assert {name: cache[name] for name in ("hits", "misses", "bytes_saved", "bytes_fetched")} == {
         "hits": 2, "misses": 3, "bytes_saved": 10, "bytes_fetched": 15}  # fmt: skip
     assert cache["directory"] == str(cache_dir.absolute())
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        metrics = response.read().decode()
-    assert 'api_worker_input_cache_total{event="hit"} 2.0' in metrics
-    assert 'api_worker_input_cache_bytes_total{kind="saved"} 10.0' in metrics
+    scraped = metrics(port)
+    assert 'api_worker_input_cache_total{event="hit"} 2.0' in scraped
+    assert 'api_worker_input_cache_bytes_total{kind="saved"} 10.0' in scraped
     text = worker.status_text()
     assert "inputs:     cache 2 hits, 3 misses (40% hits), 10B saved, 0 evicted; at most 10G in " in text
 
