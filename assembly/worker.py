@@ -21,6 +21,7 @@ from pool.child_settings import ChildSettings
 from pool.holding.custody import Custody
 from pool.holding.intake import AnyIntake, Intake, PollingIntake
 from pool.holding.prefetch import NO_PREFETCH, Prefetch, PrefetchSettings
+from pool.holding.round_trip import RoundTrip
 from pool.outcomes import OutcomePolicy
 from pool.parts import SupervisorParts, SupervisorSettings
 from pool.settling.courier import ResultCourier
@@ -36,7 +37,7 @@ from pool.upkeep.image_cache import CacheCleaner, ImageCache, ImageCacheSettings
 from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
 from queues import default_result_queue, open_queue
-from queues.base import LONG_POLL_S, POLL_INTERVAL_S, JobQueue
+from queues.base import LONG_POLL_S, POLL_INTERVAL_S, DeliveryProfile, JobQueue
 from queues.call_timing import watch_calls
 from staging.workspace import SCRATCH_LOCK_NAME
 
@@ -107,7 +108,8 @@ def _parts(
     policy: OutcomePolicy,
 ) -> SupervisorParts:
     waker = Waker()
-    outbox: Outbox = InlineOutbox() if job_queue.profile.calls_in_loop else ThreadOutbox()
+    profile = job_queue.profile
+    outbox: Outbox = InlineOutbox() if profile.calls_in_loop else ThreadOutbox(profile.calls_in_flight)
     health = JournalHealth(journal.location)
     courier = ResultCourier(
         job_queue,
@@ -120,8 +122,7 @@ def _parts(
     slots = SlotTable(child, settings.workers, job_deadline_s(child, settings.deadline_margin))
     custody = Custody(job_queue, outbox, settings.visibility_timeout, caps=_caps(settings), admission=admission(child))
     ledger = Ledger(journal, health, courier, retention_s=settings.journal_retention)
-    prefetch_settings = PrefetchSettings(settings.prefetch_window, settings.prefetch_max)
-    prefetch = Prefetch(prefetch_settings if job_queue.profile.prefetch else NO_PREFETCH, settings.workers)
+    prefetch = _prefetch(settings, profile)
     space = _scratch_space(settings, child.scratch_dir, slots, custody)
     images = _image_cache(settings, child, journal, custody)
     cancels = _cancel_watch(settings, child, slots)
@@ -145,6 +146,13 @@ def _parts(
         history=history,
         ends=JobEnds(custody, ledger, policy, prefetch, images, slots.known_services, history),
     )
+
+
+def _prefetch(settings: WorkerSettings, profile: DeliveryProfile) -> Prefetch:
+    prefetch_settings = PrefetchSettings(settings.prefetch_window, settings.prefetch_max)
+    round_trip = RoundTrip()
+    watch_calls(round_trip.observe)
+    return Prefetch(prefetch_settings if profile.prefetch else NO_PREFETCH, settings.workers, round_trip.seconds)
 
 
 def _cancel_watch(settings: WorkerSettings, child: ChildSettings, slots: SlotTable) -> CancelWatch | None:
@@ -215,4 +223,10 @@ def _intake(settings: WorkerSettings, job_queue: JobQueue, waker: Waker) -> AnyI
     long-polls any other, so the loop never waits on the network."""
     if job_queue.profile.calls_in_loop:
         return PollingIntake(job_queue, visibility_timeout=settings.visibility_timeout, poll_interval_s=POLL_INTERVAL_S)
-    return Intake(job_queue, visibility_timeout=settings.visibility_timeout, wait_seconds=LONG_POLL_S, wake=waker.wake)
+    return Intake(
+        job_queue,
+        visibility_timeout=settings.visibility_timeout,
+        wait_seconds=LONG_POLL_S,
+        wake=waker.wake,
+        receives_in_flight=job_queue.profile.receives_in_flight,
+    )

@@ -9,9 +9,12 @@ the same worker on the embedded queue; and a Celery worker (kombu's SQS transpor
 prefetch x4 (Celery's default), and prefetch x16 with early acks (for throughput).
 
 Printed for each: jobs/s from the first job's start to the last job's end, from the consumer's
-own timestamps (so start-up is not counted), the SQS requests per job, counted by the server
-from the consumer's start to its last job (the producer's sends are not counted), and the
-server's CPU share meanwhile. The server is LocalStack's own SQS provider by default (its
+own timestamps (so start-up is not counted); for this worker on SQS also the rate to the moment
+its last result is on the result queue and its last job message deleted ("settled", seen by
+polling the server directly: a worker whose sends and deletes lag its jobs shows there); the SQS
+requests per job, counted by the server from the consumer's start to its last job (this worker
+on SQS: until settled, the benchmark's own polls taken out; the producer's sends are not
+counted), and the server's CPU share meanwhile. The server is LocalStack's own SQS provider by default (its
 receive costs the same with 5 or 5,000 queued); `--server moto` runs on moto, whose receive
 walks the whole queue, so that with hundreds queued moto, not the consumer, sets the pace.
 Targets at N = 5,000: >= 2.5x Celery at prefetch x16, >= 0.8x the worker's own rate on the
@@ -105,6 +108,7 @@ class Run:
     jobs_per_s: float
     requests_per_job: float | None  # None: no SQS involved
     server_busy: float | None  # the server's CPU time over the consumer's run
+    settled_per_s: float | None = None  # to the last result sent and message deleted (this worker on SQS)
 
 
 class Meter:
@@ -113,11 +117,37 @@ class Meter:
     def __init__(self, server: SqsServer | None) -> None:
         self.load = None if server is None else ServerLoad(server)
 
-    def run(self, jobs: int, spans: list[tuple[float, float]]) -> Run:
-        rate = jobs / (max(end for _, end in spans) - min(start for start, _ in spans))
+    def run(self, jobs: int, spans: list[tuple[float, float]], settled: Settled | None = None) -> Run:
+        first = min(start for start, _ in spans)
+        rate = jobs / (max(end for _, end in spans) - first)
         if self.load is None:
             return Run(rate, None, None)
-        return Run(rate, self.load.requests() / jobs, self.load.busy())
+        if settled is None:
+            return Run(rate, self.load.requests() / jobs, self.load.busy())
+        requests = self.load.requests() - settled.polls
+        return Run(rate, requests / jobs, self.load.busy(), jobs / (settled.at - first))
+
+
+@dataclass(frozen=True)
+class Settled:
+    at: float  # epoch seconds when every result was on the result queue and every job message gone
+    polls: int  # the requests made to see it, not the consumer's
+
+
+def wait_settled(sqs: Any, jobs_queue: str, results_queue: str, jobs: int) -> Settled:
+    """Polls the server (not through any proxy) until the consumer has sent every result and
+    deleted every job message: a worker whose sends and deletes fall behind its jobs shows here."""
+    polls = 0
+    deadline = time.monotonic() + 300
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    while time.monotonic() < deadline:
+        left = sqs.get_queue_attributes(QueueUrl=jobs_queue, AttributeNames=names)["Attributes"]
+        sent = sqs.get_queue_attributes(QueueUrl=results_queue, AttributeNames=names[:1])["Attributes"]
+        polls += 2
+        if sum(int(left[name]) for name in names) == 0 and int(sent[names[0]]) >= jobs:
+            return Settled(time.time(), polls)
+        time.sleep(0.02)
+    raise RuntimeError("timed out waiting for the results to be sent and the messages deleted")
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
@@ -166,8 +196,10 @@ def run_ours(
     jobs: int,
     server: SqsServer | None,
     endpoint: str | None = None,
+    settled: Callable[[], Settled] | None = None,
 ) -> Run:
-    """`endpoint`: where the worker's SQS calls go, if not straight to the server (a delay proxy)."""
+    """`endpoint`: where the worker's SQS calls go, if not straight to the server (a delay proxy);
+    `settled`: waits until every result is sent and every message deleted."""
     log_path = root / f"ours-{name}.log"
     meter = Meter(server)
     results = ["--result-queue", result_queue] if result_queue else []
@@ -182,8 +214,9 @@ def run_ours(
 
     logged = LogTimes(log_path)
     wait_for(lambda: logged.read() >= jobs, 900, f"our worker's jobs ({name})")
+    done = None if settled is None else settled()
     starts, ends = logged.times["job started"], logged.times["job finished"]
-    run = meter.run(jobs, [(min(starts), max(ends))])
+    run = meter.run(jobs, [(min(starts), max(ends))], done)
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
     return run
@@ -198,7 +231,10 @@ def run_ours_on_sqs(
         entries = [{"Id": str(i), "MessageBody": JOB} for i in range(min(10, jobs - start))]
         sqs.send_message_batch(QueueUrl=queue, Entries=entries)
     endpoint = None if proxy_port is None else f"http://127.0.0.1:{proxy_port}"
-    return run_ours(root, f"sqs-{tag}", queue, result_queue=results, jobs=jobs, server=server, endpoint=endpoint)
+    settled = partial(wait_settled, sqs, queue, results, jobs)
+    return run_ours(
+        root, f"sqs-{tag}", queue, result_queue=results, jobs=jobs, server=server, endpoint=endpoint, settled=settled
+    )
 
 
 def run_ours_embedded(root: Path, jobs: int, tag: str) -> Run:
@@ -254,6 +290,8 @@ def run_celery(
 
 def _line(name: str, run: Run) -> str:
     figures = f"{run.jobs_per_s:7.1f} jobs/s"
+    if run.settled_per_s is not None:
+        figures += f" ({run.settled_per_s:.1f} settled)"
     if run.requests_per_job is not None and run.server_busy is not None:
         figures += f", {run.requests_per_job:.2f} SQS requests per job, server busy {run.server_busy:4.0%}"
     return f"  {name:42} {figures}"
@@ -288,6 +326,7 @@ def _median_line(name: str, runs: list[Run]) -> str:
         statistics.median(run.jobs_per_s for run in runs),
         None if runs[0].requests_per_job is None else statistics.median(r.requests_per_job or 0 for r in runs),
         None if runs[0].server_busy is None else statistics.median(r.server_busy or 0 for r in runs),
+        None if runs[0].settled_per_s is None else statistics.median(r.settled_per_s or 0 for r in runs),
     )
     rounds = f"  [{', '.join(f'{run.jobs_per_s:.0f}' for run in runs)}]" if len(runs) > 1 else ""
     return _line(name, median) + rounds
@@ -342,21 +381,27 @@ def latency_table(root: Path, server: str, jobs: int, rounds: int, latencies: li
             directory = root / f"server-celery-{tag}"
             celery[latency].append(on_fresh_server(server, directory, behind_proxy(latency, consume)))
     base = latencies[0]
-    print(f"{jobs} jobs behind a delay proxy (medians of {rounds} rounds):")
+    print(f"{jobs} jobs behind a delay proxy (medians of {rounds} rounds); this worker's rate to its last job's")
+    print("end, and to its last result sent and message deleted (settled); the ratio is of settled rates:")
     print(
-        "| added latency | this worker | Celery x16, early ack | this worker vs its own "
+        "| added latency | this worker | settled | Celery x16, early ack | this worker vs its own "
         f"{base:g} ms rate | requests per job |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for latency in latencies:
-        mine = [run.jobs_per_s / first.jobs_per_s for run, first in zip(ours[latency], ours[base], strict=False)]
+        mine = [_settled(run) / _settled(first) for run, first in zip(ours[latency], ours[base], strict=False)]
         ours_rate = statistics.median(run.jobs_per_s for run in ours[latency])
+        settled_rate = statistics.median(_settled(run) for run in ours[latency])
         celery_rate = statistics.median(run.jobs_per_s for run in celery[latency])
         requests = statistics.median(run.requests_per_job or 0 for run in ours[latency])
         print(
-            f"| {latency:g} ms | {ours_rate:.0f} jobs/s | {celery_rate:.0f} jobs/s | {statistics.median(mine):.2f}x "
-            f"| {requests:.2f} |"
+            f"| {latency:g} ms | {ours_rate:.0f} jobs/s | {settled_rate:.0f} jobs/s | {celery_rate:.0f} jobs/s "
+            f"| {statistics.median(mine):.2f}x | {requests:.2f} |"
         )
+
+
+def _settled(run: Run) -> float:
+    return run.settled_per_s or run.jobs_per_s
 
 
 def main() -> None:

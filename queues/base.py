@@ -97,6 +97,8 @@ class DeliveryProfile:
     # Holding received messages beyond the idle slots. Not on a FIFO queue: a held message
     # locks its whole group there, for every worker.
     prefetch: bool
+    receives_in_flight: int = 1  # at most, while the queue has a backlog
+    calls_in_flight: int = 1  # result sends, deletes and visibility changes made at once, at most
 
 
 class Wakeups(Protocol):

@@ -38,6 +38,10 @@ from queues.call_timing import call_took
 
 MAX_VISIBILITY_S = 43200
 REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its send call
+# Round trips overlapped, so that a slow endpoint (tens of milliseconds a call) keeps a busy
+# pool fed: receives of ten while the queue has more, and result sends and deletes.
+RECEIVES_IN_FLIGHT = 3
+CALLS_IN_FLIGHT = 4
 T = TypeVar("T")
 
 _RETRIES = {"mode": "standard", "max_attempts": 5}
@@ -113,6 +117,9 @@ class SqsQueue:
             result_batch_delay_s=REMOTE_BATCH_DELAY_S,
             flush_when_idle=False,
             prefetch=not self._fifo,
+            # A FIFO receive that fails is retried with its attempt id: one at a time.
+            receives_in_flight=1 if self._fifo else RECEIVES_IN_FLIGHT,
+            calls_in_flight=CALLS_IN_FLIGHT,
         )
         # A FIFO receive that failed on the way back is retried with the same attempt id, so
         # that SQS returns the messages it took for it instead of hiding them.

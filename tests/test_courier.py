@@ -122,7 +122,7 @@ def test_a_partly_sent_batch_is_completed_without_duplicates(tmp_path: Path) -> 
     delivery_attempts = []
 
     class RetryingOutbox(InlineOutbox):
-        def submit(self, name, call, deadline):  # type: ignore[no-untyped-def]
+        def submit(self, name, call, deadline, *, ordered=True):  # type: ignore[no-untyped-def]
             for _ in range(2):  # the first try fails part-way; the retry completes it
                 try:
                     call()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pool.holding.prefetch import NOTHING_WANTED, Prefetch, PrefetchSettings, ReceiveRequest
+from pool.holding.prefetch import LEAD_MAX, NOTHING_WANTED, Prefetch, PrefetchSettings, ReceiveRequest
+from pool.holding.round_trip import RoundTrip
 from queues.base import BATCH_MAX
 
 
@@ -83,3 +84,28 @@ def test_two_batches_of_allowance_receive_full_batches() -> None:
     assert request == ReceiveRequest(0, 8, BATCH_MAX)
     assert request.count(0) == 0  # 8 missing: the 12 held keep the slots busy; wait for 10
     assert prefetch.request(unfilled_slots=0, held=10).count(0) == BATCH_MAX
+
+
+def test_a_slow_endpoint_is_asked_ahead_by_one_round_trip() -> None:
+    round_trip = RoundTrip()
+    prefetch = Prefetch(PrefetchSettings(1.0, 20), 2, round_trip=round_trip.seconds)
+    prefetch.job_ended(0.005)  # two slots start 400 jobs a second
+    assert prefetch.lead() == 0  # no round trip measured yet
+    round_trip.observe("receive", 20.0)  # a long poll says nothing of the round trip
+    round_trip.observe("send", 0.03)
+    round_trip.observe("delete", 0.03)
+    assert round_trip.seconds() == 0.03
+    assert prefetch.lead() == 12  # 400 a second start during 30 ms
+    assert prefetch.request(unfilled_slots=0, held=5) == ReceiveRequest(0, 20 + 12 - 5, BATCH_MAX)
+    round_trip.observe("delete", 1.0)
+    round_trip.observe("delete", 1.0)
+    assert prefetch.lead() == LEAD_MAX  # never more than two batches ahead
+
+
+def test_no_lead_where_nothing_is_held() -> None:
+    round_trip = RoundTrip()
+    round_trip.observe("send", 0.05)
+    prefetch = Prefetch(PrefetchSettings(1.0, 20), 2, round_trip=round_trip.seconds)
+    assert prefetch.request(unfilled_slots=1, held=0) == ReceiveRequest(1, 0, 1)  # no history
+    prefetch.job_ended(5.0)  # jobs longer than the window
+    assert prefetch.lead() == 0

@@ -44,9 +44,12 @@ class _ReceiveBackoff:
         return delay
 
 
-class Intake(threading.Thread):
-    """Intake for a remote queue: a thread long-polls, so the supervisor's loop never waits
-    on the network."""
+class Intake:
+    """Intake for a remote queue: threads receive, so the supervisor's loop never waits on the
+    network. One receive is in flight at a time while the queue has little to give (a long poll
+    when idle: the idle request rate does not grow); while receives come back full, up to
+    `receives_in_flight` overlap, so that a slow endpoint's round trips never leave a slot
+    waiting. Each receive asks for what is wanted beyond what is held and already asked for."""
 
     def __init__(
         self,
@@ -55,8 +58,8 @@ class Intake(threading.Thread):
         visibility_timeout: float,
         wait_seconds: float,
         wake: Callable[[], None],
+        receives_in_flight: int = 1,
     ) -> None:
-        super().__init__(name="intake", daemon=True)
         self.queue = queue
         self.visibility_timeout = visibility_timeout
         self.wait_seconds = wait_seconds
@@ -65,8 +68,29 @@ class Intake(threading.Thread):
         self._request = NOTHING_WANTED
         self._short_polls_until = 0.0
         self._undelivered: list[ReceivedMessage] = []
+        self._asked = 0  # messages asked for by the receives in flight
+        self._in_flight = 0
+        self._backlog = False  # the last receive brought all it asked for: the queue has more
+        self._paused_until = 0.0  # after a failed receive
+        self._backoff = _ReceiveBackoff(queue)
         self._stopping = False
+        self._threads = [
+            threading.Thread(name=f"intake-{i}", target=self._serve, daemon=True) for i in range(receives_in_flight)
+        ]
         self.health = ThreadHealth("intake", record_thread_failure)
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def is_alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.ident is not None:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def offer(self, request: ReceiveRequest, *, groups_held: bool = False) -> None:
         """Tell the intake what to receive, and whether this worker holds a message group."""
@@ -76,7 +100,7 @@ class Intake(threading.Thread):
                 self._short_polls_until = time.monotonic() + GROUP_HELD_LINGER_S
             # Offered on every turn of the loop: a thread woken only to find nothing wanted
             # would cost a thread switch per job.
-            if self._wanted() > 0:
+            if self._may_receive():
                 self._condition.notify()
 
     def take(self) -> list[ReceivedMessage]:
@@ -88,29 +112,34 @@ class Intake(threading.Thread):
     def stop(self) -> None:
         with self._condition:
             self._stopping = True
-            self._condition.notify()
+            self._condition.notify_all()
 
-    wakeups = None  # the thread wakes the loop itself when messages arrive
+    wakeups = None  # the threads wake the loop themselves when messages arrive
 
     def woken(self) -> None:
         pass
 
     def next_due(self) -> float | None:
-        return None  # the thread polls; it wakes the loop when messages arrive
+        return None  # the threads poll; they wake the loop when messages arrive
 
     def _wanted(self) -> int:
-        return self._request.count(len(self._undelivered))
+        return self._request.count(len(self._undelivered) + self._asked)
+
+    def _may_receive(self) -> bool:
+        if self._wanted() <= 0 or time.monotonic() < self._paused_until:
+            return False
+        return self._in_flight == 0 or (self._backlog and self._in_flight < len(self._threads))
 
     def problem(self) -> str | None:
-        return self.health.problem(alive=self.is_alive() or self.ident is None or self._stopping)
+        started = all(thread.ident is not None for thread in self._threads)
+        return self.health.problem(alive=self.is_alive() or not started or self._stopping)
 
-    def run(self) -> None:
+    def _serve(self) -> None:
         """Survives anything: an unexpected exception is logged and the receive loop runs again
         after a growing delay, shown meanwhile in the worker's health."""
-        backoff = _ReceiveBackoff(self.queue)
         while True:
             try:
-                if not self._receive_once(backoff):
+                if not self._receive_once():
                     return
             except Exception as exc:
                 delay = self.health.failed(exc)
@@ -118,23 +147,51 @@ class Intake(threading.Thread):
                 with self._condition:
                     self._condition.wait_for(lambda: self._stopping, timeout=delay)
 
-    def _receive_once(self, backoff: _ReceiveBackoff) -> bool:
-        """One receive for the free slots; False once stopping."""
+    def _next_receive(self) -> tuple[int, float] | None:
+        """Waits until a receive may go out; how many it asks for and how long it waits (None:
+        stopping). Called holding the condition."""
+        while not self._stopping:
+            if self._may_receive():
+                wanted = self._wanted()
+                short = time.monotonic() < self._short_polls_until
+                self._asked += wanted
+                self._in_flight += 1
+                if self._may_receive():  # more is wanted than one receive brings
+                    self._condition.notify()
+                return wanted, min(self.wait_seconds, GROUP_HELD_POLL_S) if short else self.wait_seconds
+            paused = self._paused_until - time.monotonic()
+            self._condition.wait(paused if paused > 0 else None)
+        return None
+
+    def _receive_once(self) -> bool:
+        """One receive for the free slots and the messages to hold; False once stopping."""
         with self._condition:
-            self._condition.wait_for(lambda: self._stopping or self._wanted() > 0)
-            if self._stopping:
-                return False
-            wanted = self._wanted()
-            short = time.monotonic() < self._short_polls_until
-            wait_seconds = min(self.wait_seconds, GROUP_HELD_POLL_S) if short else self.wait_seconds
-        faults.check("intake")
+            receive = self._next_receive()
+        if receive is None:
+            return False
+        wanted, wait_seconds = receive
+        messages: list[ReceivedMessage] = []
+        failed: QueueError | None = None
         try:
+            faults.check("intake")
             messages = self.queue.receive(wanted, wait_seconds, self.visibility_timeout)
-            backoff.succeeded()
         except QueueError as exc:
-            time.sleep(backoff.failed(exc))
-            return True
-        self.health.succeeded()
+            failed = exc
+        finally:
+            with self._condition:
+                self._asked -= wanted
+                self._in_flight -= 1
+                self._backlog = len(messages) >= wanted
+                if failed is not None:
+                    self._paused_until = time.monotonic() + self._backoff.failed(failed)
+                else:
+                    self._backoff.succeeded()
+                self._condition.notify_all()
+        if failed is None:
+            self.health.succeeded()
+        return self._deliver(messages)
+
+    def _deliver(self, messages: list[ReceivedMessage]) -> bool:
         with self._condition:
             if self._stopping:
                 self._release(messages)
@@ -147,6 +204,8 @@ class Intake(threading.Thread):
         return True
 
     def _release(self, messages: list[ReceivedMessage]) -> None:
+        if not messages:
+            return
         try:
             self.queue.change_visibility([VisibilityChange(m.receipt, 0) for m in messages])
         except QueueError as exc:

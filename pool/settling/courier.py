@@ -254,4 +254,7 @@ class ResultCourier:
         del self._added[:count]
         for start in range(0, len(pending), BATCH_MAX):
             batch = pending[start : start + BATCH_MAX]
-            self.outbox.submit(f"deliver {len(batch)} outcomes", _Delivery(self, batch), NEVER)
+            # Batches of separate jobs' results overlap; events, and results in a message group,
+            # keep their order behind what went before.
+            ordered = any(p.event is not None or (p.outcome is not None and p.outcome.group_id) for p in batch)
+            self.outbox.submit(f"deliver {len(batch)} outcomes", _Delivery(self, batch), NEVER, ordered=ordered)

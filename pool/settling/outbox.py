@@ -14,6 +14,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -36,6 +37,7 @@ class _Call:
     call: Callable[[], None] = field(compare=False)
     deadline: float = field(compare=False)
     failures: int = field(default=0, compare=False)
+    ordered: bool = field(default=True, compare=False)
 
 
 def _retry_delay(failures: int) -> float:
@@ -74,8 +76,10 @@ def _attempt(item: _Call, health: ThreadHealth) -> bool:
 class Outbox(Protocol):
     def start(self) -> None: ...
 
-    def submit(self, name: str, call: Callable[[], None], deadline: float) -> None:
-        """Make `call`, retried with backoff until it goes through or `deadline` (monotonic) passes."""
+    def submit(self, name: str, call: Callable[[], None], deadline: float, *, ordered: bool = True) -> None:
+        """Make `call`, retried with backoff until it goes through or `deadline` (monotonic)
+        passes; `ordered=False`: it may overlap other such calls (it touches no message that
+        they do)."""
         ...
 
     def run_due(self) -> None:
@@ -105,7 +109,7 @@ class InlineOutbox:
     def start(self) -> None:
         pass
 
-    def submit(self, name: str, call: Callable[[], None], deadline: float) -> None:
+    def submit(self, name: str, call: Callable[[], None], deadline: float, *, ordered: bool = True) -> None:
         self._run(_Call(time.monotonic(), next(self._order), name, call, deadline))
 
     def run_due(self) -> None:
@@ -133,57 +137,98 @@ class InlineOutbox:
             log.warning("queue calls left undone at exit", extra={"calls": [c.name for c in self._failed]})
 
 
-class ThreadOutbox(threading.Thread):
-    def __init__(self) -> None:
-        super().__init__(name="outbox", daemon=True)
+class ThreadOutbox:
+    """Runs calls on a few threads, so that a slow endpoint's round trips overlap: the result
+    sends and deletes of one batch go out while the next batch's do. A call submitted as
+    `ordered` (a visibility change: a heartbeat, a release) starts only once every call submitted
+    before it has been made once, and every call submitted after it waits for it; other calls
+    (deliveries of separate messages) overlap one another. A call that failed is retried when its
+    backoff is over, on any thread."""
+
+    def __init__(self, threads: int = 1) -> None:
         self._condition = threading.Condition()
-        self._calls: list[_Call] = []
+        self._fresh: deque[_Call] = deque()  # not yet made, in submission order
+        self._retries: list[_Call] = []  # failed once or more: a heap by due time
+        self._first_attempts = 0  # calls being made for the first time
+        self._ordered_first_attempt = False  # one of them is ordered
         self._order = itertools.count()
         self._stopping = False
+        self._threads = [threading.Thread(name=f"outbox-{i}", target=self._serve, daemon=True) for i in range(threads)]
         self.health = ThreadHealth("outbox", record_thread_failure)
 
-    def submit(self, name: str, call: Callable[[], None], deadline: float) -> None:
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, name: str, call: Callable[[], None], deadline: float, *, ordered: bool = True) -> None:
         with self._condition:
-            heapq.heappush(self._calls, _Call(time.monotonic(), next(self._order), name, call, deadline))
+            self._fresh.append(_Call(time.monotonic(), next(self._order), name, call, deadline, ordered=ordered))
             self._condition.notify()
 
     def run_due(self) -> None:
-        pass  # the thread runs calls when they are due
+        pass  # the threads run calls when they are due
 
     def next_due(self) -> float | None:
-        return None  # the thread runs calls when they are due
+        return None  # the threads run calls when they are due
 
     def pending(self) -> int:
         with self._condition:
-            return len(self._calls)
+            return len(self._fresh) + len(self._retries)
 
     def stop(self, timeout: float) -> None:
         """Finish what is queued, for at most `timeout` seconds."""
         with self._condition:
             self._stopping = True
-            self._condition.notify()
-        self.join(timeout)
+            self._condition.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.ident is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
         with self._condition:
-            if self._calls:
-                log.warning("queue calls left undone at exit", extra={"calls": [c.name for c in self._calls]})
+            left = [c.name for c in (*self._fresh, *self._retries)]
+        if left:
+            log.warning("queue calls left undone at exit", extra={"calls": left})
 
-    def run(self) -> None:
-        while True:
-            with self._condition:
-                while True:
-                    if not self._calls and self._stopping:
-                        return
-                    wait = self._calls[0].due - time.monotonic() if self._calls else None
-                    if wait is not None and wait <= 0:
-                        item = heapq.heappop(self._calls)
-                        break
-                    self._condition.wait(wait)
-            self._run(item)
+    def is_alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
 
     def problem(self) -> str | None:
-        return self.health.problem(alive=self.is_alive() or self.ident is None or self._stopping)
+        started = all(thread.ident is not None for thread in self._threads)
+        return self.health.problem(alive=self.is_alive() or not started or self._stopping)
 
-    def _run(self, item: _Call) -> None:
-        if not _attempt(item, self.health):
+    def _next_fresh(self) -> _Call | None:
+        """The next call to make for the first time, if the order allows it now."""
+        if not self._fresh or self._ordered_first_attempt:
+            return None
+        if self._fresh[0].ordered and self._first_attempts:
+            return None
+        return self._fresh.popleft()
+
+    def _take(self) -> tuple[_Call, bool] | None:
+        """The next call to make, and whether it is a first attempt; None once stopped with
+        nothing left."""
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                if self._retries and self._retries[0].due <= now:
+                    return heapq.heappop(self._retries), False
+                fresh = self._next_fresh()
+                if fresh is not None:
+                    self._first_attempts += 1
+                    self._ordered_first_attempt = fresh.ordered
+                    return fresh, True
+                if self._stopping and not self._fresh and not self._retries and not self._first_attempts:
+                    return None
+                self._condition.wait(self._retries[0].due - now if self._retries else None)
+
+    def _serve(self) -> None:
+        while (taken := self._take()) is not None:
+            item, first = taken
+            done = _attempt(item, self.health)
             with self._condition:
-                heapq.heappush(self._calls, item)
+                if first:
+                    self._first_attempts -= 1
+                    self._ordered_first_attempt = False
+                if not done:
+                    heapq.heappush(self._retries, item)
+                self._condition.notify_all()

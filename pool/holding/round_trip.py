@@ -1,0 +1,28 @@
+"""The queue's round trip, measured from its quick calls, for receiving ahead of need."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from collections import deque
+
+# A receive's time includes its long poll: only calls that answer at once measure the trip.
+QUICK_CALLS = frozenset({"send", "delete", "change_visibility"})
+SAMPLES = 20
+
+
+class RoundTrip:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._recent: deque[float] = deque(maxlen=SAMPLES)
+
+    def observe(self, call: str, seconds: float) -> None:
+        """A queue call of `call` (short name) took `seconds`; told by the backend's call timing."""
+        if call in QUICK_CALLS:
+            with self._lock:
+                self._recent.append(seconds)
+
+    def seconds(self) -> float:
+        """The median of the recent quick calls' times; 0 before any."""
+        with self._lock:
+            return statistics.median(self._recent) if self._recent else 0.0
