@@ -32,6 +32,7 @@ Usage: python bench/vs_celery.py [--server localstack|moto] [--jobs 500 5000] [-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -109,6 +110,12 @@ class Run:
     requests_per_job: float | None  # None: no SQS involved
     server_busy: float | None  # the server's CPU time over the consumer's run
     settled_per_s: float | None = None  # to the last result sent and message deleted (this worker on SQS)
+    in_job_ms: float | None = None  # of a job's time in its slot, that in the job itself (this worker)
+    settle_lag_s: float | None = None  # from the last job's end until settled
+
+    def slot_ms(self, slots: int = 2) -> float:
+        """The slot time each job took, on average: the slots' time over the jobs (settled)."""
+        return slots * 1000 / (self.settled_per_s or self.jobs_per_s)
 
 
 class Meter:
@@ -150,6 +157,10 @@ def wait_settled(sqs: Any, jobs_queue: str, results_queue: str, jobs: int) -> Se
     raise RuntimeError("timed out waiting for the results to be sent and the messages deleted")
 
 
+def _lag(settled: Settled | None, last_end: float) -> float | None:
+    return None if settled is None else max(0.0, settled.at - last_end)
+
+
 def wait_for(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -167,6 +178,7 @@ class LogTimes:
         self.path = path
         self.offset = 0
         self.times: dict[str, list[float]] = {"job started": [], "job finished": []}
+        self.job_seconds = 0.0  # the jobs' own durations, summed
 
     def read(self) -> int:
         """Reads the new complete lines; returns how many jobs have finished."""
@@ -184,6 +196,7 @@ class LogTimes:
                 continue
             if isinstance(record, dict) and record.get("message") in self.times:
                 self.times[record["message"]].append(epoch_seconds(record["time"]))
+                self.job_seconds += float(record.get("duration_s") or 0)
         return len(self.times["job finished"])
 
 
@@ -217,6 +230,7 @@ def run_ours(
     done = None if settled is None else settled()
     starts, ends = logged.times["job started"], logged.times["job finished"]
     run = meter.run(jobs, [(min(starts), max(ends))], done)
+    run = dataclasses.replace(run, in_job_ms=logged.job_seconds / jobs * 1000, settle_lag_s=_lag(done, max(ends)))
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
     return run
@@ -398,6 +412,14 @@ def latency_table(root: Path, server: str, jobs: int, rounds: int, latencies: li
             f"| {latency:g} ms | {ours_rate:.0f} jobs/s | {settled_rate:.0f} jobs/s | {celery_rate:.0f} jobs/s "
             f"| {statistics.median(mine):.2f}x | {requests:.2f} |"
         )
+    print("Where this worker's slot time went, per job (2 slots' time over the jobs, to settled):")
+    print("| added latency | slot time per job | in the job | waiting for work or the loop | settle lag |")
+    print("|---|---|---|---|---|")
+    for latency in latencies:
+        slot = statistics.median(run.slot_ms() for run in ours[latency])
+        in_job = statistics.median(run.in_job_ms or 0 for run in ours[latency])
+        lag = statistics.median(run.settle_lag_s or 0 for run in ours[latency])
+        print(f"| {latency:g} ms | {slot:.2f} ms | {in_job:.2f} ms | {slot - in_job:.2f} ms | {lag:.2f} s |")
 
 
 def _settled(run: Run) -> float:
