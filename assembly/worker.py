@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO
 
 from assembly.children import admission, child_settings, image_state_dir, job_deadline_s
+from assembly.fleet import fleet_watch
 from assembly.monitoring import monitor
 from common.pathlock import PathInUse, hold_lock
 from config.capacity import disk_reserve_bytes
@@ -84,7 +85,7 @@ def _run(settings: WorkerSettings, scratch_dir: Path, journal: SqliteJournal) ->
     if child.gate.table is not None:
         child.gate.table.check()
     return Supervisor(
-        SupervisorSettings(settings.shutdown_grace, settings.health_stall_limit),
+        SupervisorSettings(settings.shutdown_grace, settings.health_stall_limit, settings.notice_margin),
         _parts(
             settings,
             child,
@@ -111,13 +112,9 @@ def _parts(
     profile = job_queue.profile
     outbox: Outbox = InlineOutbox() if profile.calls_in_loop else ThreadOutbox(profile.calls_in_flight)
     health = JournalHealth(journal.location)
+    destinations = Destinations(job_queue, result_queue)
     courier = ResultCourier(
-        job_queue,
-        Destinations(job_queue, result_queue),
-        outbox,
-        journal=journal,
-        health=health,
-        dead_letter_queue=dead_letter_queue,
+        job_queue, destinations, outbox, journal=journal, health=health, dead_letter_queue=dead_letter_queue
     )
     slots = SlotTable(child, settings.workers, job_deadline_s(child, settings.deadline_margin))
     custody = Custody(job_queue, outbox, settings.visibility_timeout, caps=_caps(settings), admission=admission(child))
@@ -126,6 +123,7 @@ def _parts(
     space = _scratch_space(settings, child.scratch_dir, slots, custody)
     images = _image_cache(settings, child, journal, custody)
     cancels = _cancel_watch(settings, child, slots)
+    fleet = fleet_watch(settings, lambda: bool(slots.busy()) or custody.held_count > 0)
     history = JobHistory()
     return SupervisorParts(
         queue=job_queue,
@@ -142,7 +140,8 @@ def _parts(
         space=space,
         images=images,
         cancels=cancels,
-        upkeep=tuple(part for part in (space, images, cancels) if part is not None),
+        fleet=fleet,
+        upkeep=tuple(part for part in (space, images, cancels, fleet) if part is not None),
         history=history,
         ends=JobEnds(custody, ledger, policy, prefetch, images, slots.known_services, history),
     )

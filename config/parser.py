@@ -16,6 +16,7 @@ from common.sizes import parse_size
 from config.capacity import add_capacity_options
 from config.client_commands import add_cancel_command, add_status_command, add_submit_command
 from config.docker_command import add_docker_command
+from config.fleet_options import add_fleet_options
 from config.help import HelpFormatter
 from config.layers import ENV_PREFIX, ReplacingAppend
 from config.services import add_services_command
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_capacity_options(parser)
     _add_monitoring_options(parser)
     _add_shutdown_options(parser)
+    add_fleet_options(parser)
     commands = parser.add_subparsers(
         dest="command_name",
         metavar="COMMAND",

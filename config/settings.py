@@ -103,6 +103,12 @@ class WorkerSettings:
     health_stall_limit: float
     shutdown_grace: float
     kill_grace: float
+    instance_notices: str  # auto, on or off
+    notice_margin: float
+    lifecycle_hook: str | None
+    lifecycle_heartbeat: float
+    scale_in_protection: str  # off, asg, ecs or auto
+    protect_idle_grace: float
     pass_env: tuple[str, ...]
     native: NativeSettings | None
     docker: DockerSettings | None

@@ -83,7 +83,17 @@ JOURNAL_WRITABLE = Gauge(
 )
 DRAINING = Gauge("api_worker_draining", "1 while the worker is drained: it receives no new jobs", registry=REGISTRY)
 # Label values known from the start, exported at 0, so that rates and alerts see them before the first event.
-HELPER_THREADS = ("intake", "outbox", "journal-pruner", "image-cache", "cancel-watch", "monitoring", "hand-over")
+HELPER_THREADS = (
+    "intake",
+    "outbox",
+    "journal-pruner",
+    "image-cache",
+    "cancel-watch",
+    "monitoring",
+    "hand-over",
+    "fleet-watch",
+)
+INTERRUPTION_SOURCES = ("spot", "rebalance", "lifecycle", "sigterm")
 
 
 SERVICE_JOBS = Counter(
@@ -113,6 +123,21 @@ INPUT_CACHE_BYTES = Counter(
     "Input bytes linked from the cache (saved: not downloaded) or downloaded into it (fetched)",
     ["kind"],
     registry=REGISTRY,
+)
+INTERRUPTIONS = Counter(
+    "api_worker_interruptions",
+    "Notices that the box is going (spot, lifecycle, sigterm) or should be left (rebalance)",
+    ["source"],
+    registry=REGISTRY,
+)
+JOBS_RELEASED = Counter(
+    "api_worker_jobs_released",
+    "Messages given back to the queue unfinished (held or interrupted), by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+SCALE_IN_PROTECTED = Gauge(
+    "api_worker_scale_in_protected", "1 while this worker keeps its box protected from scale-in", registry=REGISTRY
 )
 OTHER_SERVICE = "other"  # a service this worker was not configured with: no label of its own
 
@@ -158,6 +183,8 @@ def start_metrics() -> None:
     record_input_cache(hits=0, misses=0, evicted=0, bytes_saved=0, bytes_fetched=0)
     for call in QUEUE_CALL_NAMES:
         QUEUE_CALLS.labels(call)
+    for source in INTERRUPTION_SOURCES:
+        INTERRUPTIONS.labels(source)
 
 
 def record_start(sent_at: float | None, now: float) -> None:
@@ -194,6 +221,23 @@ def record_thread_failure(thread: str) -> None:
 
 def record_child_restart() -> None:
     CHILD_RESTARTS.inc()
+
+
+def record_interruption(source: str) -> None:
+    INTERRUPTIONS.labels(source).inc()
+
+
+def record_released(reason: str, count: int) -> None:
+    JOBS_RELEASED.labels(reason).inc(count)
+
+
+def released_counts() -> dict[str, int]:
+    """Messages given back unfinished since start-up, by reason."""
+    return _totals(JOBS_RELEASED)
+
+
+def set_scale_in_protected(protected: bool) -> None:
+    SCALE_IN_PROTECTED.set(1 if protected else 0)
 
 
 def _totals(counter: Counter) -> dict[str, int]:

@@ -120,6 +120,8 @@ class WorkerState(msgspec.Struct, frozen=True):
     recent: list[RecentJob] = msgspec.field(default_factory=list)  # newest first
     per_minute: list[MinuteTally] = msgspec.field(default_factory=list)  # the last hour, oldest first
     input_cache: InputCacheState | None = None  # None: the cache is off
+    notice: str | None = None  # an instance notice (Spot, rebalance, lifecycle): what it said and what it means
+    scale_in_protected: bool | None = None  # None: no scale-in protection kept
 
     def problems(self, now: float | None = None) -> list[str]:
         """Why the worker is unhealthy; empty when it is healthy."""
@@ -142,8 +144,10 @@ class WorkerState(msgspec.Struct, frozen=True):
         """One line for systemd's STATUS and the `status` command."""
         done = sum(self.jobs.values())
         drained = ", drained: no new jobs" if self.draining else ""
+        notice = f", {self.notice}" if self.notice else ""
         return (
-            f"{self.busy} of {self.workers} slots busy, {self.in_flight} messages in flight, {done} jobs done{drained}"
+            f"{self.busy} of {self.workers} slots busy, {self.in_flight} messages in flight, {done} jobs done"
+            f"{drained}{notice}"
         )
 
 

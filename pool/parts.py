@@ -18,6 +18,7 @@ from pool.settling.ledger import Ledger
 from pool.settling.outbox import Outbox
 from pool.slots import SlotTable
 from pool.upkeep.cancel_watch import CancelWatch
+from pool.upkeep.fleet_watch import FleetWatch
 from pool.upkeep.image_cache import ImageCache
 from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
@@ -50,6 +51,7 @@ class TimedPart(Protocol):
 class SupervisorSettings:
     shutdown_grace_s: float
     stall_limit_s: float  # a loop this long without an iteration is unhealthy
+    notice_margin_s: float = 20.0  # running jobs stop this long before a noticed box goes
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class SupervisorParts:
     space: ScratchSpace
     images: ImageCache | None  # the docker image cache, for a worker that runs docker jobs
     cancels: CancelWatch | None  # cancel requests for running jobs, where they are kept; the table's health
-    upkeep: tuple[Upkeep, ...]  # the periodic parts, ticked by the loop: space, and images and cancels if any
+    fleet: FleetWatch | None  # instance notices and scale-in protection, in a fleet
+    upkeep: tuple[Upkeep, ...]  # the periodic parts, ticked by the loop: space, and images, cancels, fleet if any
     history: JobHistory
     ends: JobEnds
     clock: Clock = SYSTEM_CLOCK  # what the loop reads; the parts were each given the same

@@ -14,6 +14,7 @@ from monitoring.metrics import (
     jobs_by_service,
     jobs_by_status,
     queue_error_count,
+    released_counts,
     service_label,
 )
 from monitoring.state import InputCacheState, Resource, RunningJob, WaitingJob, WorkerState
@@ -81,7 +82,27 @@ def worker_state(supervisor: SupervisorView) -> WorkerState:
         recent=supervisor.history.recent(),
         per_minute=supervisor.history.per_minute(now),
         input_cache=_input_cache(slots.child.input_cache),
+        notice=_notice(parts),
+        scale_in_protected=_protected(parts),
     )
+
+
+def _notice(parts: SupervisorParts) -> str | None:
+    """The instance notices seen, what each means, and how many messages went back for it."""
+    seen = [] if parts.fleet is None else parts.fleet.seen()
+    released = released_counts()
+    said = []
+    for notice in seen:
+        meaning = (
+            "no new jobs" if notice.soft else f"leaving the box; {released.get(notice.source, 0)} messages released"
+        )
+        said.append(f"{notice.detail}: {meaning}")
+    return "; ".join(said) or None
+
+
+def _protected(parts: SupervisorParts) -> bool | None:
+    protection = None if parts.fleet is None else parts.fleet.options.protection
+    return None if protection is None else protection.protected
 
 
 def _running(slots: SlotTable, slot: Slot, clock: float) -> RunningJob:

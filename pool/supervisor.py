@@ -12,11 +12,15 @@ from __future__ import annotations
 import logging
 import selectors
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 from common import faults
+from fleet.notices import Notice
+from monitoring.metrics import record_interruption
 from monitoring.monitor import DRAIN
 from monitoring.state import WorkerState
+from pool.departure import Departure
 from pool.holding.prefetch import NOTHING_WANTED, ReceiveRequest
 from pool.parts import SupervisorParts, SupervisorSettings, TimedPart
 from pool.recovery import clean_up_previous_run
@@ -34,7 +38,6 @@ EXIT_BOOT_FAILURE = 3
 EXIT_LOOP_FAILURE = 4
 STALL_FAULT_S = 6.0  # how long the loop hangs when a test asks for it
 INTAKE_JOIN_TIMEOUT_S = 1.0
-OUTBOX_DRAIN_TIMEOUT_S = 30.0  # at exit, how long results and deletes still being retried may take
 LONGEST_WAIT_S = 1.0  # the loop looks around at least this often
 
 
@@ -48,7 +51,7 @@ class Supervisor:
         self.started_at = self.clock.time()
         self.stopping = False
         self.draining = False  # the status page asked for no new jobs until it asks again
-        self.stop_deadline: float | None = None
+        self.departure = Departure(self.clock, settings.notice_margin_s)
         self.pool_ready = False
         self.received_signals: list[int] = []
         self.selector = selectors.DefaultSelector()
@@ -88,7 +91,9 @@ class Supervisor:
             self._handle_signals()
             for command in self.parts.monitor.commands():
                 self._drain(command == DRAIN)
-            if self.stop_deadline is not None and self.clock.monotonic() >= self.stop_deadline:
+            for notice in self.parts.fleet.notices() if self.parts.fleet is not None else ():
+                self._obey(notice)
+            if self.departure.overdue():
                 log.warning("shutdown grace is over: interrupting running jobs", extra={"jobs": len(self.slots.busy())})
                 self._force_stop()
                 continue
@@ -121,26 +126,18 @@ class Supervisor:
     def _stop_after_failure(self) -> None:
         """`_begin_stop` and `_force_stop`, each step on its own: one failing stops no other."""
         self.stopping = True
-        steps = (self.parts.monitor.systemd.stopping, self.intake.stop, self._release_waiting, self._force_stop)
-        for step in steps:
-            try:
-                step()
-            except Exception:
-                log.exception("a shutdown step failed", extra={"step": step.__name__})
+        _run_each(self.parts.monitor.systemd.stopping, self.intake.stop, self._release_waiting, self._force_stop)
 
     def _finish(self) -> None:
         self.ledger.stop()
         for part in self.parts.upkeep:
             part.stop()
-        self.intake.stop()
-        self.intake.join(timeout=INTAKE_JOIN_TIMEOUT_S)
-        if self.intake.is_alive():
-            # Not worth holding the exit for: whatever that poll returns is hidden for one
-            # visibility timeout and then delivered again, to this worker or another.
-            log.info("leaving a long poll open at exit", extra={"queue": self.parts.queue.spec})
+        _close_intake(self.parts)
         self._release_waiting()
         self.courier.flush(force=True)
-        self.outbox.stop(timeout=OUTBOX_DRAIN_TIMEOUT_S)
+        self.outbox.stop(timeout=self.departure.outbox_time_left())
+        if self.parts.fleet is not None:
+            self.parts.fleet.leave()
         self.parts.monitor.publish(self.state())
         self.parts.monitor.stop()
         self.slots.stop()
@@ -156,12 +153,11 @@ class Supervisor:
         while self.received_signals:
             name = signal.Signals(self.received_signals.pop(0)).name
             if not self.stopping:
-                log.info(
-                    "stopping: no new jobs; running jobs may finish",
-                    extra={"signal": name, "grace_s": self.settings.shutdown_grace_s},
-                )
+                fields = {"signal": name, "grace_s": self.settings.shutdown_grace_s}
+                log.info("stopping: no new jobs; running jobs may finish", extra=fields)
+                record_interruption("sigterm")
                 self._begin_stop()
-                self.stop_deadline = self.clock.monotonic() + self.settings.shutdown_grace_s
+                self.departure.signalled(self.settings.shutdown_grace_s)
             else:
                 log.warning("stopping now: running jobs are interrupted and released", extra={"signal": name})
                 self._force_stop()
@@ -175,11 +171,22 @@ class Supervisor:
     def _force_stop(self) -> None:
         """Interrupt every running job (its child kills the job's tree on SIGTERM) and release it."""
         for job in self.slots.interrupt_busy():
-            self.custody.release_running(job, "interrupted by shutdown")
+            self.custody.release_running(job, "interrupted by shutdown", self.departure.reason)
 
     def _release_waiting(self) -> None:
         self._hold(self.intake.take())
-        self.custody.release_waiting("shutting down")
+        self.custody.release_waiting("shutting down", self.departure.reason)
+
+    def _obey(self, notice: Notice) -> None:
+        """A recommendation drains; a notice that the box goes stops the worker, its running
+        jobs interrupted and released `--notice-margin` before the box's time, if it has one."""
+        if notice.soft:
+            self._drain(True)
+            return
+        self.departure.noticed(notice)
+        if not self.stopping:
+            log.warning("stopping: the box is going", extra={"source": notice.source, "detail": notice.detail})
+            self._begin_stop()
 
     def _drain(self, draining: bool) -> None:
         """Drained, no message is received and those held go back; running jobs finish."""
@@ -208,7 +215,7 @@ class Supervisor:
             fresh = self.ledger.answer_finished(received, self.clock.monotonic() + self.custody.visibility_timeout)
             self.custody.hold(self.custody.take_redelivered(fresh))
         if self.draining and self.custody.held_count:
-            self.custody.release_waiting("the worker is drained")
+            self.custody.release_waiting("the worker is drained", "drain")
 
     def _dispatch(self) -> None:
         idle = self.slots.idle()
@@ -275,14 +282,29 @@ class Supervisor:
 
     def _seconds_to_next_due(self) -> float:
         """Until the earliest part is due (the end of the shutdown grace too); at most LONGEST_WAIT_S."""
-        due = [part.next_due() for part in _timed_parts(self.parts)]
+        due = [part.next_due() for part in _timed_parts(self.parts)] + [self.departure.stop_deadline]
         now = self.clock.monotonic()
-        return max(
-            0.0, min(moment for moment in [now + LONGEST_WAIT_S, self.stop_deadline, *due] if moment is not None) - now
-        )
+        return max(0.0, min(moment for moment in [now + LONGEST_WAIT_S, *due] if moment is not None) - now)
 
     def state(self) -> WorkerState:
         return worker_state(self)
+
+
+def _run_each(*steps: Callable[[], object]) -> None:
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            log.exception("a shutdown step failed", extra={"step": getattr(step, "__name__", repr(step))})
+
+
+def _close_intake(parts: SupervisorParts) -> None:
+    parts.intake.stop()
+    parts.intake.join(timeout=INTAKE_JOIN_TIMEOUT_S)
+    if parts.intake.is_alive():
+        # Not worth holding the exit for: whatever that poll returns is hidden for one
+        # visibility timeout and then delivered again, to this worker or another.
+        log.info("leaving a long poll open at exit", extra={"queue": parts.queue.spec})
 
 
 def _timed_parts(parts: SupervisorParts) -> list[TimedPart]:

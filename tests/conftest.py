@@ -10,6 +10,7 @@ import boto3
 import pytest
 from docker import APIClient
 
+from testkit.fake_aws_host import FakeInstanceMetadata
 from testkit.images import build_test_images, reach_engine
 from testkit.moto_server import MotoServer
 from testkit.s3_proxy import S3Proxy
@@ -23,8 +24,12 @@ _user_state = UserStateGuard()
 
 def pytest_configure(config: pytest.Config) -> None:
     """The session gets a HOME and XDG directories of its own before anything runs, so that no
-    test (nor a worker it starts) reads or writes the user's own state."""
+    test (nor a worker it starts) reads or writes the user's own state. Nothing asks the instance
+    metadata service either, even on an EC2 box: a test that needs it names a loopback fake."""
     _user_state.isolate()
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ.pop("AWS_EC2_METADATA_SERVICE_ENDPOINT", None)
+    os.environ.pop("ECS_AGENT_URI", None)
 
 
 __all__ = ["_no_processes_outside_integration_tests"]  # an autouse fixture, registered by its import
@@ -70,6 +75,15 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
         else:
             os.environ[name] = value
     server.stop()
+
+
+@pytest.fixture
+def imds() -> Iterator[FakeInstanceMetadata]:
+    """A loopback fake of the instance metadata service (IMDSv2)."""
+    fake = FakeInstanceMetadata()
+    fake.start()
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture(scope="session")

@@ -68,8 +68,8 @@ def test_released_messages_are_on_the_queue_again_at_once(queue: LocalQueue) -> 
     custody.hold(received(queue, "a", "b"))
     job = custody.start(custody.startable()[0])
     assert queue.receive(10, 0, VISIBILITY_S) == []
-    custody.release_waiting("shutting down")
-    custody.release_running(job, "interrupted")
+    custody.release_waiting("shutting down", "sigterm")
+    custody.release_running(job, "interrupted", "sigterm")
     assert custody.held_count == 0 and custody.running == []
     assert sorted(message.body for message in queue.receive(10, 0, VISIBILITY_S)) == ["a", "b"]
 

@@ -116,5 +116,5 @@ class SlotsAtRest:
 
 
 class HeldNothing:
-    def release_waiting(self, why: str) -> None:
+    def release_waiting(self, why: str, reason: str) -> None:
         pass

@@ -90,6 +90,7 @@ def test_a_supervisor_of_hand_built_parts_runs_a_job_and_stops_on_sigterm(tmp_pa
         space=space,
         images=None,
         cancels=None,
+        fleet=None,
         upkeep=(space,),
         history=history,
         ends=JobEnds(custody, ledger, policy, prefetch, None, frozenset(), history),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from common.clock import SYSTEM_CLOCK, Clock
+from monitoring.metrics import record_released
 from pool.admission import NOTHING, Admission, Reservation, total
 from pool.holding.lanes import Held, Lanes
 from pool.settling.outbox import Outbox
@@ -187,10 +188,14 @@ class Custody:
         now = self.clock.monotonic()
         self.lanes.put_back(Held(job.message, job.visible_until, job.service, job.reservation, held_since=now))
 
-    def release(self, messages: list[ReceivedMessage], why: str, *, after_s: float = 0.0) -> None:
-        """Back to the queue, for this worker or another: at once, or once hidden for `after_s`."""
+    def release(
+        self, messages: list[ReceivedMessage], why: str, *, after_s: float = 0.0, reason: str = "other"
+    ) -> None:
+        """Back to the queue, for this worker or another: at once, or once hidden for `after_s`;
+        counted by `reason`, a short label."""
         if not messages:
             return
+        record_released(reason, len(messages))
         changes = [VisibilityChange(m.receipt, after_s) for m in messages]
         log.info("releasing messages", extra={"count": len(messages), "reason": why, "hidden_s": round(after_s, 1)})
         deadline = self.clock.monotonic() + self.visibility_timeout
@@ -198,19 +203,23 @@ class Custody:
             f"release {len(messages)} messages", partial(self.queue.change_visibility, changes), deadline
         )
 
-    def release_waiting(self, why: str) -> None:
-        self.release(self.lanes.take_all(), why)
+    def release_waiting(self, why: str, reason: str) -> None:
+        self.release(self.lanes.take_all(), why, reason=reason)
 
-    def release_running(self, job: Running, why: str) -> None:
+    def release_running(self, job: Running, why: str, reason: str) -> None:
         self.finish(job)
-        self.release([job.message], why)
+        self.release([job.message], why, reason=reason)
 
     def keep_group_order(self, message: ReceivedMessage, final: bool) -> None:
         """A job of a group that is to be retried comes back first: the group's later messages
         held here go back to the queue at once, behind it (its retry delay keeps the group
         locked on the queue until then)."""
         if message.group_id is not None and not final:
-            self.release(self.lanes.take_group(message.group_id), "an earlier job of their group is retried")
+            self.release(
+                self.lanes.take_group(message.group_id),
+                "an earlier job of their group is retried",
+                reason="group-order",
+            )
 
     # --- visibility heartbeat ---------------------------------------------------------
 

@@ -43,7 +43,12 @@ class JobEnds:
         elif isinstance(report, HeldElsewhereReport):
             # Back on the queue once that worker's lease ends: then it has finished, or lapsed.
             hidden_s = report.lease_left_s + HIDE_MARGIN_S
-            self.custody.release([job.message], f"claimed by {report.owner} in the job table", after_s=hidden_s)
+            self.custody.release(
+                [job.message],
+                f"claimed by {report.owner} in the job table",
+                after_s=hidden_s,
+                reason="claimed-elsewhere",
+            )
         elif isinstance(report, StaleReport):
             log.warning(
                 "the job's claim went to another worker while it ran here: nothing of it is published",

@@ -75,7 +75,7 @@ class ScratchSpace:
             self.free_bytes = None  # jobs report an unusable scratch directory themselves
         if was_open and not self.open:
             log.warning("scratch filesystem below its reserve; no new jobs", extra={"free_bytes": self.free_bytes})
-            self.custody.release_waiting("the scratch filesystem is below its reserve")
+            self.custody.release_waiting("the scratch filesystem is below its reserve", "disk-reserve")
         elif self.open and not was_open:
             log.info("scratch filesystem above its reserve again", extra={"free_bytes": self.free_bytes})
         short = self.free_bytes is not None and self.free_bytes < self.reserve_bytes // 2
