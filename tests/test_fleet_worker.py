@@ -163,3 +163,20 @@ def test_metadata_that_fails_never_stops_the_work(sqs_worker: Any, imds: FakeIns
     unreadable = worker.log_records_with("instance metadata unreadable; notices unknown until it answers")
     assert len(unreadable) == (0 if fault == "expired" else 1)
     assert not worker.log_records_with("stopping: the box is going")
+
+
+def test_a_hook_that_cannot_be_completed_is_left_to_time_out_and_the_log_says_so(
+    sqs_worker: Any, imds: FakeInstanceMetadata
+) -> None:
+    failing = FakeAutoScaling(group="workers", fail=frozenset({"CompleteLifecycleAction"}))
+    failing.start()
+    try:
+        environment = on_ec2(imds, AWS_ENDPOINT_URL_AUTO_SCALING=failing.url)
+        worker = sqs_worker(environment=environment, options=["--lifecycle-hook", "drain-hook"]).start()
+        imds.state.lifecycle_state = "Terminated"
+        assert worker.wait_exit(timeout=60) == 0
+        (logged,) = worker.log_records_with("could not complete the lifecycle action; the hook is left to time out")
+        assert logged["hook"] == "drain-hook"
+        assert len(failing.called("CompleteLifecycleAction")) > 1  # retried before giving up
+    finally:
+        failing.stop()
