@@ -38,6 +38,15 @@ def format_size(size: int) -> str:
     return f"{size}B"
 
 
+def human_size(size: int) -> str:
+    """For messages people act on: 3 GiB for an exact multiple, else 2.7 GiB; 512 B."""
+    for power, unit in ((4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB")):
+        factor = 1024**power
+        if size >= factor:
+            return f"{size // factor} {unit}" if size % factor == 0 else f"{size / factor:.1f} {unit}"
+    return f"{size} B"
+
+
 def describe_size(size: float) -> str:
     """For people: 512 B, 1.5 KiB, 21.2 GiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from common.sizes import format_size
+from common.sizes import human_size
 from config.capacity import DiskReserve, default_cpu_capacity, default_memory_capacity
 from config.layers import apply_layers, config_path, read_config_file
 from config.parser import build_parser, subcommand_parser, worker_parsers
@@ -275,8 +275,8 @@ def _check_capacity(settings: WorkerSettings) -> None:
     for name, ceiling in memory:
         if ceiling is not None and ceiling > settings.memory_capacity:
             raise SettingsError(
-                f"{name} of {format_size(ceiling)} is more than --memory-capacity of "
-                f"{format_size(settings.memory_capacity)}: no job could start"
+                f"{name} of {human_size(ceiling)} is more than --memory-capacity of "
+                f"{human_size(settings.memory_capacity)}: no job could start"
             )
     cpus = [("--job-cpus", settings.job_cpus)] + [(f"[services.{s.name}] cpus", s.cpus) for s in settings.services]
     for name, cores in cpus:

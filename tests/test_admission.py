@@ -39,7 +39,7 @@ def test_jobs_never_reserve_more_memory_than_the_box_has(worker_factory: WorkerF
     too_big = worker.result(worker.submit(job(resources={"memory": "2G"})))
     assert too_big["status"] == "rejected"
     assert too_big["error"]["message"] == (
-        "resources.memory: asks for 2G, more than this box's capacity of 1G (--memory-capacity)"
+        "resources.memory: asks for 2 GiB, more than this box's capacity of 1 GiB (--memory-capacity)"
     )
 
 
@@ -47,7 +47,7 @@ def test_a_ceiling_above_the_capacity_is_refused_at_start(tmp_path: Path) -> Non
     worker = Worker(tmp_path, options=["--job-memory", "2G", "--memory-capacity", "1G"])
     completed = subprocess.run(worker.command(), capture_output=True, text=True, timeout=60, check=False)
     assert completed.returncode == 2
-    assert "--job-memory of 2G is more than --memory-capacity of 1G: no job could start" in completed.stderr
+    assert "--job-memory of 2 GiB is more than --memory-capacity of 1 GiB: no job could start" in completed.stderr
 
 
 def test_reservations_from_asks_and_ceilings() -> None:

@@ -40,7 +40,9 @@ def test_a_quick_writer_is_caught_at_its_end_and_a_message_may_ask_for_less(work
     fits = worker.result(worker.submit(job([parameter("--write-mb", 5)])))
     assert fits["status"] == "succeeded" and fits["usage"]["disk_bytes"] >= 5 * 1024 * 1024
     too_much = worker.result(worker.submit(job(resources={"disk": "1G"})))
-    assert too_much["status"] == "rejected" and "more than this worker's limit of 50M" in too_much["error"]["message"]
+    assert (
+        too_much["status"] == "rejected" and "more than this worker's limit of 50 MiB" in too_much["error"]["message"]
+    )
 
 
 def test_a_containers_writes_count_through_its_directory(worker_factory: WorkerFactory, tool_image: str) -> None:

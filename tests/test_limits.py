@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from common.sizes import format_size, parse_size
+from common.sizes import format_size, human_size, parse_size
 from pool.child.limits import resolve_limits
 from protocol.request import RequestRejected
 from runners.limits import JobLimits, cores_for
@@ -55,8 +55,8 @@ def test_a_message_may_ask_for_less() -> None:
     [
         ({"timeout": 61}, "timeout: asks for 61s, more than this worker's limit of 60s"),
         ({"transfer_timeout": 601}, "transfer_timeout: asks for 601s, more than this worker's limit of 600s"),
-        ({"resources": {"memory": "2G"}}, "resources.memory: asks for 2G, more than this worker's limit of 1G"),
-        ({"resources": {"memory": 2 * 1024**3}}, "resources.memory: asks for 2G"),
+        ({"resources": {"memory": "2G"}}, "resources.memory: asks for 2 GiB, more than this worker's limit of 1 GiB"),
+        ({"resources": {"memory": 2 * 1024**3}}, "resources.memory: asks for 2 GiB"),
         ({"resources": {"cpus": 4}}, "resources.cpus: asks for 4 CPUs, more than this worker's limit of 2 CPUs"),
         ({"resources": {"cpu_seconds": 101}}, "resources.cpu_seconds: asks for 101 CPU-s"),
         ({"resources": {"memory": "lots"}}, "resources.memory: 'lots' is not a size"),
@@ -80,3 +80,13 @@ def test_slots_get_different_cores() -> None:
     assert cores_for(2, 1, available) == {2, 3}
     assert cores_for(1.5, 0, available) == {0, 1}
     assert cores_for(16, 0, available) == {0, 1, 2, 3}
+
+
+def test_sizes_in_messages_read_as_people_write_them() -> None:
+    assert [human_size(n) for n in (512, 3 * 1024**3, 2_900_000_000, 1536, 1024**4)] == [
+        "512 B",
+        "3 GiB",
+        "2.7 GiB",
+        "1.5 KiB",
+        "1 TiB",
+    ]

@@ -73,7 +73,7 @@ def test_a_services_own_timeout_and_memory_apply(tmp_path: Path) -> None:
         asks_more = worker.result(worker.submit(job(service="small", resources={"memory": "1G"})))
         assert (
             asks_more["status"] == "rejected"
-            and "more than this worker's limit of 120M" in (asks_more["error"]["message"])
+            and "more than this worker's limit of 120 MiB" in (asks_more["error"]["message"])
         )
         unlimited = worker.result(worker.submit(job([parameter("--sleep", 1.5)], service="free")))
         assert unlimited["status"] == "succeeded"

@@ -63,7 +63,7 @@ def test_asking_for_more_than_the_ceiling_is_rejected(worker_factory: WorkerFact
     assert too_long["status"] == "rejected"
     assert too_long["error"]["message"] == "timeout: asks for 20s, more than this worker's limit of 10s"
     too_big = worker.result(worker.submit(job(resources={"memory": "1G"})))
-    assert too_big["error"]["message"] == "resources.memory: asks for 1G, more than this worker's limit of 512M"
+    assert too_big["error"]["message"] == "resources.memory: asks for 1 GiB, more than this worker's limit of 512 MiB"
 
 
 def test_usage_is_filled_for_every_job(worker_factory: WorkerFactory) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.sizes import format_size, parse_size
+from common.sizes import human_size, parse_size
 from pool.admission import Capacity
 from protocol.request import JobRequest, RequestRejected
 from runners.limits import JobLimits
@@ -16,8 +16,8 @@ def resolve_limits(request: JobRequest, ceilings: JobLimits, capacity: Capacity 
         if limits.memory_bytes is not None and limits.memory_bytes > capacity.memory_bytes:
             raise RequestRejected(
                 "resources.memory",
-                f"asks for {format_size(limits.memory_bytes)}, more than this box's capacity of "
-                f"{format_size(capacity.memory_bytes)} (--memory-capacity)",
+                f"asks for {human_size(limits.memory_bytes)}, more than this box's capacity of "
+                f"{human_size(capacity.memory_bytes)} (--memory-capacity)",
             )
         gpus = request.resources.gpus if request.resources else None
         if gpus and gpus > len(capacity.gpus):
@@ -70,6 +70,6 @@ def _within_size(field: str, asked: int | None, ceiling: int | None) -> int | No
         return ceiling
     if ceiling is not None and asked > ceiling:
         raise RequestRejected(
-            field, f"asks for {format_size(asked)}, more than this worker's limit of {format_size(ceiling)}"
+            field, f"asks for {human_size(asked)}, more than this worker's limit of {human_size(ceiling)}"
         )
     return asked
