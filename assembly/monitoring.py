@@ -17,7 +17,11 @@ from protocol.cancel import CancelMarks
 
 
 def monitor(
-    settings: WorkerSettings, scratch_dir: Path, marks: CancelMarks | None, wake: Callable[[], None]
+    settings: WorkerSettings,
+    scratch_dir: Path,
+    marks: CancelMarks | None,
+    wake: Callable[[], None],
+    backlog: Callable[[], int | None] | None = None,
 ) -> Monitor:
     actions = None
     if settings.status_actions:
@@ -30,6 +34,7 @@ def monitor(
             facts=PageFacts(_rows(settings, scratch_dir), cancel_available=marks is not None),
             actions=actions,
             wake=wake,
+            backlog=backlog,
         )
     except OSError as exc:
         raise ValueError(

@@ -38,6 +38,7 @@ from pool.upkeep.image_cache import CacheCleaner, ImageCache, ImageCacheSettings
 from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
 from queues import default_result_queue, open_queue
+from queues.backlog import CachedBacklog
 from queues.base import LONG_POLL_S, POLL_INTERVAL_S, DeliveryProfile, JobQueue
 from queues.call_timing import watch_calls
 from staging.workspace import SCRATCH_LOCK_NAME
@@ -135,7 +136,7 @@ def _parts(
         ledger=ledger,
         policy=policy,
         prefetch=prefetch,
-        monitor=monitor(settings, child.scratch_dir, child.gate.marks, waker.wake),
+        monitor=monitor(settings, child.scratch_dir, child.gate.marks, waker.wake, CachedBacklog(job_queue)),
         waker=waker,
         space=space,
         images=images,

@@ -136,6 +136,11 @@ JOBS_RELEASED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+SLOTS_WANTED = Gauge(
+    "api_worker_slots_wanted",
+    "Slots the queue wants: jobs running and held here plus the queue's visible backlog (see /scaling)",
+    registry=REGISTRY,
+)
 SCALE_IN_PROTECTED = Gauge(
     "api_worker_scale_in_protected", "1 while this worker keeps its box protected from scale-in", registry=REGISTRY
 )
@@ -191,6 +196,11 @@ def record_start(sent_at: float | None, now: float) -> None:
     JOBS_STARTED.inc()
     if sent_at is not None:
         QUEUE_WAIT.observe(max(0.0, now - sent_at))
+
+
+def watch_slots_wanted(wanted: Callable[[], float]) -> None:
+    """`api_worker_slots_wanted` from `wanted()` at each scrape."""
+    SLOTS_WANTED.set_function(wanted)
 
 
 def watch_health(healthy: Callable[[], bool]) -> None:

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from monitoring.metrics import publish_gauges, start_metrics, watch_health
+from monitoring.metrics import publish_gauges, start_metrics, watch_health, watch_slots_wanted
 from monitoring.page_actions import DRAIN, RESUME, ActionRules, PageActions
+from monitoring.scaling import scaling_signal
 from monitoring.server import MonitoringServer
 from monitoring.state import WorkerState, write_state
 from monitoring.status_page import PageFacts
@@ -32,7 +33,9 @@ class Monitor:
         facts: PageFacts | None = None,
         actions: ActionRules | None = None,
         wake: Callable[[], None] = lambda: None,
+        backlog: Callable[[], int | None] | None = None,
     ) -> None:
+        """`backlog`: the queue's visible backlog, for the scaling signal (None: unknown)."""
         self.status_path = status_path
         self.systemd = SystemdNotifier()
         self.latest: WorkerState | None = None
@@ -42,11 +45,14 @@ class Monitor:
         self._wake = wake
         start_metrics()
         watch_health(self._healthy)
+        watch_slots_wanted(lambda: self._slots_wanted(backlog))
         self.server = None
         if metrics_port is not None:
             page_actions = None if actions is None else PageActions(actions, secrets.token_urlsafe(32), self._ask)
             facts = facts or PageFacts((), cancel_available=False)
-            self.server = MonitoringServer(metrics_address, metrics_port, lambda: self.latest, facts, page_actions)
+            self.server = MonitoringServer(
+                metrics_address, metrics_port, lambda: self.latest, facts, page_actions, backlog=backlog
+            )
 
     def start(self) -> None:
         if self.server is not None:
@@ -63,6 +69,12 @@ class Monitor:
     def _healthy(self) -> bool:
         latest = self.latest
         return latest is not None and not latest.problems(time.time())
+
+    def _slots_wanted(self, backlog: Callable[[], int | None] | None) -> float:
+        latest = self.latest
+        if latest is None:
+            return 0.0
+        return float(scaling_signal(latest, backlog() if backlog else None)["wanted"])
 
     def _ask(self, command: str) -> None:
         """From the page's thread: the loop takes it at its next iteration."""

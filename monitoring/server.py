@@ -20,6 +20,7 @@ from common import faults
 from common.thread_health import GuardedThread
 from monitoring.metrics import REGISTRY, record_thread_failure
 from monitoring.page_actions import PageActions, Refused
+from monitoring.scaling import scaling_signal
 from monitoring.state import WorkerState
 from monitoring.status_page import PageFacts, PageView, render
 
@@ -55,8 +56,11 @@ class MonitoringServer:
         latest: Callable[[], WorkerState | None],
         facts: PageFacts,
         actions: PageActions | None = None,
+        *,
+        backlog: Callable[[], int | None] | None = None,
     ) -> None:
         self.latest = latest
+        self.backlog = backlog
         self.facts = facts
         self.actions = actions
         self.metrics_app = make_wsgi_app(REGISTRY)
@@ -64,6 +68,7 @@ class MonitoringServer:
             "/": self._page,
             "/healthz": self._health,
             "/status": self._status,
+            "/scaling": self._scaling,
             "/metrics": self.metrics_app,
         }
         self.server = make_server(address, port, self._app, _ThreadingServer, _QuietHandler)
@@ -92,7 +97,13 @@ class MonitoringServer:
             return self.routes[path](environ, start_response)
         if path.startswith("/actions/"):
             return self._act(path.removeprefix("/actions/"), environ, start_response)
-        return _text(start_response, "404 Not Found", f"no page {path}: try /, /metrics, /healthz or /status")
+        return _text(start_response, "404 Not Found", f"no page {path}: try /, /metrics, /healthz, /status or /scaling")
+
+    def _scaling(self, _environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        state = self.latest()
+        if state is None:
+            return _json(start_response, "503 Service Unavailable", {"status": "starting"})
+        return _json(start_response, "200 OK", scaling_signal(state, self.backlog() if self.backlog else None))
 
     def _status(self, _environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         state = self.latest()

@@ -161,6 +161,11 @@ class JobQueue(Protocol):
 
     def delete(self, receipts: Sequence[str]) -> None: ...
 
+    def backlog(self) -> int:
+        """How many messages wait to be received now (SQS: approximately); QueueError when
+        the queue cannot be asked."""
+        ...
+
     def change_visibility(self, changes: Sequence[VisibilityChange]) -> None: ...
 
     @property

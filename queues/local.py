@@ -221,6 +221,15 @@ class LocalQueue:
         if any(change.timeout_s <= 0 for change in changes):
             self._wake(self.name)
 
+    def backlog(self) -> int:
+        try:
+            row = self._db().execute(
+                "SELECT COUNT(*) FROM messages WHERE queue = ? AND visible_at <= ?", (self.name, time.time())
+            )
+            return int(row.fetchone()[0])
+        except sqlite3.Error as exc:
+            raise QueueError(f"cannot read local queue {self.path}: {exc}", operation="read") from exc
+
     def count(self) -> int:
         """How many messages the queue holds, visible or not."""
         try:

@@ -38,8 +38,7 @@ from queues.call_timing import call_took
 
 MAX_VISIBILITY_S = 43200
 REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its send call
-# Round trips overlapped, so that a slow endpoint (tens of milliseconds a call) keeps a busy
-# pool fed: receives of ten while the queue has more, and result sends and deletes.
+# Round trips overlapped, so that an endpoint tens of milliseconds away keeps a busy pool fed.
 RECEIVES_IN_FLIGHT = 3
 CALLS_IN_FLIGHT = 4
 T = TypeVar("T")
@@ -354,6 +353,11 @@ class SqsQueue:
                 partial(self._client().change_message_visibility_batch, QueueUrl=self.url, Entries=entries),
             )
             _raise_failed("change_message_visibility_batch", self.url, response)
+
+    def backlog(self) -> int:
+        names = ["ApproximateNumberOfMessages"]
+        call = partial(self._client().get_queue_attributes, QueueUrl=self.url, AttributeNames=names)
+        return int(self._call("get_queue_attributes", call).get("Attributes", {}).get(names[0], 0))
 
     def max_receive_count(self) -> int | None:
         """The redrive policy's maxReceiveCount: the attempt after which SQS gives up."""

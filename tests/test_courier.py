@@ -57,6 +57,9 @@ class FlakyQueue:
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
         return []
 
+    def backlog(self) -> int:
+        return 0
+
     def listen(self) -> None:
         return None
 
