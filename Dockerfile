@@ -12,9 +12,11 @@
 ARG BASE=python:3.11-slim
 FROM ${BASE}
 
+# Its venv and supervisor.py on PATH: `docker exec CONTAINER supervisor.py status` works as written.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    XDG_STATE_HOME=/var/lib
+    XDG_STATE_HOME=/var/lib \
+    PATH=/opt/api-worker/.venv/bin:/opt/api-worker:$PATH
 WORKDIR /opt/api-worker
 COPY requirements.txt ./
 RUN python3 -m venv .venv \
@@ -24,6 +26,7 @@ COPY assembly ./assembly
 COPY client ./client
 COPY common ./common
 COPY config ./config
+COPY fleet ./fleet
 COPY journal ./journal
 COPY monitoring ./monitoring
 COPY pool ./pool

@@ -105,12 +105,18 @@ def test_the_worker_image_builds_on_a_given_base_and_runs_a_native_job(docker_ap
         docker_api.start(worker)
         submit = docker_api.exec_create(
             worker,
-            ["/opt/api-worker/.venv/bin/python", "/opt/api-worker/supervisor.py", "--queue", queue,
-             "submit", "--wait", "--timeout", "60", "/opt/api-worker/examples/wordcount.json"],
+            ["supervisor.py", "--queue", queue, "submit", "--wait", "--timeout", "60",
+             "/opt/api-worker/examples/wordcount.json"],
         )["Id"]  # fmt: skip
         output = docker_api.exec_start(submit).decode()
         assert docker_api.exec_inspect(submit)["ExitCode"] == 0, output
         assert re.search(r'"status": "succeeded"', output) and '"stdout": "6\\n"' in output, output
+        # As an operator types it: supervisor.py and its venv are on the image's PATH.
+        status = docker_api.exec_create(
+            worker, ["supervisor.py", "--queue", queue, "--scratch-dir", "/data/scratch", "status"]
+        )["Id"]
+        output = docker_api.exec_start(status).decode()
+        assert docker_api.exec_inspect(status)["ExitCode"] == 0 and "slots busy" in output, output
         # SIGTERM reaches the supervisor through the image's init: it stops gracefully.
         docker_api.stop(worker, timeout=30)
         assert docker_api.wait(worker, timeout=60)["StatusCode"] == 0
@@ -139,3 +145,9 @@ def test_the_manuals_instance_and_services_files_read_as_services_settings(tmp_p
     example = read["example"]
     assert [(s.name, s.max_running) for s in example.services] == [("wc", None), ("gdal", 2)]
     assert example.docker is not None and example.docker.allow_image == ("hub.example.org/*",)
+
+
+def test_the_image_holds_every_package_of_the_worker() -> None:
+    copied = {line.split()[1] for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")}
+    packages = {path.parent.name for path in REPO.glob("*/__init__.py")} - {"tests", "testkit", "bench"}
+    assert packages <= copied, f"the Dockerfile leaves out {sorted(packages - copied)}"
