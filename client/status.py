@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import psutil
 
-from common.sizes import format_size
+from common.sizes import human_size
 from monitoring.state import WorkerState, read_state
 
 EXIT_HEALTHY = 0
@@ -63,14 +63,14 @@ def _resources(state: WorkerState) -> str:
     parts = []
     memory, cpus, gpus = (state.resources.get(name) for name in ("memory_bytes", "cpus", "gpus"))
     if memory is not None:
-        parts.append(f"memory {format_size(int(memory.reserved))} of {format_size(int(memory.capacity))}")
+        parts.append(f"memory {human_size(int(memory.reserved))} of {human_size(int(memory.capacity))}")
     if cpus is not None:
         parts.append(f"cpus {cpus.reserved:g} of {cpus.capacity:g}")
     if gpus is not None and gpus.capacity:
         parts.append(f"gpus {gpus.reserved:g} of {gpus.capacity:g}")
     if state.scratch_free_bytes is not None:
-        reserve = format_size(state.scratch_reserve_bytes) if state.scratch_reserve_bytes else "none"
-        parts.append(f"scratch {format_size(state.scratch_free_bytes)} free (reserve {reserve})")
+        reserve = human_size(state.scratch_reserve_bytes) if state.scratch_reserve_bytes else "none"
+        parts.append(f"scratch {human_size(state.scratch_free_bytes)} free (reserve {reserve})")
     return ", ".join(parts) or "unknown"
 
 

@@ -91,5 +91,5 @@ def test_status_and_metrics_show_capacity_and_reservations(worker_factory: Worke
     assert 'api_worker_reserved{resource="memory_bytes"} 6.291456e+08' in scraped
     assert 'api_worker_capacity{resource="cpus"} 2.0' in scraped
     text = worker.status_text()
-    assert "reserved:   memory 600M of 1G, cpus 1 of 2, scratch " in text
+    assert "reserved:   memory 600 MiB of 1 GiB, cpus 1 of 2, scratch " in text
     assert worker.result(message_id)["status"] == "succeeded"

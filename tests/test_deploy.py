@@ -116,7 +116,7 @@ def test_the_worker_image_builds_on_a_given_base_and_runs_a_native_job(docker_ap
             worker, ["supervisor.py", "--queue", queue, "--scratch-dir", "/data/scratch", "status"]
         )["Id"]
         output = docker_api.exec_start(status).decode()
-        assert docker_api.exec_inspect(status)["ExitCode"] == 0 and "slots busy" in output, output
+        assert docker_api.exec_inspect(status)["ExitCode"] == 0 and "health:     ok" in output, output
         # SIGTERM reaches the supervisor through the image's init: it stops gracefully.
         docker_api.stop(worker, timeout=30)
         assert docker_api.wait(worker, timeout=60)["StatusCode"] == 0
