@@ -32,7 +32,7 @@ def fleet_watch(
             "--lifecycle-hook needs the instance metadata, and this machine does not say it is EC2: "
             "set AWS_EC2_METADATA_SERVICE_ENDPOINT, or --instance-notices on"
         )
-    autoscaling = InstanceAutoScaling(metadata or InstanceMetadata(DEFAULT_ENDPOINT))
+    autoscaling = InstanceAutoScaling(metadata)
     protector = _protector(settings, metadata is not None, autoscaling, environ)
     protection = None if protector is None else ScaleInProtection(protector, settings.protect_idle_grace)
     if not notices and not settings.lifecycle_hook and protection is None:

@@ -88,9 +88,9 @@ class AutoScaling:
 
 class InstanceAutoScaling:
     """Auto Scaling calls about this instance, its id read from the metadata on first use
-    (MetadataUnavailable until it can be)."""
+    (MetadataUnavailable until it can be, and always without metadata)."""
 
-    def __init__(self, metadata: InstanceMetadata) -> None:
+    def __init__(self, metadata: InstanceMetadata | None) -> None:
         self.metadata = metadata
         self._lock = threading.Lock()
         self._client: AutoScaling | None = None
@@ -98,6 +98,8 @@ class InstanceAutoScaling:
     def __call__(self) -> AutoScaling:
         with self._lock:
             if self._client is None:
+                if self.metadata is None:
+                    raise MetadataUnavailable("no instance metadata: this instance's id is unknown")
                 instance_id = (self.metadata.get(INSTANCE_ID_PATH) or "").strip()
                 if not instance_id:
                     raise MetadataUnavailable("the instance metadata has no instance id")

@@ -61,7 +61,7 @@ class InstanceMetadata:
                 if exc.code == 401 and not fresh_token:
                     continue  # the token expired early (or the service restarted): one more try with a new one
                 raise MetadataUnavailable(f"instance metadata {path}: HTTP {exc.code}") from None
-            except (OSError, TimeoutError) as exc:
+            except OSError as exc:
                 raise MetadataUnavailable(f"instance metadata {path}: {exc}") from None
         raise MetadataUnavailable(f"instance metadata {path}: refused a fresh token")
 

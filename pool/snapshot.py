@@ -90,6 +90,8 @@ def worker_state(supervisor: SupervisorView) -> WorkerState:
 def _notice(parts: SupervisorParts) -> str | None:
     """The instance notices seen, what each means, and how many messages went back for it."""
     seen = [] if parts.fleet is None else parts.fleet.seen()
+    if not seen:
+        return None
     released = released_counts()
     said = []
     for notice in seen:

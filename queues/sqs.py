@@ -354,18 +354,17 @@ class SqsQueue:
             )
             _raise_failed("change_message_visibility_batch", self.url, response)
 
+    def _attribute(self, name: str) -> str | None:
+        call = partial(self._client().get_queue_attributes, QueueUrl=self.url, AttributeNames=[name])
+        value = self._call("get_queue_attributes", call).get("Attributes", {}).get(name)
+        return None if value is None else str(value)
+
     def backlog(self) -> int:
-        names = ["ApproximateNumberOfMessages"]
-        call = partial(self._client().get_queue_attributes, QueueUrl=self.url, AttributeNames=names)
-        return int(self._call("get_queue_attributes", call).get("Attributes", {}).get(names[0], 0))
+        return int(self._attribute("ApproximateNumberOfMessages") or 0)
 
     def max_receive_count(self) -> int | None:
         """The redrive policy's maxReceiveCount: the attempt after which SQS gives up."""
-        attributes = self._call(
-            "get_queue_attributes",
-            lambda: self._client().get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"]),
-        ).get("Attributes", {})
-        policy = attributes.get("RedrivePolicy")
+        policy = self._attribute("RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None
 
 

@@ -171,24 +171,22 @@ class Intake:
             return False
         wanted, wait_seconds = receive
         messages: list[ReceivedMessage] = []
-        failed: QueueError | None = None
         try:
             faults.check("intake")
             messages = self.queue.receive(wanted, wait_seconds, self.visibility_timeout)
         except QueueError as exc:
-            failed = exc
+            with self._condition:
+                self._paused_until = time.monotonic() + self._backoff.failed(exc)
+        else:
+            with self._condition:
+                self._backoff.succeeded()
+            self.health.succeeded()
         finally:
             with self._condition:
                 self._asked -= wanted
                 self._in_flight -= 1
                 self._backlog = len(messages) >= wanted
-                if failed is not None:
-                    self._paused_until = time.monotonic() + self._backoff.failed(failed)
-                else:
-                    self._backoff.succeeded()
                 self._condition.notify_all()
-        if failed is None:
-            self.health.succeeded()
         return self._deliver(messages)
 
     def _deliver(self, messages: list[ReceivedMessage]) -> bool:

@@ -86,15 +86,19 @@ class Prefetch:
 
     def allowance(self) -> int:
         """How many messages may be held: those expected to start within the window."""
-        duration = self._duration()
-        if duration is None:
-            return 0
-        return min(self.settings.maximum, math.floor(self.slots * self.settings.window_s / duration))
+        return self._allowance(self._duration())
 
     def lead(self) -> int:
         """How many more to ask for, that start while a receive is on its way: a slow endpoint's
         receives go out that much earlier."""
-        duration = self._duration()
+        return self._lead(self._duration())
+
+    def _allowance(self, duration: float | None) -> int:
+        if duration is None:
+            return 0
+        return min(self.settings.maximum, math.floor(self.slots * self.settings.window_s / duration))
+
+    def _lead(self, duration: float | None) -> int:
         if duration is None:
             return 0
         return min(LEAD_MAX, math.floor(self.slots / duration * self.round_trip()))
@@ -102,7 +106,8 @@ class Prefetch:
     def request(self, *, unfilled_slots: int, held: int) -> ReceiveRequest:
         """What to ask the queue for, given the idle slots with no message to start and the
         messages held once the startable ones have started."""
-        allowance = self.allowance()
-        target = allowance + self.lead() if allowance else 0
+        duration = self._duration()  # once: the loop asks on every turn
+        allowance = self._allowance(duration)
+        target = allowance + self._lead(duration) if allowance else 0
         batch = BATCH_MAX if target >= 2 * BATCH_MAX else max(1, math.ceil(target / 2))
         return ReceiveRequest(max(0, unfilled_slots), max(0, target - held), batch)

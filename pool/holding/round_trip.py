@@ -15,14 +15,16 @@ class RoundTrip:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._recent: deque[float] = deque(maxlen=SAMPLES)
+        self._median = 0.0
 
     def observe(self, call: str, seconds: float) -> None:
-        """A queue call of `call` (short name) took `seconds`; told by the backend's call timing."""
+        """A queue call of `call` (short name) took `seconds`; told by the backend's call timing.
+        The median is taken here, once per call, not each time the loop reads it."""
         if call in QUICK_CALLS:
             with self._lock:
                 self._recent.append(seconds)
+                self._median = statistics.median(self._recent)
 
     def seconds(self) -> float:
         """The median of the recent quick calls' times; 0 before any."""
-        with self._lock:
-            return statistics.median(self._recent) if self._recent else 0.0
+        return self._median

@@ -44,7 +44,6 @@ class FleetWatch:
         self._seen: dict[str, Notice] = {}
         self._new: list[Notice] = []
         self._metadata_problem: str | None = None
-        self._autoscaling = options.autoscaling
         self._next_poll = 0.0
         self._next_heartbeat: float | None = None
         self._thread = GuardedThread("fleet-watch", self._step, STEP_S, count_failure=record_thread_failure)
@@ -81,7 +80,7 @@ class FleetWatch:
         hook = self.options.lifecycle_hook
         if hook is not None and "lifecycle" in self._seen:
             try:
-                self._autoscaling().complete(hook)
+                self.options.autoscaling().complete(hook)
                 log.info("lifecycle action completed: CONTINUE", extra={"hook": hook})
             except (FleetCallFailed, MetadataUnavailable) as exc:
                 log.error(
@@ -135,7 +134,7 @@ class FleetWatch:
         if hook is None:
             return
         try:
-            self._autoscaling().heartbeat(hook)
+            self.options.autoscaling().heartbeat(hook)
             log.info("lifecycle action heartbeat sent", extra={"hook": hook})
         except (FleetCallFailed, MetadataUnavailable) as exc:
             log.error("lifecycle heartbeat failed; trying again at the next", extra={"hook": hook, "error": str(exc)})
