@@ -11,12 +11,14 @@ from pathlib import Path
 
 from assembly.worker import serve
 from client.cancel import cancel_in_table, cancel_on_local_queue
+from client.fleet import print_fleet
 from client.status import print_status
 from client.submit import submit
 from common.logs import configure_logging
 from config.parser import build_parser
 from config.settings import (
     CancelSettings,
+    FleetSettings,
     Settings,
     StatusSettings,
     SubmitSettings,
@@ -24,6 +26,7 @@ from config.settings import (
     parse_settings,
 )
 from journal.base import JournalUnusable
+from journal.fleet_table import FleetRegister
 from journal.job_table import JobTable
 from journal.sqlite import SqliteJournal
 from monitoring.state import status_path
@@ -60,6 +63,11 @@ def _run(settings: Settings) -> int:
         return _submit(settings)
     if isinstance(settings, CancelSettings):
         return _cancel(settings)
+    if isinstance(settings, FleetSettings):
+        if settings.job_table is None:
+            raise ValueError("fleet needs --job-table: the boxes register there")
+        register = FleetRegister(JobTable(settings.job_table), open_queue(settings.queue).spec)
+        return print_fleet(register, as_json=settings.json)
     if isinstance(settings, StatusSettings):
         return print_status(status_path(settings.scratch_dir.resolve()), as_json=settings.json)
     return serve(check_worker_settings(settings))

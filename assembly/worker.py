@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO
 
 from assembly.children import admission, child_settings, image_state_dir, job_deadline_s
-from assembly.fleet import fleet_watch
+from assembly.fleet import PlacementParts, fleet_watch, placement
 from assembly.monitoring import monitor
 from common.pathlock import PathInUse, hold_lock
 from config.capacity import disk_reserve_bytes
@@ -18,13 +18,15 @@ from journal.base import JournalInUse
 from journal.health import JournalHealth
 from journal.sqlite import SqliteJournal
 from monitoring.metrics import record_queue_call
+from monitoring.monitor import Monitor
 from pool.child_settings import ChildSettings
 from pool.holding.custody import Custody
 from pool.holding.intake import AnyIntake, Intake, PollingIntake
+from pool.holding.passing_on import PassingOn
 from pool.holding.prefetch import NO_PREFETCH, Prefetch, PrefetchSettings
 from pool.holding.round_trip import RoundTrip
 from pool.outcomes import OutcomePolicy
-from pool.parts import SupervisorParts, SupervisorSettings
+from pool.parts import SupervisorParts, SupervisorSettings, Upkeep
 from pool.settling.courier import ResultCourier
 from pool.settling.destinations import Destinations
 from pool.settling.job_ends import JobEnds
@@ -110,17 +112,15 @@ def _parts(
     policy: OutcomePolicy,
 ) -> SupervisorParts:
     waker = Waker()
-    profile = job_queue.profile
-    outbox: Outbox = InlineOutbox() if profile.calls_in_loop else ThreadOutbox(profile.calls_in_flight)
-    health = JournalHealth(journal.location)
-    destinations = Destinations(job_queue, result_queue)
-    courier = ResultCourier(
-        job_queue, destinations, outbox, journal=journal, health=health, dead_letter_queue=dead_letter_queue
-    )
+    outbox, courier, health = _delivery(job_queue, result_queue, dead_letter_queue, journal)
     slots = SlotTable(child, settings.workers, job_deadline_s(child, settings.deadline_margin))
-    custody = Custody(job_queue, outbox, settings.visibility_timeout, caps=_caps(settings), admission=admission(child))
     ledger = Ledger(journal, health, courier, retention_s=settings.journal_retention)
-    prefetch = _prefetch(settings, profile)
+    monitoring = monitor(settings, child.scratch_dir, child.gate.marks, waker.wake, CachedBacklog(job_queue))
+    placed = placement(
+        settings, child, PlacementParts(job_queue, outbox, ledger, policy, lambda: _draining(monitoring))
+    )
+    custody = _custody(settings, child, job_queue, outbox, placed.passing_on)
+    prefetch = _prefetch(settings, job_queue.profile)
     space = _scratch_space(settings, child.scratch_dir, slots, custody)
     images = _image_cache(settings, child, journal, custody)
     cancels = _cancel_watch(settings, child, slots)
@@ -136,16 +136,54 @@ def _parts(
         ledger=ledger,
         policy=policy,
         prefetch=prefetch,
-        monitor=monitor(settings, child.scratch_dir, child.gate.marks, waker.wake, CachedBacklog(job_queue)),
+        monitor=monitoring,
         waker=waker,
         space=space,
         images=images,
         cancels=cancels,
         fleet=fleet,
-        upkeep=tuple(part for part in (space, images, cancels, fleet) if part is not None),
+        upkeep=_present(space, images, cancels, fleet, placed.shapes, placed.passing_on),
+        passing_on=placed.passing_on,
         history=history,
         ends=JobEnds(custody, ledger, policy, prefetch, images, slots.known_services, history),
     )
+
+
+def _delivery(
+    job_queue: JobQueue, result_queue: JobQueue | None, dead_letter_queue: JobQueue | None, journal: SqliteJournal
+) -> tuple[Outbox, ResultCourier, JournalHealth]:
+    """The outbox the queue's profile asks for, and the courier that delivers through it."""
+    profile = job_queue.profile
+    outbox: Outbox = InlineOutbox() if profile.calls_in_loop else ThreadOutbox(profile.calls_in_flight)
+    health = JournalHealth(journal.location)
+    destinations = Destinations(job_queue, result_queue)
+    courier = ResultCourier(
+        job_queue, destinations, outbox, journal=journal, health=health, dead_letter_queue=dead_letter_queue
+    )
+    return outbox, courier, health
+
+
+def _custody(
+    settings: WorkerSettings, child: ChildSettings, job_queue: JobQueue, outbox: Outbox, passing_on: PassingOn | None
+) -> Custody:
+    return Custody(
+        job_queue,
+        outbox,
+        settings.visibility_timeout,
+        caps=_caps(settings),
+        admission=admission(child),
+        pass_on=None if passing_on is None else passing_on.takes,
+    )
+
+
+def _present(*parts: Upkeep | None) -> tuple[Upkeep, ...]:
+    return tuple(part for part in parts if part is not None)
+
+
+def _draining(monitoring: Monitor) -> bool:
+    """Whether the worker takes no new jobs, as it last published."""
+    latest = monitoring.latest
+    return latest is not None and (latest.draining or latest.stopping)
 
 
 def _prefetch(settings: WorkerSettings, profile: DeliveryProfile) -> Prefetch:

@@ -45,6 +45,17 @@ def add_submit_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     submit.add_argument("file", help="the job message file, or - for stdin")
 
 
+def add_fleet_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fleet = commands.add_parser(
+        "fleet",
+        help="list the live boxes of --queue, as they registered in --job-table",
+        description="List the workers of --queue that registered in --job-table and renewed it lately: each box's "
+        "shape (memory, CPUs, GPUs), the kinds of job it runs, and whether it drains. Exit 0.",
+        formatter_class=HelpFormatter,
+    )
+    fleet.add_argument("--json", action="store_true", help="print them as one JSON object instead")
+
+
 def add_cancel_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cancel = commands.add_parser(
         "cancel",

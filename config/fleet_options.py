@@ -1,10 +1,13 @@
-"""The options of a worker in a fleet: instance notices, the lifecycle hook, scale-in protection."""
+"""The options of a worker in a fleet: instance notices, the lifecycle hook, scale-in protection,
+and the fleet's shapes (where a job too big for this box waits)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from config.values import non_negative_float, positive_float
+from common.durations import parse_duration
+from config.values import duration, non_negative_float, positive_float
 
 NOTICE_MODES = ("auto", "on", "off")
 PROTECTION_MODES = ("off", "asg", "ecs", "auto")
@@ -49,4 +52,38 @@ def add_fleet_options(parser: argparse.ArgumentParser) -> None:
         type=non_negative_float,
         default=60.0,
         help="seconds idle before scale-in protection is lifted",
+    )
+    _add_shape_options(parser)
+
+
+def _add_shape_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fleet-shapes",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML file of the shapes the fleet may have ([shapes.NAME] with memory, cpus, gpus, disk), also those "
+        "with no box up: a job too big for this box waits for one of them (needs --job-table)",
+    )
+    parser.add_argument(
+        "--hand-on",
+        default=None,
+        metavar="QUEUE",
+        help="send a job too big for this box, that another shape can run, once to this queue (the bigger boxes'), "
+        "instead of back to its own queue with a back-off",
+    )
+    parser.add_argument(
+        "--max-wait-for-capacity",
+        type=duration,
+        default=parse_duration("1h"),
+        metavar="DURATION",
+        help="how long a job waits for a box of a shape that fits it, from its first pass, before it ends as error "
+        "no_capacity",
+    )
+    parser.add_argument(
+        "--fleet-heartbeat",
+        type=positive_float,
+        default=20.0,
+        metavar="S",
+        help="seconds between this box's registrations in the job table; a box that misses 3 drops out of the fleet",
     )

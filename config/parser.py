@@ -14,7 +14,7 @@ from common.durations import parse_duration
 from common.logs import LOG_FORMATS
 from common.sizes import parse_size
 from config.capacity import add_capacity_options
-from config.client_commands import add_cancel_command, add_status_command, add_submit_command
+from config.client_commands import add_cancel_command, add_fleet_command, add_status_command, add_submit_command
 from config.docker_command import add_docker_command
 from config.fleet_options import add_fleet_options
 from config.help import HelpFormatter
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COMMAND",
         required=True,
         help="native, docker or services runs the worker; submit enqueues a job; cancel stops one; "
-        "status shows a running worker",
+        "status shows a running worker; fleet lists the live boxes of a queue",
     )
     pass_env = _pass_env_parent()
     _add_native_command(commands, pass_env)
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_command(commands)
     add_submit_command(commands)
     add_cancel_command(commands)
+    add_fleet_command(commands)
     return parser
 
 

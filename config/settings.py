@@ -109,6 +109,10 @@ class WorkerSettings:
     lifecycle_heartbeat: float
     scale_in_protection: str  # off, asg, ecs or auto
     protect_idle_grace: float
+    fleet_shapes: Path | None  # declared shapes (TOML)
+    hand_on: str | None  # the queue a job for another shape is handed on to
+    max_wait_for_capacity: float
+    fleet_heartbeat: float
     pass_env: tuple[str, ...]
     native: NativeSettings | None
     docker: DockerSettings | None
@@ -150,7 +154,16 @@ class CancelSettings:
     timeout: float | None
 
 
-Settings = WorkerSettings | SubmitSettings | StatusSettings | CancelSettings
+@dataclass(frozen=True)
+class FleetSettings:
+    log_format: str
+    log_level: str
+    queue: str
+    job_table: str | None
+    json: bool
+
+
+Settings = WorkerSettings | SubmitSettings | StatusSettings | CancelSettings | FleetSettings
 
 
 def parse_settings(
@@ -187,6 +200,8 @@ def typed_settings(
         return _read(StatusSettings, namespace, **paths)
     if namespace.command_name == "cancel":
         return _read(CancelSettings, namespace, **paths)
+    if namespace.command_name == "fleet":
+        return _read(FleetSettings, namespace)
     if namespace.command_name == "services":
         return _services_settings(namespace, tables or {}, parser or build_parser(), paths)
     native = _read(NativeSettings, namespace) if namespace.command_name == "native" else None
@@ -263,6 +278,8 @@ def check_worker_settings(settings: WorkerSettings) -> WorkerSettings:
         )
         settings = dataclasses.replace(settings, services=found)
     _check_capacity(settings)
+    if (settings.fleet_shapes or settings.hand_on) and not settings.job_table:
+        raise SettingsError("--fleet-shapes and --hand-on need --job-table: a job's wait for a shape is kept there")
     if not settings.file_root:
         log.info("no --file-root given: file:// URIs are refused")
     return settings

@@ -35,7 +35,7 @@ class TableUnreachable(CancelUnavailable):
     """The table could not be asked (network, throttling, credentials): a system fault."""
 
 
-class _ConditionFailed(Exception):
+class ConditionFailed(Exception):
     def __init__(self, item: dict[str, Any]) -> None:
         super().__init__("condition failed")
         self.item = item  # the item as it was, where the call asked for it
@@ -101,7 +101,7 @@ class JobTable:
             self._s3 = _boto_client("s3", read_timeout_s=30)
         return self._s3
 
-    def _call(self, operation: str, **parameters: Any) -> dict[str, Any]:
+    def call(self, operation: str, **parameters: Any) -> dict[str, Any]:
         """One call on this table."""
         return self._invoke(operation, TableName=self.name, **parameters)
 
@@ -114,7 +114,7 @@ class JobTable:
             return response
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise _ConditionFailed(exc.response.get("Item") or {}) from None
+                raise ConditionFailed(exc.response.get("Item") or {}) from None
             raise TableUnreachable(f"job table {self.name}: {operation} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise TableUnreachable(f"job table {self.name}: {operation} failed: {exc}") from exc
@@ -122,7 +122,7 @@ class JobTable:
     def check(self) -> None:
         """ValueError naming what is wrong unless the table exists with the documented key."""
         try:
-            table = self._call("describe_table")["Table"]
+            table = self.call("describe_table")["Table"]
         except TableUnreachable as exc:
             raise ValueError(f"--job-table: {exc}") from None
         keys = [(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])]
@@ -136,7 +136,7 @@ class JobTable:
     def claim(self, job_id: str, message_id: str, owner: str, lease_s: float) -> Claim | Refusal:
         now = time.time()
         try:
-            item = self._call(
+            item = self.call(
                 "update_item",
                 Key=_key(job_id),
                 UpdateExpression="SET #state = :running, #owner = :owner, lease_until = :lease, message_id = :message,"
@@ -155,7 +155,7 @@ class JobTable:
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )["Attributes"]
-        except _ConditionFailed as refused:
+        except ConditionFailed as refused:
             return self._refusal(refused.item or self._get(job_id), now)
         return Claim(job_id, int(item["fence"]["N"]), _cancel_of(item))
 
@@ -247,7 +247,7 @@ class JobTable:
 
     def _fenced(self, claim: Claim, update: str, values: dict[str, Any], names: dict[str, str] | None = None) -> bool:
         try:
-            self._call(
+            self.call(
                 "update_item",
                 Key=_key(claim.job_id),
                 UpdateExpression=update,
@@ -255,7 +255,7 @@ class JobTable:
                 ExpressionAttributeNames={"#state": "state", **(names or {})},
                 ExpressionAttributeValues={**values, ":fence": _number(claim.fence), ":running": {"S": RUNNING}},
             )
-        except _ConditionFailed:
+        except ConditionFailed:
             return False
         return True
 
@@ -263,7 +263,7 @@ class JobTable:
         """Mark the job canceled (a job not seen yet is canceled when it comes). The request
         ends with the job's final result; an item that is only a request expires after
         CANCEL_EXPIRY_S (a claim takes the expiry off, the job's outcome puts its own)."""
-        self._call(
+        self.call(
             "update_item",
             Key=_key(cancel.job_id),
             UpdateExpression="SET cancel_reason = :reason, cancel_by = :by, cancel_at = :at,"
@@ -279,8 +279,8 @@ class JobTable:
     def forget(self, job_id: str, requested_before: float) -> None:
         """The job's cancel request dropped, if made before then (for a job that ended without
         a claim: its outcome, stored under a claim, drops it in the same write)."""
-        with contextlib.suppress(_ConditionFailed):  # none, or a newer one: it stays
-            self._call(
+        with contextlib.suppress(ConditionFailed):  # none, or a newer one: it stays
+            self.call(
                 "update_item",
                 Key=_key(job_id),
                 UpdateExpression=f"REMOVE {_CANCEL_ATTRIBUTES}",
@@ -315,7 +315,7 @@ class JobTable:
         return items
 
     def _get(self, job_id: str) -> dict[str, Any]:
-        item: dict[str, Any] = self._call("get_item", Key=_key(job_id), ConsistentRead=True).get("Item", {})
+        item: dict[str, Any] = self.call("get_item", Key=_key(job_id), ConsistentRead=True).get("Item", {})
         return item
 
     def state(self, job_id: str) -> dict[str, Any]:

@@ -144,6 +144,13 @@ SLOTS_WANTED = Gauge(
 SCALE_IN_PROTECTED = Gauge(
     "api_worker_scale_in_protected", "1 while this worker keeps its box protected from scale-in", registry=REGISTRY
 )
+JOBS_WAITING_FOR_SHAPE = Gauge(
+    "api_worker_jobs_waiting_for_shape",
+    "Jobs this worker passed on lately to wait for a box of another shape, by shape",
+    ["shape"],
+    registry=REGISTRY,
+)
+_SHAPES_WAITED_FOR: set[str] = set()
 OTHER_SERVICE = "other"  # a service this worker was not configured with: no label of its own
 
 
@@ -239,6 +246,13 @@ def record_interruption(source: str) -> None:
 
 def record_released(reason: str, count: int) -> None:
     JOBS_RELEASED.labels(reason).inc(count)
+
+
+def set_jobs_waiting_for_shape(counts: dict[str, int]) -> None:
+    """One series per shape waited for; a shape no longer waited for drops to 0."""
+    _SHAPES_WAITED_FOR.update(counts)
+    for shape in _SHAPES_WAITED_FOR:
+        JOBS_WAITING_FOR_SHAPE.labels(shape).set(counts.get(shape, 0))
 
 
 def released_counts() -> dict[str, int]:

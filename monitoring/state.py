@@ -122,6 +122,9 @@ class WorkerState(msgspec.Struct, frozen=True):
     input_cache: InputCacheState | None = None  # None: the cache is off
     notice: str | None = None  # an instance notice (Spot, rebalance, lifecycle): what it said and what it means
     scale_in_protected: bool | None = None  # None: no scale-in protection kept
+    waiting_for: dict[str, int] = msgspec.field(
+        default_factory=dict
+    )  # jobs passed on lately, by the shape they wait for
 
     def problems(self, now: float | None = None) -> list[str]:
         """Why the worker is unhealthy; empty when it is healthy."""

@@ -11,6 +11,7 @@ from datetime import datetime
 from journal.base import Outcome
 from pool.notice_board import JobAccepted
 from pool.wire import JobEventNote, JobReport
+from protocol.body import Envelope
 from protocol.result import ErrorInfo, JobResult, Status, WorkerIdentity, utc_timestamp
 from queues.base import ReceivedMessage
 
@@ -50,6 +51,18 @@ class OutcomePolicy:
         result.finished_at = result.started_at
         result.error = ErrorInfo("worker", why)
         return self._decide(message, result, True, accepted.reply_to if accepted else None, lost=True)
+
+    def decided_here(
+        self, message: ReceivedMessage, envelope: Envelope, status: Status, error: ErrorInfo
+    ) -> tuple[Outcome, JobResult]:
+        """A final outcome the supervisor gives a job without running it (one no box of the
+        fleet can run, or one that waited too long for a box that can)."""
+        result = new_result(
+            message.message_id, message.receive_count, WorkerIdentity.of_this_host(os.getpid(), self.instance)
+        )
+        result.id, result.service, result.queue = envelope.id or message.message_id, envelope.service, envelope.queue
+        result.status, result.error, result.finished_at = status, error, result.started_at
+        return self._decide(message, result, False, envelope.reply_to)
 
     def _decide(
         self,

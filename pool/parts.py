@@ -9,6 +9,7 @@ from common.clock import SYSTEM_CLOCK, Clock
 from monitoring.monitor import Monitor
 from pool.holding.custody import Custody
 from pool.holding.intake import AnyIntake
+from pool.holding.passing_on import PassingOn
 from pool.holding.prefetch import Prefetch
 from pool.outcomes import OutcomePolicy
 from pool.settling.courier import ResultCourier
@@ -76,4 +77,5 @@ class SupervisorParts:
     upkeep: tuple[Upkeep, ...]  # the periodic parts, ticked by the loop: space, and images, cancels, fleet if any
     history: JobHistory
     ends: JobEnds
+    passing_on: PassingOn | None = None  # jobs too big for this box, where the fleet has shapes
     clock: Clock = SYSTEM_CLOCK  # what the loop reads; the parts were each given the same

@@ -84,6 +84,7 @@ def worker_state(supervisor: SupervisorView) -> WorkerState:
         input_cache=_input_cache(slots.child.input_cache),
         notice=_notice(parts),
         scale_in_protected=_protected(parts),
+        waiting_for={} if parts.passing_on is None else parts.passing_on.waiting_for(),
     )
 
 

@@ -59,6 +59,7 @@ class OutgoingMessage:
     body: str
     group_id: str | None = None
     deduplication_id: str | None = None
+    delay_s: float = 0.0  # hidden this long after it is sent, where the queue delays messages
 
 
 Sendable = str | OutgoingMessage
@@ -99,6 +100,7 @@ class DeliveryProfile:
     prefetch: bool
     receives_in_flight: int = 1  # at most, while the queue has a backlog
     calls_in_flight: int = 1  # result sends, deletes and visibility changes made at once, at most
+    delays_messages: bool = True  # a message sent may be delayed (not on a FIFO queue, where the queue's delay rules)
 
 
 class Wakeups(Protocol):

@@ -281,7 +281,7 @@ def _rows(queue_name: str, messages: Sequence[Sendable], now: float) -> list[tup
     for message in map(outgoing, messages):
         if message.group_id is not None:
             check_group_id(message.group_id)
-        rows.append((queue_name, str(uuid.uuid4()), message.body, now, now, message.group_id))
+        rows.append((queue_name, str(uuid.uuid4()), message.body, now, now + message.delay_s, message.group_id))
     return rows
 
 

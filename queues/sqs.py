@@ -119,9 +119,9 @@ class SqsQueue:
             # A FIFO receive that fails is retried with its attempt id: one at a time.
             receives_in_flight=1 if self._fifo else RECEIVES_IN_FLIGHT,
             calls_in_flight=CALLS_IN_FLIGHT,
+            delays_messages=not self._fifo,
         )
-        # A FIFO receive that failed on the way back is retried with the same attempt id, so
-        # that SQS returns the messages it took for it instead of hiding them.
+        # A FIFO receive that failed on the way back is retried with its attempt id: SQS returns its messages.
         self._unanswered_receive: str | None = None
 
     @property
@@ -246,6 +246,8 @@ class SqsQueue:
             deduplication_id = message.deduplication_id or uuid.uuid4().hex
             entry["MessageGroupId"] = message.group_id or deduplication_id
             entry["MessageDeduplicationId"] = deduplication_id
+        elif message.delay_s > 0:
+            entry["DelaySeconds"] = min(900, round(message.delay_s))  # SQS's limit
         return entry
 
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
@@ -282,8 +284,7 @@ class SqsQueue:
         except (msgspec.DecodeError, RecursionError) as exc:
             problem = BodyDefect(f"marked as a large payload, but not an S3 pointer ({exc})")
             return ReceivedMessage(message_id, receipt, body, receive_count, problem, group_id, sent_at)
-        # Carry the pointer in the receipt, as the extended client does, so the payload goes
-        # with the message.
+        # Carry the pointer in the receipt, as the extended client does: the payload goes with the message.
         receipt = self._client().embed_s3_pointer_in_receipt_handle({"ReceiptHandle": receipt, "Body": body})
         payload, defect = self._fetch_payload(target, declared.get("StringValue", ""))
         return ReceivedMessage(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -20,7 +20,7 @@ from monitoring.metrics import record_released
 from pool.admission import NOTHING, Admission, Reservation, total
 from pool.holding.lanes import Held, Lanes
 from pool.settling.outbox import Outbox
-from protocol.body import read_addressing
+from protocol.body import Addressing, read_addressing
 from protocol.result import Progress
 from queues.base import JobQueue, ReceivedMessage, VisibilityChange
 
@@ -59,11 +59,15 @@ class Custody:
         caps: Mapping[str, int] | None = None,
         admission: Admission | None = None,
         *,
+        pass_on: Callable[[Held, Addressing], bool] | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.clock = clock
         """`caps`: the most jobs of a native service that may run at once, by service;
-        `admission`: the box's capacity, which running jobs' reservations must fit."""
+        `admission`: the box's capacity, which running jobs' reservations must fit;
+        `pass_on`: takes a message just received that this box can never run, if the fleet
+        has another place for it (True: taken)."""
+        self.clock = clock
+        self.pass_on = pass_on
         self.queue = queue
         self.outbox = outbox
         self.visibility_timeout = visibility_timeout
@@ -132,18 +136,23 @@ class Custody:
 
     def hold(self, messages: list[ReceivedMessage]) -> None:
         visible_until = self.clock.monotonic() + self.visibility_timeout
-        self.lanes.add(self._held(message, visible_until) for message in messages)
+        kept = []
+        for message in messages:
+            held, found = self._held(message, visible_until)
+            if found is None or self.pass_on is None or not self.pass_on(held, found):
+                kept.append(held)
+        self.lanes.add(kept)
 
-    def _held(self, message: ReceivedMessage, visible_until: float) -> Held:
-        """Its capped service and reservation, from one cheap read of its body, and only where a
-        cap or the box's capacity may apply."""
+    def _held(self, message: ReceivedMessage, visible_until: float) -> tuple[Held, Addressing | None]:
+        """Its capped service and reservation, from one cheap read of its body (returned too),
+        and only where a cap or the box's capacity may apply."""
         if (not self.caps and self.admission is None) or message.defect is not None:
-            return Held(message, visible_until, held_since=self.clock.monotonic())
+            return Held(message, visible_until, held_since=self.clock.monotonic()), None
         found = read_addressing(message.body)
         service = found.native_service()
         reservation = NOTHING if self.admission is None else self.admission.reservation(found)
         capped = service if service in self.caps else None
-        return Held(message, visible_until, capped, reservation, held_since=self.clock.monotonic())
+        return Held(message, visible_until, capped, reservation, held_since=self.clock.monotonic()), found
 
     def take_redelivered(self, messages: list[ReceivedMessage]) -> list[ReceivedMessage]:
         """The messages that are new here. A redelivery of one running or waiting here is not:
