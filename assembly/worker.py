@@ -36,6 +36,7 @@ from pool.settling.outbox import InlineOutbox, Outbox, ThreadOutbox
 from pool.slots import SlotTable
 from pool.supervisor import Supervisor
 from pool.upkeep.cancel_watch import CancelWatch
+from pool.upkeep.idle_exit import IdleExit
 from pool.upkeep.image_cache import CacheCleaner, ImageCache, ImageCacheSettings
 from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
@@ -124,7 +125,9 @@ def _parts(
     space = _scratch_space(settings, child.scratch_dir, slots, custody)
     images = _image_cache(settings, child, journal, custody)
     cancels = _cancel_watch(settings, child, slots)
-    fleet = fleet_watch(settings, lambda: bool(slots.busy()) or custody.held_count > 0)
+    busy = lambda: bool(slots.busy()) or custody.held_count > 0  # noqa: E731
+    fleet = fleet_watch(settings, busy)
+    idle_exit = None if settings.exit_when_idle is None else IdleExit(settings.exit_when_idle, busy)
     history = JobHistory()
     return SupervisorParts(
         queue=job_queue,
@@ -142,7 +145,8 @@ def _parts(
         images=images,
         cancels=cancels,
         fleet=fleet,
-        upkeep=_present(space, images, cancels, fleet, placed.shapes, placed.passing_on),
+        upkeep=_present(space, images, cancels, fleet, placed.shapes, placed.passing_on, idle_exit),
+        idle_exit=idle_exit,
         passing_on=placed.passing_on,
         history=history,
         ends=JobEnds(custody, ledger, policy, prefetch, images, slots.known_services, history),

@@ -81,6 +81,14 @@ def _add_shape_options(parser: argparse.ArgumentParser) -> None:
         "no_capacity",
     )
     parser.add_argument(
+        "--exit-when-idle",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="exit 0 once no job has run or waited here for S seconds: for a worker run as a batch job, such as "
+        "a KEDA ScaledJob's pod (default: never)",
+    )
+    parser.add_argument(
         "--fleet-heartbeat",
         type=positive_float,
         default=20.0,

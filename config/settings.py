@@ -113,6 +113,7 @@ class WorkerSettings:
     hand_on: str | None  # the queue a job for another shape is handed on to
     max_wait_for_capacity: float
     fleet_heartbeat: float
+    exit_when_idle: float | None
     pass_env: tuple[str, ...]
     native: NativeSettings | None
     docker: DockerSettings | None

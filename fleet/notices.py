@@ -16,12 +16,13 @@ SPOT_PATH = "latest/meta-data/spot/instance-action"
 REBALANCE_PATH = "latest/meta-data/events/recommendations/rebalance"
 LIFECYCLE_PATH = "latest/meta-data/autoscaling/target-lifecycle-state"
 T = TypeVar("T", bound=msgspec.Struct)
+IDLE = "idle"  # not the box's notice: the worker's own, once it has had nothing to do for a while
 SPOT_WARNING_S = 120.0  # AWS's notice, for an action whose time cannot be read
 
 
 @dataclass(frozen=True)
 class Notice:
-    source: str  # spot, rebalance or lifecycle
+    source: str  # spot, rebalance or lifecycle; or idle (--exit-when-idle)
     detail: str  # what the metadata said, for the log and the status page
     leave_by: float | None  # epoch seconds by which the box goes; None: no fixed time
 
@@ -29,6 +30,10 @@ class Notice:
     def soft(self) -> bool:
         """A recommendation: take no new jobs, finish the running ones, stay up."""
         return self.source == "rebalance"
+
+    @property
+    def stopping_message(self) -> str:
+        return "stopping: idle long enough (--exit-when-idle)" if self.source == IDLE else "stopping: the box is going"
 
 
 class _SpotAction(msgspec.Struct):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from common.clock import SYSTEM_CLOCK, Clock
+from fleet.notices import Notice
 from monitoring.monitor import Monitor
 from pool.holding.custody import Custody
 from pool.holding.intake import AnyIntake
@@ -20,6 +21,7 @@ from pool.settling.outbox import Outbox
 from pool.slots import SlotTable
 from pool.upkeep.cancel_watch import CancelWatch
 from pool.upkeep.fleet_watch import FleetWatch
+from pool.upkeep.idle_exit import IdleExit
 from pool.upkeep.image_cache import ImageCache
 from pool.upkeep.scratch_space import ScratchSpace
 from pool.waker import Waker
@@ -78,4 +80,12 @@ class SupervisorParts:
     history: JobHistory
     ends: JobEnds
     passing_on: PassingOn | None = None  # jobs too big for this box, where the fleet has shapes
+    idle_exit: IdleExit | None = None  # --exit-when-idle
+
+    def notices(self) -> list[Notice]:
+        """What told the worker to leave (or drain) since the last look: the box's notices, and
+        its own once idle long enough."""
+        found = [] if self.fleet is None else self.fleet.notices()
+        return found + ([] if self.idle_exit is None else self.idle_exit.notices())
+
     clock: Clock = SYSTEM_CLOCK  # what the loop reads; the parts were each given the same

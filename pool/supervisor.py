@@ -91,7 +91,7 @@ class Supervisor:
             self._handle_signals()
             for command in self.parts.monitor.commands():
                 self._drain(command == DRAIN)
-            for notice in self.parts.fleet.notices() if self.parts.fleet is not None else ():
+            for notice in self.parts.notices():
                 self._obey(notice)
             if self.departure.overdue():
                 log.warning("shutdown grace is over: interrupting running jobs", extra={"jobs": len(self.slots.busy())})
@@ -185,7 +185,7 @@ class Supervisor:
             return
         self.departure.noticed(notice)
         if not self.stopping:
-            log.warning("stopping: the box is going", extra={"source": notice.source, "detail": notice.detail})
+            log.warning(notice.stopping_message, extra={"source": notice.source, "detail": notice.detail})
             self._begin_stop()
 
     def _drain(self, draining: bool) -> None:
