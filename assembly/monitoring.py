@@ -14,6 +14,7 @@ from monitoring.page_actions import LOOPBACK, ActionRules
 from monitoring.state import status_path
 from monitoring.status_page import PageFacts, duration
 from protocol.cancel import CancelMarks
+from queues.base import QueueDepth
 
 
 def monitor(
@@ -21,7 +22,7 @@ def monitor(
     scratch_dir: Path,
     marks: CancelMarks | None,
     wake: Callable[[], None],
-    backlog: Callable[[], int | None] | None = None,
+    backlog: Callable[[], QueueDepth | None] | None = None,
 ) -> Monitor:
     actions = None
     if settings.status_actions:

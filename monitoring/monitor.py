@@ -17,6 +17,7 @@ from monitoring.server import MonitoringServer
 from monitoring.state import WorkerState, write_state
 from monitoring.status_page import PageFacts
 from monitoring.systemd import SystemdNotifier
+from queues.base import QueueDepth
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL_S = 1.0
@@ -33,9 +34,9 @@ class Monitor:
         facts: PageFacts | None = None,
         actions: ActionRules | None = None,
         wake: Callable[[], None] = lambda: None,
-        backlog: Callable[[], int | None] | None = None,
+        backlog: Callable[[], QueueDepth | None] | None = None,
     ) -> None:
-        """`backlog`: the queue's visible backlog, for the scaling signal (None: unknown)."""
+        """`backlog`: the queue's depth, for the scaling signal (None: unknown)."""
         self.status_path = status_path
         self.systemd = SystemdNotifier()
         self.latest: WorkerState | None = None
@@ -70,7 +71,7 @@ class Monitor:
         latest = self.latest
         return latest is not None and not latest.problems(time.time())
 
-    def _slots_wanted(self, backlog: Callable[[], int | None] | None) -> float:
+    def _slots_wanted(self, backlog: Callable[[], QueueDepth | None] | None) -> float:
         latest = self.latest
         if latest is None:
             return 0.0

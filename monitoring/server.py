@@ -23,6 +23,7 @@ from monitoring.page_actions import PageActions, Refused
 from monitoring.scaling import scaling_signal
 from monitoring.state import WorkerState
 from monitoring.status_page import PageFacts, PageView, render
+from queues.base import QueueDepth
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -57,7 +58,7 @@ class MonitoringServer:
         facts: PageFacts,
         actions: PageActions | None = None,
         *,
-        backlog: Callable[[], int | None] | None = None,
+        backlog: Callable[[], QueueDepth | None] | None = None,
     ) -> None:
         self.latest = latest
         self.backlog = backlog

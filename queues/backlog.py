@@ -1,4 +1,4 @@
-"""The queue's visible backlog for the scaling signal, asked at most once per `max_age_s`
+"""The queue's depth (visible backlog, messages in flight) for the scaling signal, asked at most once per `max_age_s`
 however often it is read (an autoscaler and Prometheus may both poll), and never from the
 supervisor's loop. A queue that cannot be asked gives None, logged once until it answers."""
 
@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 
-from queues.base import JobQueue, QueueError
+from queues.base import JobQueue, QueueDepth, QueueError
 
 log = logging.getLogger(__name__)
 BACKLOG_MAX_AGE_S = 5.0
@@ -20,10 +20,10 @@ class CachedBacklog:
         self.max_age_s = max_age_s
         self._lock = threading.Lock()
         self._asked_at: float | None = None
-        self._value: int | None = None
+        self._value: QueueDepth | None = None
         self._failing = False
 
-    def __call__(self) -> int | None:
+    def __call__(self) -> QueueDepth | None:
         with self._lock:
             now = time.monotonic()
             if self._asked_at is not None and now - self._asked_at < self.max_age_s:

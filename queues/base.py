@@ -70,6 +70,16 @@ def outgoing(message: Sendable) -> OutgoingMessage:
 
 
 @dataclass(frozen=True)
+class QueueDepth:
+    """How many messages a queue holds (SQS: approximately): `visible`, waiting to be received
+    now; `in_flight`, received by some worker and not yet deleted (running, held, or hidden
+    for a retry's delay)."""
+
+    visible: int
+    in_flight: int
+
+
+@dataclass(frozen=True)
 class VisibilityChange:
     receipt: str
     timeout_s: float
@@ -163,9 +173,9 @@ class JobQueue(Protocol):
 
     def delete(self, receipts: Sequence[str]) -> None: ...
 
-    def backlog(self) -> int:
-        """How many messages wait to be received now (SQS: approximately); QueueError when
-        the queue cannot be asked."""
+    def backlog(self) -> QueueDepth:
+        """How many messages wait to be received now, and how many are in flight; QueueError
+        when the queue cannot be asked."""
         ...
 
     def change_visibility(self, changes: Sequence[VisibilityChange]) -> None: ...

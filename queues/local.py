@@ -24,6 +24,7 @@ from queues.base import (
     DeliveryProfile,
     JobQueue,
     OutgoingMessage,
+    QueueDepth,
     QueueError,
     ReceivedMessage,
     Sendable,
@@ -221,12 +222,16 @@ class LocalQueue:
         if any(change.timeout_s <= 0 for change in changes):
             self._wake(self.name)
 
-    def backlog(self) -> int:
+    def backlog(self) -> QueueDepth:
         try:
+            now = time.time()
             row = self._db().execute(
-                "SELECT COUNT(*) FROM messages WHERE queue = ? AND visible_at <= ?", (self.name, time.time())
+                "SELECT COALESCE(SUM(visible_at <= ?), 0), COALESCE(SUM(visible_at > ? AND receive_count > 0), 0)"
+                " FROM messages WHERE queue = ?",
+                (now, now, self.name),
             )
-            return int(row.fetchone()[0])
+            visible, in_flight = row.fetchone()
+            return QueueDepth(int(visible), int(in_flight))
         except sqlite3.Error as exc:
             raise QueueError(f"cannot read local queue {self.path}: {exc}", operation="read") from exc
 

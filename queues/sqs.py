@@ -27,6 +27,7 @@ from queues.base import (
     DeliveryProfile,
     JobQueue,
     OutgoingMessage,
+    QueueDepth,
     QueueError,
     ReceivedMessage,
     Sendable,
@@ -35,6 +36,7 @@ from queues.base import (
     outgoing,
 )
 from queues.call_timing import call_took
+from queues.payload_pointer import POINTER, POINTER_SIZE_ATTRIBUTES, PointerTarget
 
 MAX_VISIBILITY_S = 43200
 REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its send call
@@ -42,21 +44,12 @@ REMOTE_BATCH_DELAY_S = 0.5  # how long a result may wait for others to share its
 RECEIVES_IN_FLIGHT = 3
 CALLS_IN_FLIGHT = 4
 T = TypeVar("T")
+_VISIBLE, _IN_FLIGHT = "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"
 
 _RETRIES = {"mode": "standard", "max_attempts": 5}
 _clients: dict[str | None, Any] = {}
 _clients_lock = threading.Lock()
 _receive_client: Any = None
-# The message attributes by which the extended clients mark a body that is an S3 pointer.
-POINTER_SIZE_ATTRIBUTES = ("ExtendedPayloadSize", "SQSLargePayloadSize")
-
-
-class _PointerTarget(msgspec.Struct):
-    s3BucketName: str
-    s3Key: str
-
-
-_POINTER = msgspec.json.Decoder(tuple[str, _PointerTarget])
 
 
 def _sqs_client(large_payload_bucket: str | None) -> Any:
@@ -280,7 +273,7 @@ class SqsQueue:
         if declared is None:
             return ReceivedMessage(message_id, receipt, body, receive_count, group_id=group_id, sent_at=sent_at)
         try:
-            target = _POINTER.decode(body)[1]
+            target = POINTER.decode(body)[1]
         except (msgspec.DecodeError, RecursionError) as exc:
             problem = BodyDefect(f"marked as a large payload, but not an S3 pointer ({exc})")
             return ReceivedMessage(message_id, receipt, body, receive_count, problem, group_id, sent_at)
@@ -291,7 +284,7 @@ class SqsQueue:
             message_id, receipt, payload if defect is None else body, receive_count, defect, group_id, sent_at
         )
 
-    def _fetch_payload(self, target: _PointerTarget, declared_size: str) -> tuple[str, BodyDefect | None]:
+    def _fetch_payload(self, target: PointerTarget, declared_size: str) -> tuple[str, BodyDefect | None]:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
         where = f"s3://{target.s3BucketName}/{target.s3Key}"
@@ -355,17 +348,18 @@ class SqsQueue:
             )
             _raise_failed("change_message_visibility_batch", self.url, response)
 
-    def _attribute(self, name: str) -> str | None:
-        call = partial(self._client().get_queue_attributes, QueueUrl=self.url, AttributeNames=[name])
-        value = self._call("get_queue_attributes", call).get("Attributes", {}).get(name)
-        return None if value is None else str(value)
+    def _attributes(self, *names: str) -> dict[str, str]:
+        call = partial(self._client().get_queue_attributes, QueueUrl=self.url, AttributeNames=list(names))
+        found = self._call("get_queue_attributes", call).get("Attributes", {})
+        return {name: str(value) for name, value in found.items()}
 
-    def backlog(self) -> int:
-        return int(self._attribute("ApproximateNumberOfMessages") or 0)
+    def backlog(self) -> QueueDepth:
+        found = self._attributes(_VISIBLE, _IN_FLIGHT)
+        return QueueDepth(int(found.get(_VISIBLE) or 0), int(found.get(_IN_FLIGHT) or 0))
 
     def max_receive_count(self) -> int | None:
         """The redrive policy's maxReceiveCount: the attempt after which SQS gives up."""
-        policy = self._attribute("RedrivePolicy")
+        policy = self._attributes("RedrivePolicy").get("RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None
 
 
@@ -395,6 +389,4 @@ def _raise_failed(call: str, url: str, response: dict[str, Any]) -> None:
 
 def _epoch_seconds(milliseconds: str | None) -> float | None:
     """SQS's SentTimestamp (epoch milliseconds, as text) in seconds; None when absent or unreadable."""
-    if milliseconds is None or not milliseconds.isdigit():
-        return None
-    return int(milliseconds) / 1000
+    return int(milliseconds) / 1000 if milliseconds is not None and milliseconds.isdigit() else None

@@ -19,6 +19,7 @@ from queues.base import (
     DeliveryProfile,
     JobQueue,
     OutgoingMessage,
+    QueueDepth,
     QueueError,
     ReceivedMessage,
     Sendable,
@@ -57,8 +58,8 @@ class FlakyQueue:
     def receive(self, max_messages: int, wait_seconds: float, visibility_timeout: float) -> list[ReceivedMessage]:
         return []
 
-    def backlog(self) -> int:
-        return 0
+    def backlog(self) -> QueueDepth:
+        return QueueDepth(0, 0)
 
     def listen(self) -> None:
         return None

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from queues.backlog import CachedBacklog
-from queues.base import OutgoingMessage, QueueError
+from queues.base import OutgoingMessage, QueueDepth, QueueError
 from testkit.moto_server import free_port
 from testkit.waiting import wait_until
 from tests.support import Worker, job, metrics, new_queue
@@ -37,6 +37,7 @@ def test_seven_queued_long_jobs_on_two_slots_want_seven(worker_factory: Any) -> 
     signal = wait_until(both_busy, 30, "two jobs running")
     assert (signal["slots"], signal["busy"], signal["waiting_for"]) == (2, 2, {})
     assert signal["held"] + signal["queued"] >= 5 and signal["wanted"] >= 7  # the backlog may be 5 s old
+    assert signal["fleet_wanted"] == signal["queued"] + signal["in_flight"] >= 7
     wanted = next(line for line in metrics(port).splitlines() if line.startswith("api_worker_slots_wanted "))
     assert float(wanted.split()[1]) >= 7
 
@@ -48,17 +49,17 @@ class CountingQueue:
         self.asked = 0
         self.failing = False
 
-    def backlog(self) -> int:
+    def backlog(self) -> QueueDepth:
         self.asked += 1
         if self.failing:
             raise QueueError("get_queue_attributes on counting failed", operation="get_queue_attributes")
-        return 3
+        return QueueDepth(3, 1)
 
 
 def test_the_backlog_is_asked_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
     queue = CountingQueue()
     backlog = CachedBacklog(queue, max_age_s=60)  # type: ignore[arg-type]
-    assert [backlog() for _ in range(5)] == [3] * 5 and queue.asked == 1
+    assert [backlog() for _ in range(5)] == [QueueDepth(3, 1)] * 5 and queue.asked == 1
     queue.failing, backlog.max_age_s = True, 0
     assert [backlog() for _ in range(3)] == [None] * 3 and queue.asked == 4
     assert sum("backlog is unknown" in record.message for record in caplog.records) == 1  # told once
@@ -70,7 +71,7 @@ def test_the_embedded_queue_counts_only_what_is_visible(tmp_path: Path) -> None:
     queue = LocalQueue(tmp_path / "q.sqlite3")
     queue.send_batch(["a", "b", "c"])
     queue.receive(1, 0, 60)
-    assert queue.backlog() == 2
+    assert queue.backlog() == QueueDepth(visible=2, in_flight=1)
 
 
 @pytest.mark.integration
@@ -79,4 +80,5 @@ def test_an_sqs_queue_says_its_visible_backlog(sqs: Any) -> None:
 
     queue = SqsQueue(new_queue(sqs, "backlog"))
     queue.send_batch([OutgoingMessage(body, None) for body in ("a", "b", "c")])
-    assert queue.backlog() == 3
+    queue.receive(1, 0, 60)
+    assert queue.backlog() == QueueDepth(visible=2, in_flight=1)
