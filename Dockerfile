@@ -28,6 +28,7 @@ COPY common ./common
 COPY config ./config
 COPY fleet ./fleet
 COPY journal ./journal
+COPY kit ./kit
 COPY monitoring ./monitoring
 COPY pool ./pool
 COPY protocol ./protocol

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from assembly.kit import render_kit
 from assembly.worker import serve
 from client.cancel import cancel_in_table, cancel_on_local_queue
 from client.fleet import print_fleet
@@ -19,6 +20,7 @@ from config.parser import build_parser
 from config.settings import (
     CancelSettings,
     FleetSettings,
+    KitSettings,
     Settings,
     StatusSettings,
     SubmitSettings,
@@ -63,6 +65,8 @@ def _run(settings: Settings) -> int:
         return _submit(settings)
     if isinstance(settings, CancelSettings):
         return _cancel(settings)
+    if isinstance(settings, KitSettings):
+        return render_kit(settings)
     if isinstance(settings, FleetSettings):
         if settings.job_table is None:
             raise ValueError("fleet needs --job-table: the boxes register there")

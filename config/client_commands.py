@@ -4,6 +4,7 @@ and `cancel` (stop one by its id)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from config.help import HelpFormatter
 from config.values import positive_float
@@ -54,6 +55,32 @@ def add_fleet_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         formatter_class=HelpFormatter,
     )
     fleet.add_argument("--json", action="store_true", help="print them as one JSON object instead")
+
+
+def add_kit_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    kit = commands.add_parser(
+        "kit",
+        help="render the Kubernetes (KEDA) and AWS autoscaling kit from a worker's command line",
+        description="Render deploy/keda (the Deployment and Service, ScaledObjects on /scaling and on the SQS queue, "
+        "a ScaledJob) and deploy/aws (target tracking for an Auto Scaling group and an ECS service) from the "
+        "worker's own command line, given after --. It must name an SQS --queue, --workers, --metrics-port, "
+        "--metrics-address 0.0.0.0, --memory-capacity and --cpu-capacity. Prints the files written.",
+        formatter_class=HelpFormatter,
+    )
+    kit.add_argument("--image", required=True, help="the worker's container image")
+    kit.add_argument("--app", default="api-worker", help="the name of the Deployment, Service, group and ECS service")
+    kit.add_argument("--namespace", default="default", help="the Kubernetes namespace")
+    kit.add_argument("--max-replicas", type=int, default=20, help="the most workers (pods, tasks) the scalers start")
+    kit.add_argument("--region", default=None, help="the queue's AWS region (default: the queue URL's)")
+    kit.add_argument(
+        "--instance-type",
+        action="append",
+        default=[],
+        metavar="TYPE=SLOTS",
+        help="an instance type of the Auto Scaling group and the slots (--workers) a box of it has: its weight",
+    )
+    kit.add_argument("--out", type=Path, default=Path("deploy"), help="the directory the files go under")
+    kit.add_argument("worker", nargs=argparse.REMAINDER, help="-- then the worker's command line")
 
 
 def add_cancel_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

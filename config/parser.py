@@ -14,7 +14,13 @@ from common.durations import parse_duration
 from common.logs import LOG_FORMATS
 from common.sizes import parse_size
 from config.capacity import add_capacity_options
-from config.client_commands import add_cancel_command, add_fleet_command, add_status_command, add_submit_command
+from config.client_commands import (
+    add_cancel_command,
+    add_fleet_command,
+    add_kit_command,
+    add_status_command,
+    add_submit_command,
+)
 from config.docker_command import add_docker_command
 from config.fleet_options import add_fleet_options
 from config.help import HelpFormatter
@@ -93,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_submit_command(commands)
     add_cancel_command(commands)
     add_fleet_command(commands)
+    add_kit_command(commands)
     return parser
 
 

@@ -164,7 +164,29 @@ class FleetSettings:
     json: bool
 
 
-Settings = WorkerSettings | SubmitSettings | StatusSettings | CancelSettings | FleetSettings
+@dataclass(frozen=True)
+class KitSettings:
+    log_format: str
+    log_level: str
+    image: str
+    app: str
+    namespace: str
+    max_replicas: int
+    region: str | None
+    instance_type: tuple[str, ...]
+    out: Path
+    worker: tuple[str, ...]  # the worker's command line, after --
+
+
+ClientSettings = SubmitSettings | StatusSettings | CancelSettings | FleetSettings | KitSettings
+_CLIENT_COMMANDS: dict[str, type[ClientSettings]] = {
+    "submit": SubmitSettings,
+    "status": StatusSettings,
+    "cancel": CancelSettings,
+    "fleet": FleetSettings,
+    "kit": KitSettings,
+}
+Settings = WorkerSettings | SubmitSettings | StatusSettings | CancelSettings | FleetSettings | KitSettings
 
 
 def parse_settings(
@@ -194,15 +216,10 @@ def typed_settings(
 ) -> Settings:
     """The parsed command line as the settings of its subcommand; `tables`: the config file's
     [services.*] and [docker] tables, for `services`."""
-    if namespace.command_name == "submit":
-        return _read(SubmitSettings, namespace)
+    client = _CLIENT_COMMANDS.get(namespace.command_name)
+    if client is not None:
+        return _read(client, namespace, **_instance_paths(namespace))
     paths = _instance_paths(namespace)
-    if namespace.command_name == "status":
-        return _read(StatusSettings, namespace, **paths)
-    if namespace.command_name == "cancel":
-        return _read(CancelSettings, namespace, **paths)
-    if namespace.command_name == "fleet":
-        return _read(FleetSettings, namespace)
     if namespace.command_name == "services":
         return _services_settings(namespace, tables or {}, parser or build_parser(), paths)
     native = _read(NativeSettings, namespace) if namespace.command_name == "native" else None

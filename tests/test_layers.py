@@ -16,7 +16,7 @@ import pytest
 from tests.support import REPO
 
 # Top to bottom, as docs/architecture.md lists them.
-LAYERS = ("assembly", "config", "client", "pool", "monitoring", "journal", "queues", "fleet", "runners",
+LAYERS = ("assembly", "kit", "config", "client", "pool", "monitoring", "journal", "queues", "fleet", "runners",
           "staging", "protocol", "common")  # fmt: skip
 QUEUE_BACKENDS = ("queues.local", "queues.sqs")
 
