@@ -86,8 +86,8 @@ class PassingOn:
         here, declared = self.settings.here, self.settings.declared
         answer = place(ask, here, self.others(), declared, kind=found.queue, service=found.service)
         decoded = decode_body(held.message.body)
-        if answer is None or decoded.request is None:
-            return False  # its child rejects it, naming what is wrong
+        if answer is None or decoded.request is None or decoded.request.test:
+            return False  # its child rejects it, naming what is wrong, or answers that it is alive
         job_id = decoded.envelope.id or held.message.message_id
         if isinstance(answer, FitsNoShape):
             self._settle(held, Status.REJECTED, ErrorInfo("invalid_request", f"{answer.field}: {answer.text}"))
