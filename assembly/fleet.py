@@ -129,16 +129,10 @@ def placement(
         return NO_PLACEMENT
     declared = tuple(read_shapes_file(settings.fleet_shapes)) if settings.fleet_shapes else ()
     capacity = child.capacity
-    memory, cpus, gpus = capacity.memory_bytes, capacity.cpus, len(capacity.gpus)
-    here = Shape(Shape("", memory, cpus, gpus).describe(), memory, cpus, gpus)
+    here = Shape.sized(capacity.memory_bytes, capacity.cpus, len(capacity.gpus))
     this_box = _this_box(settings.name, child, here)
-    shapes = FleetShapes(
-        FleetRegister(table, parts.queue.spec),
-        this_box,
-        list(declared),
-        heartbeat_s=settings.fleet_heartbeat,
-        draining=parts.draining,
-    )
+    register = FleetRegister(table, parts.queue.spec)
+    shapes = FleetShapes(register, this_box, heartbeat_s=settings.fleet_heartbeat, draining=parts.draining)
     hand_on = open_queue(settings.hand_on, settings.large_payload_bucket) if settings.hand_on else None
     passing_on = PassingOn(
         PassingOnSettings(here, declared, hand_on, settings.max_wait_for_capacity),

@@ -26,6 +26,11 @@ class Shape:
     gpus: int = 0
     disk_bytes: int | None = None
 
+    @classmethod
+    def sized(cls, memory_bytes: int, cpus: float, gpus: int = 0, disk_bytes: int | None = None) -> Shape:
+        """A shape no file names: named by its size (`3 GiB, 4 CPUs`)."""
+        return cls(cls("", memory_bytes, cpus, gpus, disk_bytes).describe(), memory_bytes, cpus, gpus, disk_bytes)
+
     def same_size(self, other: Shape) -> bool:
         return (self.memory_bytes, self.cpus, self.gpus, self.disk_bytes) == (
             other.memory_bytes,

@@ -16,8 +16,8 @@ from typing import Any
 
 from fleet.shapes import LiveBox, Shape
 from journal.job_table import KEY, ConditionFailed, JobTable
+from protocol.request import RESERVED_ID_PREFIX as FLEET_KEY_PREFIX
 
-FLEET_KEY_PREFIX = "api-worker-fleet:"
 PRUNE_AFTER_S = 600.0
 WAIT_EXPIRY_S = 86400  # an entry expired this long ago is removed by the next box that registers
 
@@ -115,10 +115,9 @@ def _box(box_id: str, entry: dict[str, Any]) -> LiveBox | None:
     try:
         disk = int(entry["disk"]["N"]) if "disk" in entry else None
         memory, cpus, gpus = int(entry["memory"]["N"]), float(entry["cpus"]["N"]), int(entry["gpus"]["N"])
-        shape = Shape(Shape("", memory, cpus, gpus, disk).describe(), memory, cpus, gpus, disk)
         return LiveBox(
             box_id=box_id,
-            shape=shape,
+            shape=Shape.sized(memory, cpus, gpus, disk),
             queues=tuple(value["S"] for value in entry["queues"]["L"]),
             services=tuple(value["S"] for value in entry["services"]["L"]),
             draining=bool(entry["draining"]["BOOL"]),

@@ -142,6 +142,9 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     gpus: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None  # devices of its own
 
 
+RESERVED_ID_PREFIX = "api-worker-fleet:"  # the job table's items of the fleet's boxes
+
+
 class JobRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     service: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     queue: str
@@ -159,6 +162,8 @@ class JobRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         _check_no_nul("service", self.service)
         if not self.test and self.command is None:
             raise FieldProblem("command", "is required unless test is true")
+        if self.id is not None and self.id.startswith(RESERVED_ID_PREFIX):
+            raise FieldProblem("id", f"must not start with {RESERVED_ID_PREFIX!r}: the job table keeps the fleet there")
 
 
 _AT = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)

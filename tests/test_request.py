@@ -115,6 +115,7 @@ _DELETE = object()
         (_set("timeout", -1), "timeout: must be a number greater than 0"),
         (_set("resources", {"cpus": 0}), "resources.cpus: must be a number greater than 0"),
         (_set("extra_field", 1), "extra_field: is not a known field"),
+        (_set("id", "api-worker-fleet:https://q"), "id: must not start with 'api-worker-fleet:'"),
         (_set("command.argumnets", []), "command.argumnets: is not a known field"),
     ],
 )

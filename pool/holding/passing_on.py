@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -26,7 +27,7 @@ from pool.holding.lanes import Held
 from pool.outcomes import OutcomePolicy
 from pool.settling.ledger import Ledger
 from pool.settling.outbox import Outbox
-from protocol.body import Addressing, decode_body
+from protocol.body import Addressing, Envelope, decode_body
 from protocol.result import ErrorInfo, Status
 from queues.base import JobQueue, OutgoingMessage, QueueError, VisibilityChange
 
@@ -90,7 +91,8 @@ class PassingOn:
             return False  # its child rejects it, naming what is wrong, or answers that it is alive
         job_id = decoded.envelope.id or held.message.message_id
         if isinstance(answer, FitsNoShape):
-            self._settle(held, Status.REJECTED, ErrorInfo("invalid_request", f"{answer.field}: {answer.text}"))
+            rejection = ErrorInfo("invalid_request", f"{answer.field}: {answer.text}")
+            self._settle(held, Status.REJECTED, rejection, decoded.envelope)
             return True
         self._wait(held, job_id, answer)
         return True
@@ -105,8 +107,9 @@ class PassingOn:
         call = _PassOn(self, held, job_id, shape, body)
         self.outbox.submit(f"pass on job {job_id}", call, held.visible_until, ordered=False)
 
-    def _settle(self, held: Held, status: Status, error: ErrorInfo) -> None:
-        outcome, result = self.policy.decided_here(held.message, decode_body(held.message.body).envelope, status, error)
+    def _settle(self, held: Held, status: Status, error: ErrorInfo, envelope: Envelope | None = None) -> None:
+        envelope = envelope or decode_body(held.message.body).envelope
+        outcome, result = self.policy.decided_here(held.message, envelope, status, error)
         log.info("job settled without running", extra=result.summary())
         self.ledger.add(outcome, held.visible_until)
 
@@ -137,18 +140,12 @@ class PassingOn:
             self._settle(ended.held, Status.ERROR, ErrorInfo("no_capacity", f"{wait}; none took it"))
         now = self.clock.monotonic()
         self._waiting = {job: seen for job, seen in self._waiting.items() if seen[1] > now}
-        counts: dict[str, int] = {}
-        for shape, _ in self._waiting.values():
-            counts[shape] = counts.get(shape, 0) + 1
-        set_jobs_waiting_for_shape(counts)
+        set_jobs_waiting_for_shape(self.waiting_for())
 
     def waiting_for(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+        """The jobs passed on lately, by the shape they wait for."""
         now = self.clock.monotonic()
-        for shape, until in self._waiting.values():
-            if until > now:
-                counts[shape] = counts.get(shape, 0) + 1
-        return counts
+        return dict(Counter(shape for shape, until in self._waiting.values() if until > now))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from common.clock import SYSTEM_CLOCK, Clock
 from common.thread_health import GuardedThread
-from fleet.shapes import LiveBox, Shape
+from fleet.shapes import LiveBox
 from journal.fleet_table import FleetRegister, live, long_dead
 from journal.job_table import TableUnreachable
 from monitoring.metrics import record_thread_failure
@@ -27,17 +27,15 @@ class FleetShapes:
         self,
         register: FleetRegister,
         this_box: LiveBox,
-        declared: list[Shape],
         *,
         heartbeat_s: float,
         draining: Callable[[], bool],
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """`this_box`: its registration (its expiry is set at each beat); `declared`: the shapes
-        of `--fleet-shapes`; `draining`: whether this worker takes no new jobs."""
+        """`this_box`: its registration (its expiry is set at each beat); `draining`: whether
+        this worker takes no new jobs."""
         self.register = register
         self.this_box = this_box
-        self.declared = declared
         self.heartbeat_s = heartbeat_s
         self.draining = draining
         self.clock = clock
