@@ -129,7 +129,8 @@ def placement(
         return NO_PLACEMENT
     declared = tuple(read_shapes_file(settings.fleet_shapes)) if settings.fleet_shapes else ()
     capacity = child.capacity
-    here = Shape.sized(capacity.memory_bytes, capacity.cpus, len(capacity.gpus))
+    # Its disk is the most a job may write here (--job-disk); without one, not bounded.
+    here = Shape.sized(capacity.memory_bytes, capacity.cpus, len(capacity.gpus), settings.job_disk)
     this_box = _this_box(settings.name, child, here)
     register = FleetRegister(table, parts.queue.spec)
     shapes = FleetShapes(register, this_box, heartbeat_s=settings.fleet_heartbeat, draining=parts.draining)

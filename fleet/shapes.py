@@ -205,9 +205,11 @@ class LiveBox:
 
 @dataclass(frozen=True)
 class WaitFor:
-    """A job this box can never run, that another shape can: it waits for that shape."""
+    """A job this box can never run, that another shape can: it waits for that shape.
+    `live`: a box up now can run it (else only a declared shape, perhaps scaled to zero)."""
 
     shape: Shape
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,8 @@ def place(
     candidates = places + declared
     fitting = [shape for shape in candidates if ask.fits(shape)]
     if fitting:
-        return WaitFor(min(fitting, key=lambda shape: (shape.memory_bytes, shape.cpus, shape.gpus)))
+        smallest = min(fitting, key=lambda shape: (shape.memory_bytes, shape.cpus, shape.gpus))
+        return WaitFor(smallest, live=any(ask.fits(shape) for shape in places))
     return FitsNoShape(*why_none_fits(ask, [here, *candidates]))
 
 

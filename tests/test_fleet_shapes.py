@@ -105,9 +105,13 @@ def shapes_file(tmp_path: Path) -> Path:
 
 @pytest.mark.integration
 def test_jobs_too_big_for_the_small_box_all_run_once_on_the_big_one(fleet: Fleet, tmp_path: Path) -> None:
-    big = fleet.worker("big", "3G")
+    big = fleet.worker("big", "3G", "--job-disk", "20G")
     small = fleet.worker("small", "1G")
     sees(small, big)
+    shapes = {
+        box["box"].split("/")[1]: (box["memory_bytes"], box["disk_bytes"], box["queues"]) for box in fleet.boxes()
+    }
+    assert shapes == {"big": (3 * 1024**3, 20 * 1024**3, ["native"]), "small": (1024**3, None, ["native"])}
     runs = {f"two-gib-{n}": tmp_path / f"runs-{n}" for n in range(4)}
     for job_id, recorded in runs.items():
         fleet.submit(job_id, "2G", recorded)

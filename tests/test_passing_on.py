@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fleet.shapes import Shape
+from fleet.shapes import LiveBox, Shape
 from journal.fleet_table import Wait
 from journal.job_table import TableUnreachable
 from pool.holding.lanes import Held
@@ -81,7 +81,12 @@ class FakeLedger:
 
 
 def passing(
-    queue: FakeQueue, marks: FakeMarks, *, hand_on: FakeQueue | None = None, max_wait_s: float | None = 3600
+    queue: FakeQueue,
+    marks: FakeMarks,
+    *,
+    hand_on: FakeQueue | None = None,
+    max_wait_s: float | None = 3600,
+    live: list[LiveBox] | None = None,
 ) -> tuple[PassingOn, FakeOutbox, FakeLedger]:
     outbox, ledger = FakeOutbox(), FakeLedger()
     part = PassingOn(
@@ -91,7 +96,7 @@ def passing(
         ledger=ledger,  # type: ignore[arg-type]
         policy=OutcomePolicy(max_attempts=3, retry_delay_s=1, dead_letter=False),
         marks=marks,  # type: ignore[arg-type]
-        others=list,
+        others=lambda: list(live or []),
     )
     return part, outbox, ledger
 
@@ -130,6 +135,16 @@ def test_each_pass_waits_twice_as_long() -> None:
     take(part, held("2G", id="job"))
     outbox.calls[0]()
     assert queue.sent[0].delay_s == FIRST_DELAY_S * 4
+
+
+def test_while_a_live_box_fits_the_job_it_is_seen_again_soon() -> None:
+    queue = FakeQueue()
+    big_box = LiveBox("host/big/1", Shape.sized(3 * GIB, 4), ("native",), (), False, time.time() + 60)
+    marks = FakeMarks(Wait(since=time.time(), passed_on=frozenset({"a", "b"})))
+    part, outbox, _ = passing(queue, marks, live=[big_box])
+    take(part, held("2G", id="job"))
+    outbox.calls[0]()
+    assert queue.sent[0].delay_s == FIRST_DELAY_S
 
 
 def test_a_message_passed_on_before_is_only_deleted() -> None:

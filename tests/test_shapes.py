@@ -29,12 +29,12 @@ def test_a_job_that_fits_here_stays() -> None:
 def test_a_job_too_big_here_waits_for_the_smallest_shape_that_fits() -> None:
     huge = Shape("huge", 64 * GIB, 32)
     answer = place(Ask(memory_bytes=2 * GIB), SMALL, [], [huge, BIG], kind="native", service="tool")
-    assert answer == WaitFor(BIG)
+    assert answer == WaitFor(BIG, live=False)
 
 
 def test_a_live_box_is_named_by_the_declared_shape_of_its_size() -> None:
     live = box(Shape("3 GiB, 4 CPUs", 3 * GIB, 4))
-    assert place(Ask(memory_bytes=2 * GIB), SMALL, [live], [BIG], kind="native", service="tool") == WaitFor(BIG)
+    assert place(Ask(memory_bytes=2 * GIB), SMALL, [live], [BIG], kind="native", service="tool") == WaitFor(BIG, True)
     alone = place(Ask(memory_bytes=2 * GIB), SMALL, [live], [], kind="native", service="tool")
     assert isinstance(alone, WaitFor) and alone.shape.name == "3 GiB, 4 CPUs"
 

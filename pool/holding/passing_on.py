@@ -32,7 +32,7 @@ from protocol.result import ErrorInfo, Status
 from queues.base import JobQueue, OutgoingMessage, QueueError, VisibilityChange
 
 log = logging.getLogger(__name__)
-FIRST_DELAY_S = 5.0  # before a passed-on job is seen again; doubles with each pass
+FIRST_DELAY_S = 5.0  # before a passed-on job is seen again; doubles with each pass unless a live box fits it
 MAX_DELAY_S = 60.0
 SEEN_WAITING_S = 90.0  # a job passed on counts as waiting (for /scaling) this long beyond its delay
 
@@ -104,7 +104,7 @@ class PassingOn:
         body = held.message.body if job_id != message.message_id else _with_id(message.body, job_id)
         self._waiting[job_id] = (shape, self.clock.monotonic() + MAX_DELAY_S + SEEN_WAITING_S)
         record_released("wait-for-shape", 1)
-        call = _PassOn(self, held, job_id, shape, body)
+        call = _PassOn(self, held, job_id, shape, body, answer.live)
         self.outbox.submit(f"pass on job {job_id}", call, held.visible_until, ordered=False)
 
     def _settle(self, held: Held, status: Status, error: ErrorInfo, envelope: Envelope | None = None) -> None:
@@ -157,6 +157,7 @@ class _PassOn:
     job_id: str
     shape: str
     body: str
+    live: bool  # a box up now fits it: it is seen again soon, not later each time
 
     def __call__(self) -> None:
         try:
@@ -175,7 +176,8 @@ class _PassOn:
         if settings.max_wait_s is not None and waited_s >= settings.max_wait_s:
             passing.gave_up(self.held, self.shape, waited_s)
             return
-        delay = min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** len(wait.passed_on))
+        passes = 0 if self.live else len(wait.passed_on)
+        delay = min(MAX_DELAY_S, FIRST_DELAY_S * 2**passes)
         if settings.hand_on is None and not queue.profile.delays_messages:
             # A FIFO queue: the message itself waits, hidden (each wait spends a receive).
             passing.marks.passed(self.job_id, None, self.shape, None)
