@@ -135,3 +135,36 @@ def test_fleet_shapes_need_a_job_table(tmp_path: Path) -> None:
     settings = parse_settings(argv, {})
     with pytest.raises(SettingsError, match="need --job-table"):
         check_worker_settings(settings)  # type: ignore[arg-type]
+
+
+class FakeRegister:
+    queue = "https://sqs.example/1/jobs"
+
+    def __init__(self, boxes: list[LiveBox]) -> None:
+        self._boxes = boxes
+
+    def boxes(self) -> list[LiveBox]:
+        return self._boxes
+
+
+def test_the_fleet_command_lists_live_boxes_only() -> None:
+    import io
+    import time
+
+    from client.fleet import print_fleet
+
+    now = time.time()
+    found = [
+        LiveBox("h1/big/7", Shape.sized(3 * GIB, 4, 1), ("docker",), (), True, now + 30),
+        LiveBox("h2/gone/8", Shape.sized(GIB, 2), ("native",), ("tool",), False, now - 1),
+        LiveBox("h3/small/9", Shape.sized(GIB, 2), ("native",), ("tool",), False, now + 50),
+    ]
+    out = io.StringIO()
+    assert print_fleet(FakeRegister(found), as_json=False, out=out) == 0  # type: ignore[arg-type]
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "2 live boxes of https://sqs.example/1/jobs:"
+    assert lines[1].startswith("  h1/big/7: 3 GiB, 4 CPUs, 1 GPUs; docker; draining; renewed within")
+    assert lines[2].startswith("  h3/small/9: 1 GiB, 2 CPUs; native (tool); taking jobs;")
+    empty = io.StringIO()
+    print_fleet(FakeRegister([]), as_json=False, out=empty)  # type: ignore[arg-type]
+    assert empty.getvalue() == "no live box of https://sqs.example/1/jobs in the job table\n"
