@@ -141,6 +141,7 @@ def test_a_job_waits_for_a_declared_shape_and_one_no_shape_fits_is_rejected(flee
     waiting = lambda: json.loads(urlopen_text(f"http://127.0.0.1:{port}/scaling"))["waiting_for"] == {"big": 1}  # noqa: E731
     wait_until(waiting, 10, "/scaling to count the job waiting for shape big")
     assert 'api_worker_jobs_waiting_for_shape{shape="big"} 1.0' in metrics(port)
+    assert "passed on:  1 for big (too big for this box" in small.status_text()
     assert "waits" not in fleet.finals
 
     big = fleet.worker("big", "3G")
