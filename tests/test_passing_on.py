@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleet.shapes import LiveBox, Shape
 from journal.fleet_table import Wait
@@ -216,3 +218,29 @@ def test_an_invalid_body_is_left_to_its_child() -> None:
     message = held("2G", command="not an object")
     assert not take(part, message)
     assert outbox.calls == [] and ledger.added == []
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+
+ASKS = st.sampled_from(["2G", "8G", "512M", 5 * GIB, 3, 64, 1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    resources=JSON | st.dictionaries(st.sampled_from(["memory", "cpus", "gpus", "disk"]), JSON | ASKS),
+    extra=st.dictionaries(st.sampled_from(["id", "queue", "service", "test", "x"]), JSON),
+)
+def test_no_body_makes_a_pass_raise(resources: object, extra: dict[str, object]) -> None:
+    queue = FakeQueue()
+    part, outbox, _ = passing(queue, FakeMarks())
+    body = {"service": "tool", "queue": "native", "command": {}, "resources": resources, **extra}
+    message = Held(ReceivedMessage("m-1", "r-1", json.dumps(body), 1), time.monotonic() + 60)
+    assert take(part, message) in (True, False)
+    for call in outbox.calls:
+        call()
+    for copy in queue.sent:
+        assert json.loads(copy.body)["id"] == (extra.get("id") or "m-1")
