@@ -18,8 +18,8 @@ from fleet.shapes import LiveBox, Shape
 from journal.job_table import KEY, ConditionFailed, JobTable
 from protocol.request import RESERVED_ID_PREFIX as FLEET_KEY_PREFIX
 
-PRUNE_AFTER_S = 600.0
-WAIT_EXPIRY_S = 86400  # an entry expired this long ago is removed by the next box that registers
+PRUNE_AFTER_S = 600.0  # an entry expired this long ago is removed by the next box that registers
+WAIT_EXPIRY_S = 86400  # an item that holds only a job's wait
 
 
 class FleetRegister:
