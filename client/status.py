@@ -51,6 +51,8 @@ def _describe(state: WorkerState, problems: list[str]) -> str:
         f"reserved:   {_resources(state)}",
         f"inputs:     cache {state.input_cache.describe() if state.input_cache else 'off'}",
     ]
+    if state.scale_in_problem:
+        lines.append(f"scale-in:   protection failing, retried: {state.scale_in_problem}")
     if state.waiting_for:
         passed = ", ".join(f"{count} for {shape}" for shape, count in sorted(state.waiting_for.items()))
         lines.append(f"passed on:  {passed} (too big for this box: waiting for a box of that shape)")

@@ -122,6 +122,7 @@ class WorkerState(msgspec.Struct, frozen=True):
     input_cache: InputCacheState | None = None  # None: the cache is off
     notice: str | None = None  # an instance notice (Spot, rebalance, lifecycle): what it said and what it means
     scale_in_protected: bool | None = None  # None: no scale-in protection kept
+    scale_in_problem: str | None = None  # why the last protection call failed, until one goes through
     waiting_for: dict[str, int] = msgspec.field(
         default_factory=dict
     )  # jobs passed on lately, by the shape they wait for

@@ -84,6 +84,7 @@ def worker_state(supervisor: SupervisorView) -> WorkerState:
         input_cache=_input_cache(slots.child.input_cache),
         notice=_notice(parts),
         scale_in_protected=_protected(parts),
+        scale_in_problem=_protection_problem(parts),
         waiting_for={} if parts.passing_on is None else parts.passing_on.waiting_for(),
     )
 
@@ -106,6 +107,11 @@ def _notice(parts: SupervisorParts) -> str | None:
 def _protected(parts: SupervisorParts) -> bool | None:
     protection = None if parts.fleet is None else parts.fleet.options.protection
     return None if protection is None else protection.protected
+
+
+def _protection_problem(parts: SupervisorParts) -> str | None:
+    protection = None if parts.fleet is None else parts.fleet.options.protection
+    return None if protection is None else protection.problem
 
 
 def _running(slots: SlotTable, slot: Slot, clock: float) -> RunningJob:

@@ -165,6 +165,26 @@ def test_metadata_that_fails_never_stops_the_work(sqs_worker: Any, imds: FakeIns
     assert not worker.log_records_with("stopping: the box is going")
 
 
+def test_a_failing_protection_call_is_shown_and_retried_but_never_unhealthy(
+    sqs_worker: Any, imds: FakeInstanceMetadata
+) -> None:
+    failing = FakeAutoScaling(group="workers", fail=frozenset({"SetInstanceProtection"}))
+    failing.start()
+    try:
+        port = free_port()
+        environment = on_ec2(imds, AWS_ENDPOINT_URL_AUTO_SCALING=failing.url)
+        options = ["--scale-in-protection", "asg", "--metrics-port", str(port)]
+        worker = sqs_worker(environment=environment, options=options).start()
+        message_id = worker.submit(sleeping(8))
+        wait_until(lambda: "scale-in:   protection failing, retried:" in worker.status_text(), 30, "the failure shown")
+        assert health(port)[0] == 200
+        wait_until(lambda: len(failing.called("SetInstanceProtection")) > 5, 30, "the call tried again")
+        assert worker.result(message_id)["status"] == "succeeded"
+        assert len(worker.log_records_with("scale-in protection could not be set; trying again")) == 1
+    finally:
+        failing.stop()
+
+
 def test_a_hook_that_cannot_be_completed_is_left_to_time_out_and_the_log_says_so(
     sqs_worker: Any, imds: FakeInstanceMetadata
 ) -> None:

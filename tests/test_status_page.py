@@ -41,7 +41,7 @@ def state_with(text: str, now: float) -> WorkerState:
                             progress_percent=40, progress_message=text)],
         waiting=[WaitingJob(text, 1, 2.0, "a free slot", group=text)], held=1,
         recent=[RecentJob(text, text, "failed", True, now, 1.0, 1, named=text, error=text)],
-        per_minute=[MinuteTally(int(now // 60 * 60), 1, 1)], waiting_for={text: 2},
+        per_minute=[MinuteTally(int(now // 60 * 60), 1, 1)], waiting_for={text: 2}, scale_in_problem=text,
     )  # fmt: skip
 
 
