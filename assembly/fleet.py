@@ -15,7 +15,7 @@ from fleet.autoscaling import InstanceAutoScaling
 from fleet.ec2 import on_ec2
 from fleet.ecs_protection import TaskProtection, protection_minutes
 from fleet.metadata import DEFAULT_ENDPOINT, InstanceMetadata, endpoint_from, metadata_disabled
-from fleet.shapes import LiveBox, Shape, read_shapes_file
+from fleet.shapes import LiveBox, Shape, largest_job, read_shapes_file
 from journal.fleet_table import FleetRegister, WaitMarks
 from pool.child_settings import ChildSettings
 from pool.holding.passing_on import PassingOn, PassingOnSettings
@@ -129,8 +129,8 @@ def placement(
         return NO_PLACEMENT
     declared = tuple(read_shapes_file(settings.fleet_shapes)) if settings.fleet_shapes else ()
     capacity = child.capacity
-    # Its disk is the most a job may write here (--job-disk); without one, not bounded.
-    here = Shape.sized(capacity.memory_bytes, capacity.cpus, len(capacity.gpus), settings.job_disk)
+    ceilings = [service.ceilings for service in child.native] + ([child.ceilings] if child.docker else [])
+    here = largest_job(capacity.memory_bytes, capacity.cpus, len(capacity.gpus), ceilings)
     this_box = _this_box(settings.name, child, here)
     register = FleetRegister(table, parts.queue.spec)
     shapes = FleetShapes(register, this_box, heartbeat_s=settings.fleet_heartbeat, draining=parts.draining)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.sizes import human_size, parse_size
+from runners.limits import JobLimits
 
 DIMENSIONS = ("memory", "cpus", "gpus", "disk")
 
@@ -87,6 +88,24 @@ def _show(dimension: str, value: float | None) -> str:
     if dimension in ("memory", "disk"):
         return human_size(int(value))
     return f"{value:g} CPUs" if dimension == "cpus" else f"{int(value)} GPUs"
+
+
+def largest_job(memory_bytes: int, cpus: float, gpus: int, ceilings: Sequence[JobLimits]) -> Shape:
+    """The largest job a box can run: its capacity, within the highest ceiling of the kinds of
+    job it runs (a kind without a ceiling in a dimension leaves the capacity there). A job over
+    it waits for another shape rather than being rejected by this box's child."""
+    memory = _highest([ceiling.memory_bytes for ceiling in ceilings], memory_bytes)
+    cores = _highest([ceiling.cpus for ceiling in ceilings], cpus)
+    disk = _highest([ceiling.disk_bytes for ceiling in ceilings], None)
+    return Shape.sized(int(memory or memory_bytes), cores or cpus, gpus, None if disk is None else int(disk))
+
+
+def _highest(values: Sequence[float | None], most: float | None) -> float | None:
+    """The highest of `values`, at most `most`; `most` if any is None (no ceiling)."""
+    if not values or any(value is None for value in values):
+        return most
+    top = max(value for value in values if value is not None)
+    return top if most is None else min(top, most)
 
 
 def ask_of(resources: object) -> Ask:

@@ -204,10 +204,12 @@ def test_a_dead_box_lapses_and_a_draining_box_is_no_place_to_wait(fleet: Fleet, 
     assert "the largest shape has 1 GiB" in result["error"]["message"]
 
     # Killed, a box cannot take itself out: its registration lapses after missed heartbeats.
-    doomed = fleet.worker("doomed", "3G")
+    doomed = fleet.worker("doomed", "3G", "--job-memory", "2G")
     assert doomed.process is not None
     doomed_id = f"/doomed/{doomed.process.pid}"
-    wait_until(lambda: any(box["box"].endswith(doomed_id) for box in fleet.boxes()), 30, "the box to register")
+    registered = lambda: [box for box in fleet.boxes() if box["box"].endswith(doomed_id)]  # noqa: E731
+    (entry,) = wait_until(registered, 30, "the box to register")
+    assert entry["memory_bytes"] == 2 * 1024**3  # the largest job it runs: its --job-memory, not its capacity
     doomed.process.kill()
     doomed.process.wait()
     gone = lambda: not any(box["box"].endswith(doomed_id) for box in fleet.boxes())  # noqa: E731

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.settings import SettingsError, check_worker_settings, parse_settings
-from fleet.shapes import Ask, FitsNoShape, LiveBox, Shape, WaitFor, ask_of, place, read_shapes_file
+from fleet.shapes import Ask, FitsNoShape, LiveBox, Shape, WaitFor, ask_of, largest_job, place, read_shapes_file
 
 GIB = 1024**3
 SMALL = Shape("small", GIB, 2)
@@ -168,3 +168,16 @@ def test_the_fleet_command_lists_live_boxes_only() -> None:
     empty = io.StringIO()
     print_fleet(FakeRegister([]), as_json=False, out=empty)  # type: ignore[arg-type]
     assert empty.getvalue() == "no live box of https://sqs.example/1/jobs in the job table\n"
+
+
+def test_the_largest_job_is_the_capacity_within_the_highest_ceiling() -> None:
+    from runners.limits import JobLimits
+
+    assert largest_job(3 * GIB, 4, 1, []) == Shape.sized(3 * GIB, 4, 1)
+    assert largest_job(3 * GIB, 4, 0, [JobLimits(memory_bytes=GIB, cpus=1, disk_bytes=10 * GIB)]) == Shape.sized(
+        GIB, 1, 0, 10 * GIB
+    )
+    two_services = [JobLimits(memory_bytes=GIB), JobLimits(memory_bytes=2 * GIB, cpus=8)]
+    assert largest_job(3 * GIB, 4, 0, two_services) == Shape.sized(2 * GIB, 4, 0)  # one without a cpus ceiling
+    assert largest_job(3 * GIB, 4, 0, [JobLimits(memory_bytes=8 * GIB)]) == Shape.sized(3 * GIB, 4, 0)
+    assert largest_job(3 * GIB, 4, 0, [JobLimits(), JobLimits(memory_bytes=GIB)]).memory_bytes == 3 * GIB
