@@ -30,7 +30,6 @@ def render_kit(settings: KitSettings, out: TextIO = sys.stdout) -> int:
         namespace=settings.namespace,
         image=settings.image,
         max_replicas=settings.max_replicas,
-        region=settings.region,
         instance_types=_instance_types(settings.instance_type),
     )
     worker = worker_facts(argv, worker_settings, settings.region)

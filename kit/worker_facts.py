@@ -14,7 +14,6 @@ class KitOptions:
     namespace: str
     image: str
     max_replicas: int
-    region: str | None  # None: the queue URL's
     instance_types: tuple[tuple[str, int], ...]  # (type, its slots): the Auto Scaling group's weights
 
 

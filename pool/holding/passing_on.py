@@ -77,6 +77,7 @@ class PassingOn:
         self._lock = threading.Lock()
         self._given_up: list[_GivenUp] = []
         self._waiting: dict[str, tuple[str, float]] = {}  # job id: (shape, counted until, monotonic)
+        self._published: dict[str, int] = {}  # what the gauges say
 
     def takes(self, held: Held, found: Addressing) -> bool:
         """Whether it took a message just received: one that can never run here, when the
@@ -138,9 +139,13 @@ class PassingOn:
         for ended in given_up:
             wait = f"waited {ended.waited_s:.0f} s for a box of shape {ended.shape} (--max-wait-for-capacity)"
             self._settle(ended.held, Status.ERROR, ErrorInfo("no_capacity", f"{wait}; none took it"))
-        now = self.clock.monotonic()
-        self._waiting = {job: seen for job, seen in self._waiting.items() if seen[1] > now}
-        set_jobs_waiting_for_shape(self.waiting_for())
+        if self._waiting:
+            now = self.clock.monotonic()
+            self._waiting = {job: seen for job, seen in self._waiting.items() if seen[1] > now}
+        counts = self.waiting_for()
+        if counts != self._published:  # the loop ticks on every turn: the gauges change rarely
+            set_jobs_waiting_for_shape(counts)
+            self._published = counts
 
     def waiting_for(self) -> dict[str, int]:
         """The jobs passed on lately, by the shape they wait for."""
